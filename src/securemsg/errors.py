@@ -1,0 +1,194 @@
+"""The one exception tree of securemsg.
+
+Every error a public function raises on purpose is a :class:`SecureMsgError`. The tree splits
+*your mistake* (:class:`UsageError`) from *their bytes* (:class:`PeerError`), so a caller can
+tell a bug in its own code from a hostile or broken peer::
+
+    SecureMsgError
+    ├── UsageError                  the caller misused the API (bad argument, wrong state)
+    ├── PeerError                   bad input from the other side or the network
+    │   ├── DecodeError             malformed bytes: protobuf, lengths, framing
+    │   │   └── UnsupportedVersionError   a version byte we do not speak
+    │   ├── InvalidKeyError         a key that is malformed or unusable (bad type byte, zero DH)
+    │   ├── InvalidSignatureError   a signature did not verify
+    │   ├── InvalidMessageError     authentication or decryption failed (no detail: no oracle)
+    │   ├── DuplicateMessageError   a message key that was already used
+    │   ├── MessageGapTooLargeError a counter too far ahead of the chain
+    │   ├── InvalidPreKeyError      a prekey id that is unknown, used or replayed
+    │   └── SealedSenderError       a sealed-sender envelope or certificate was refused
+    ├── UntrustedIdentityError      the peer's identity key changed: needs a user decision
+    ├── NoSessionError              no usable session with that address
+    ├── FingerprintError            safety numbers do not match or are not comparable
+    ├── StorageError                a store failed or a stored record is corrupt
+    └── InternalError               a bug in securemsg
+
+Contract shared by all of them: **raising leaves stored state unchanged** unless the class says
+otherwise. Values a caller branches on are attributes, never parsed from the message text, and
+messages never contain key bytes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DecodeError",
+    "DuplicateMessageError",
+    "FingerprintError",
+    "InternalError",
+    "InvalidKeyError",
+    "InvalidMessageError",
+    "InvalidPreKeyError",
+    "InvalidSignatureError",
+    "MessageGapTooLargeError",
+    "NoSessionError",
+    "PeerError",
+    "SealedSenderError",
+    "SecureMsgError",
+    "StorageError",
+    "UnsupportedVersionError",
+    "UntrustedIdentityError",
+    "UsageError",
+]
+
+
+class SecureMsgError(Exception):
+    """Base class of every error securemsg raises on purpose."""
+
+
+class UsageError(SecureMsgError):
+    """The caller used the API wrongly (bad argument, impossible state).
+
+    Raised before any state is touched; nothing changes.
+    """
+
+
+class PeerError(SecureMsgError):
+    """Input that came from outside (the peer, the relay, the network) was refused.
+
+    Nothing changes: the session, the prekeys and every store stay as they were.
+    """
+
+
+class DecodeError(PeerError):
+    """Bytes that do not parse: bad protobuf, wrong length, missing field, bad framing.
+
+    Raised by every ``from_bytes`` and every decoder. No state changes.
+    """
+
+
+class UnsupportedVersionError(DecodeError):
+    """A version byte we do not speak (e.g. an X3DH v3 message or a future v5 one).
+
+    Attributes:
+        version: the version number found on the wire.
+    """
+
+    def __init__(self, message: str, version: int) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class InvalidKeyError(PeerError):
+    """A key is malformed or unusable: wrong type byte or length, non-canonical point, a
+    Diffie-Hellman result of all zeros. No state changes."""
+
+
+class InvalidSignatureError(PeerError):
+    """A signature did not verify (prekey signature, sender-key message, certificate).
+    No state changes."""
+
+
+class InvalidMessageError(PeerError):
+    """A message failed authentication or decryption.
+
+    Deliberately says nothing about *why* (MAC, padding, post-quantum ratchet): a detailed
+    reason would be an oracle. The session state is exactly as before the call.
+    """
+
+
+class DuplicateMessageError(PeerError):
+    """The message key for this counter was already used: a replay or a duplicate delivery.
+
+    Attributes:
+        chain_index: the counter the message claimed.
+    """
+
+    def __init__(self, message: str, chain_index: int) -> None:
+        super().__init__(message)
+        self.chain_index = chain_index
+
+
+class MessageGapTooLargeError(PeerError):
+    """The message is too far ahead of its chain (more than ``MAX_FORWARD_JUMPS`` skipped).
+
+    Attributes:
+        gap: how many messages would have to be skipped.
+    """
+
+    def __init__(self, message: str, gap: int) -> None:
+        super().__init__(message)
+        self.gap = gap
+
+
+class InvalidPreKeyError(PeerError):
+    """A PreKey message names a prekey we do not have, already used, or replays a
+    (Kyber prekey, signed prekey, base key) triple. No prekey is consumed."""
+
+
+class SealedSenderError(PeerError):
+    """A sealed-sender envelope or certificate was refused.
+
+    Attributes:
+        reason: a short machine-readable reason, e.g. ``"expired"``, ``"untrusted"``,
+            ``"revoked"``, ``"self-send"``, ``"key-mismatch"``.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class UntrustedIdentityError(SecureMsgError):
+    """The peer's identity key differs from the one we trust for that address.
+
+    Needs a user decision (compare safety numbers, then save the new key). Nothing was
+    encrypted, decrypted or stored.
+
+    Attributes:
+        address: the address whose identity changed (its string form).
+        identity_key: the new, untrusted identity key (a public key object).
+    """
+
+    def __init__(self, message: str, address: str, identity_key: object) -> None:
+        super().__init__(message)
+        self.address = address
+        self.identity_key = identity_key
+
+
+class NoSessionError(SecureMsgError):
+    """There is no usable session with that address (none, or too old to send on).
+    Nothing changes."""
+
+
+class FingerprintError(SecureMsgError):
+    """Safety numbers do not match, or were made with different versions.
+
+    Attributes:
+        reason: ``"mismatch"`` or ``"version"``.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class StorageError(SecureMsgError):
+    """A store failed (I/O, locking) or a stored record is corrupt.
+
+    Never blamed on the peer. If raised during a commit, the commit was rolled back: the store
+    holds what it held before the call.
+    """
+
+
+class InternalError(SecureMsgError):
+    """A bug in securemsg: an invariant did not hold. Please report it.
+    State may be anything the failing operation had committed before (it commits last)."""
