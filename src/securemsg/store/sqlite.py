@@ -1,0 +1,684 @@
+"""The persistent store: one SQLite file, the only disk I/O of the library.
+
+Theory of operation
+-------------------
+:class:`SqliteProtocolStore` implements every interface of :mod:`securemsg.store.base` over one
+``sqlite3`` connection (standard library). Records are stored as their ``to_bytes()`` blobs and
+decoded on load; a blob that no longer decodes raises :class:`~securemsg.errors.StorageError`
+(local corruption, never the peer's fault). Every ``sqlite3`` error becomes a ``StorageError``.
+
+Durability: the database runs in WAL mode with ``synchronous=FULL``, so a call that returned
+(or a ``transaction()`` block that exited) is on disk and survives a crash or power loss.
+Atomicity: :meth:`SqliteProtocolStore.transaction` is ``BEGIN IMMEDIATE`` ... ``COMMIT``
+(``ROLLBACK`` if the block raises); a nested block is a ``SAVEPOINT`` inside the outer
+transaction, so it commits with it and, if it raises, undoes only its own writes. Outside a
+transaction every write method is its own transaction. ``BEGIN IMMEDIATE`` takes the write
+lock up front, so two processes sharing a file serialize their writes instead of failing at
+commit time; readers in other connections keep seeing the last committed state (WAL).
+
+Layout (schema version 1): ``schema_version`` (one row), ``local_identity`` (one row: our key
+pair and registration id), ``identities`` and ``sessions`` keyed by (name, device id),
+``pre_keys`` / ``signed_pre_keys`` / ``kyber_pre_keys`` keyed by id (Kyber rows carry a
+``last_resort`` flag), ``kyber_base_keys_used`` (the (Kyber id, signed id, base key) triples seen
+with last-resort keys), ``sender_keys`` keyed by (name, device id, distribution uuid).
+Schema changes are appended to ``_MIGRATIONS``; opening a store applies the missing ones in one
+transaction and refuses a database written by a newer version.
+
+Threads: the connection is bound to the thread that opened the store (``sqlite3``'s
+``check_same_thread``); use the store from that one thread (the async client does) and never
+``await`` inside a transaction; another thread gets a StorageError. Record classes are
+imported when first needed, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from securemsg.errors import InvalidPreKeyError, StorageError, UsageError
+from securemsg.store.base import (
+    Direction,
+    _check_key_id,
+    _check_registration_id,
+    _check_sender_key_args,
+    _lookup_id,
+)
+
+if TYPE_CHECKING:
+    from securemsg.crypto.curve import PublicKey
+    from securemsg.protocol.address import ProtocolAddress
+    from securemsg.protocol.keys import (
+        IdentityKey,
+        IdentityKeyPair,
+        KyberPreKeyRecord,
+        PreKeyRecord,
+        SignedPreKeyRecord,
+    )
+    from securemsg.protocol.session_record import SessionRecord
+    from securemsg.store.base import ManagedProtocolStore
+
+__all__ = ["SqliteProtocolStore"]
+
+_T = TypeVar("_T")
+
+#: Seconds a connection waits for another one's write lock before giving up (StorageError).
+_BUSY_TIMEOUT_S: Final = 10.0
+
+#: ``PRAGMA application_id`` of a securemsg store ("SMSG"): marks the file as ours.
+_APPLICATION_ID: Final = 0x534D5347
+
+#: Migrations, in order: entry ``i`` brings the schema from version ``i`` to ``i + 1``.
+#: Never edit a released entry; append a new one (and a frozen-database test) instead.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """CREATE TABLE schema_version (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            version INTEGER NOT NULL)""",
+        """CREATE TABLE local_identity (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            identity_key_pair BLOB NOT NULL,
+            registration_id INTEGER NOT NULL)""",
+        """CREATE TABLE identities (
+            name TEXT NOT NULL,
+            device_id INTEGER NOT NULL,
+            identity_key BLOB NOT NULL,
+            PRIMARY KEY (name, device_id)) WITHOUT ROWID""",
+        "CREATE TABLE pre_keys (id INTEGER PRIMARY KEY, record BLOB NOT NULL)",
+        "CREATE TABLE signed_pre_keys (id INTEGER PRIMARY KEY, record BLOB NOT NULL)",
+        """CREATE TABLE kyber_pre_keys (
+            id INTEGER PRIMARY KEY,
+            record BLOB NOT NULL,
+            last_resort INTEGER NOT NULL CHECK (last_resort IN (0, 1)))""",
+        """CREATE TABLE kyber_base_keys_used (
+            kyber_id INTEGER NOT NULL,
+            signed_id INTEGER NOT NULL,
+            base_key BLOB NOT NULL,
+            PRIMARY KEY (kyber_id, signed_id, base_key)) WITHOUT ROWID""",
+        """CREATE TABLE sessions (
+            name TEXT NOT NULL,
+            device_id INTEGER NOT NULL,
+            record BLOB NOT NULL,
+            PRIMARY KEY (name, device_id)) WITHOUT ROWID""",
+        """CREATE TABLE sender_keys (
+            name TEXT NOT NULL,
+            device_id INTEGER NOT NULL,
+            distribution_id BLOB NOT NULL,
+            record BLOB NOT NULL,
+            PRIMARY KEY (name, device_id, distribution_id)) WITHOUT ROWID""",
+    ),
+)
+
+#: The schema version this code writes.
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoders:
+    """``from_bytes`` of each record kind (resolved lazily; tests may substitute fakes)."""
+
+    identity_key_pair: Callable[[bytes], IdentityKeyPair]
+    identity_key: Callable[[bytes], IdentityKey]
+    pre_key: Callable[[bytes], PreKeyRecord]
+    signed_pre_key: Callable[[bytes], SignedPreKeyRecord]
+    kyber_pre_key: Callable[[bytes], KyberPreKeyRecord]
+    session: Callable[[bytes], SessionRecord]
+
+
+def _default_decoders() -> _Decoders:
+    from securemsg.protocol.keys import (
+        IdentityKey,
+        IdentityKeyPair,
+        KyberPreKeyRecord,
+        PreKeyRecord,
+        SignedPreKeyRecord,
+    )
+    from securemsg.protocol.session_record import SessionRecord
+
+    return _Decoders(
+        identity_key_pair=IdentityKeyPair.from_bytes,
+        identity_key=IdentityKey.from_bytes,
+        pre_key=PreKeyRecord.from_bytes,
+        signed_pre_key=SignedPreKeyRecord.from_bytes,
+        kyber_pre_key=KyberPreKeyRecord.from_bytes,
+        session=SessionRecord.from_bytes,
+    )
+
+
+def _db_error(exc: sqlite3.Error) -> StorageError:
+    # sqlite3 messages name the failure ("database is locked"), never bound parameter values.
+    return StorageError("store database error: " + str(exc))
+
+
+class SqliteProtocolStore:
+    """A complete :class:`~securemsg.store.base.ProtocolStore` (and prekey inventory) in SQLite.
+
+    Create or reopen one with :meth:`open`; close it with :meth:`close` or a ``with`` block.
+    Not thread-safe: use it from the thread that opened it.
+    """
+
+    __slots__ = ("_conn", "_decoders_cache", "_depth", "_identity_key_pair", "_path", "_reg_id")
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        """Wrap an open connection (internal: use :meth:`open`)."""
+        self._conn: sqlite3.Connection | None = connection
+        self._path = path
+        self._depth = 0
+        self._reg_id = 0
+        self._identity_key_pair: IdentityKeyPair | None = None
+        self._decoders_cache: _Decoders | None = None
+
+    # -- opening and closing --------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        identity_key_pair: IdentityKeyPair | None = None,
+        registration_id: int | None = None,
+    ) -> SqliteProtocolStore:
+        """Create a store at ``path``, or reopen the one already there.
+
+        To create, pass our ``identity_key_pair`` and ``registration_id``. To reopen, pass
+        neither, or pass both and they must equal the stored ones.
+
+        Args:
+            path: the database file (``":memory:"`` for a throwaway store).
+            identity_key_pair: our identity; required when the store is new.
+            registration_id: our 14-bit registration id; required when the store is new.
+
+        Returns:
+            The open store (schema migrated to the current version).
+
+        Raises:
+            UsageError: only one of ``identity_key_pair`` / ``registration_id`` was given; the
+                store is new (or missing) and they were not given; or they differ from the
+                identity the store already holds.
+            StorageError: the file cannot be opened, is not a securemsg store, was written by
+                a newer version, or the database failed.
+        """
+        if (identity_key_pair is None) != (registration_id is None):
+            raise UsageError("pass both identity_key_pair and registration_id, or neither")
+        if registration_id is not None:
+            registration_id = _check_registration_id(registration_id)
+        path_str = os.fspath(path)
+        if identity_key_pair is None and path_str != ":memory:" and not os.path.exists(path_str):
+            raise UsageError(
+                "no store at that path; pass identity_key_pair and registration_id to create one"
+            )
+        try:
+            conn = sqlite3.connect(path_str, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+        store = cls(conn, path_str)
+        try:
+            store._prepare(identity_key_pair, registration_id)
+        except BaseException:
+            conn.close()
+            store._conn = None
+            raise
+        return store
+
+    def _prepare(
+        self, identity_key_pair: IdentityKeyPair | None, registration_id: int | None
+    ) -> None:
+        mode = self._fetchone("PRAGMA journal_mode")
+        if mode is None or str(mode[0]).lower() not in ("wal", "memory"):
+            self._exec("PRAGMA journal_mode=WAL")
+        self._exec("PRAGMA synchronous=FULL")
+        self._migrate()
+        row = self._fetchone("SELECT identity_key_pair, registration_id FROM local_identity")
+        if row is None:
+            if identity_key_pair is None or registration_id is None:
+                raise UsageError(
+                    "the store has no identity yet; pass identity_key_pair and registration_id"
+                )
+            with self.transaction():
+                row = self._fetchone(
+                    "SELECT identity_key_pair, registration_id FROM local_identity"
+                )
+                if row is None:
+                    self._exec(
+                        "INSERT INTO local_identity VALUES (1, ?, ?)",
+                        (identity_key_pair.to_bytes(), registration_id),
+                    )
+                    row = (identity_key_pair.to_bytes(), registration_id)
+        stored_pair, stored_reg_id = row
+        if identity_key_pair is not None and (
+            stored_pair != identity_key_pair.to_bytes() or stored_reg_id != registration_id
+        ):
+            raise UsageError("the store belongs to a different identity or registration id")
+        if not isinstance(stored_pair, bytes) or not isinstance(stored_reg_id, int):
+            raise StorageError("the stored local identity is corrupt")
+        self._reg_id = stored_reg_id
+        self._identity_key_pair = identity_key_pair
+
+    def _schema_version(self) -> int:
+        app = self._fetchone("PRAGMA application_id")
+        app_id = 0 if app is None else int(app[0])
+        has_table = self._fetchone(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        )
+        if has_table is None:
+            other = self._fetchone("SELECT 1 FROM sqlite_master LIMIT 1")
+            if other is not None or app_id not in (0, _APPLICATION_ID):
+                raise StorageError("the database is not a securemsg store")
+            return 0
+        if app_id != _APPLICATION_ID:
+            raise StorageError("the database is not a securemsg store")
+        row = self._fetchone("SELECT version FROM schema_version")
+        if row is None or not isinstance(row[0], int):
+            raise StorageError("the store's schema version is missing or corrupt")
+        return row[0]
+
+    def _migrate(self) -> None:
+        version = self._schema_version()
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                "the store was written by a newer securemsg (schema version too new)"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            version = self._schema_version()  # another process may have migrated meanwhile
+            if version > SCHEMA_VERSION:
+                raise StorageError("the store was written by a newer securemsg")
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    self._exec(statement)
+            if version == 0:
+                self._exec("PRAGMA application_id=" + str(_APPLICATION_ID))
+                self._exec("INSERT INTO schema_version VALUES (1, ?)", (SCHEMA_VERSION,))
+            else:
+                self._exec("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    def close(self) -> None:
+        """Close the database. Idempotent.
+
+        Raises:
+            UsageError: called inside a transaction.
+            StorageError: closing failed.
+        """
+        if self._conn is None:
+            return
+        if self._depth:
+            raise UsageError("cannot close the store inside a transaction")
+        conn, self._conn = self._conn, None
+        try:
+            conn.close()
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+
+    def __enter__(self) -> SqliteProtocolStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else "open"
+        return f"SqliteProtocolStore(path={self._path!r}, {state})"
+
+    # -- low level ------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None:
+            raise UsageError("the store is closed")
+        if self._depth and not conn.in_transaction:
+            # SQLite rolled the transaction back on its own (I/O error, disk full): refuse to
+            # carry on in autocommit mode, which would commit half of the block.
+            raise StorageError("the store transaction was aborted by the database")
+        return conn
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        conn = self._connection()
+        try:
+            return conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+
+    def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        conn = self._connection()
+        try:
+            row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+        return row
+
+    def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn = self._connection()
+        try:
+            rows: list[tuple[Any, ...]] = conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+        return rows
+
+    def _decoders(self) -> _Decoders:
+        if self._decoders_cache is None:
+            self._decoders_cache = _default_decoders()
+        return self._decoders_cache
+
+    @staticmethod
+    def _decode(what: str, decoder: Callable[[bytes], _T], blob: object) -> _T:
+        if not isinstance(blob, bytes):
+            raise StorageError("stored " + what + " is corrupt (not a blob)")
+        try:
+            return decoder(blob)
+        except Exception as exc:  # DecodeError, InvalidKeyError, or any bug-shaped failure
+            raise StorageError("stored " + what + " is corrupt") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes atomically (see :meth:`securemsg.store.base.ProtocolStore.transaction`).
+
+        Raises:
+            UsageError: the store is closed.
+            StorageError: BEGIN or COMMIT failed (the transaction was rolled back).
+        """
+        depth = self._depth
+        savepoint = "securemsg_sp" + str(depth)
+        self._exec("BEGIN IMMEDIATE" if depth == 0 else "SAVEPOINT " + savepoint)
+        self._depth = depth + 1
+        try:
+            yield
+        except BaseException:
+            self._depth = depth
+            self._abort(depth, savepoint)
+            raise
+        self._depth = depth
+        conn = self._conn
+        assert conn is not None  # close() refuses inside a transaction
+        if not conn.in_transaction:
+            raise StorageError("the store transaction was aborted by the database")
+        try:
+            conn.execute("COMMIT" if depth == 0 else "RELEASE " + savepoint)
+        except sqlite3.Error as exc:
+            if depth == 0:
+                self._abort(depth, savepoint)
+            raise _db_error(exc) from exc
+
+    def _abort(self, depth: int, savepoint: str) -> None:
+        conn = self._conn
+        if conn is None or not conn.in_transaction:
+            return
+        try:
+            if depth == 0:
+                conn.execute("ROLLBACK")
+            else:
+                conn.execute("ROLLBACK TO " + savepoint)
+                conn.execute("RELEASE " + savepoint)
+        except sqlite3.Error:
+            pass  # the original exception is what the caller needs to see
+
+    # -- IdentityKeyStore -------------------------------------------------------------------
+
+    def get_identity_key_pair(self) -> IdentityKeyPair:
+        """Return our identity key pair (decoded once, then cached)."""
+        if self._identity_key_pair is None:
+            row = self._fetchone("SELECT identity_key_pair FROM local_identity")
+            if row is None:
+                raise StorageError("the store's local identity is missing")
+            self._identity_key_pair = self._decode(
+                "identity key pair", self._decoders().identity_key_pair, row[0]
+            )
+        else:
+            self._connection()
+        return self._identity_key_pair
+
+    def get_local_registration_id(self) -> int:
+        """Return our registration id."""
+        self._connection()
+        return self._reg_id
+
+    def save_identity(self, address: ProtocolAddress, identity_key: IdentityKey) -> bool:
+        """Trust ``identity_key`` for ``address``; True if it replaced a different key."""
+        new = identity_key.to_bytes()
+        key = (address.name, address.device_id)
+        with self.transaction():
+            row = self._fetchone(
+                "SELECT identity_key FROM identities WHERE name = ? AND device_id = ?", key
+            )
+            if row is not None and row[0] == new:
+                return False
+            self._exec("INSERT OR REPLACE INTO identities VALUES (?, ?, ?)", (*key, new))
+        return row is not None
+
+    def is_trusted_identity(
+        self, address: ProtocolAddress, identity_key: IdentityKey, direction: Direction
+    ) -> bool:
+        """Trust on first use: unknown address or same key -> True; different key -> False."""
+        row = self._fetchone(
+            "SELECT identity_key FROM identities WHERE name = ? AND device_id = ?",
+            (address.name, address.device_id),
+        )
+        return row is None or bool(row[0] == identity_key.to_bytes())
+
+    def get_identity(self, address: ProtocolAddress) -> IdentityKey | None:
+        """Return the identity saved for ``address``, or None."""
+        row = self._fetchone(
+            "SELECT identity_key FROM identities WHERE name = ? AND device_id = ?",
+            (address.name, address.device_id),
+        )
+        if row is None:
+            return None
+        return self._decode("identity key", self._decoders().identity_key, row[0])
+
+    # -- PreKeyStore ---------------------------------------------------------------------
+
+    def get_pre_key(self, pre_key_id: int) -> PreKeyRecord:
+        """Return the prekey; missing -> InvalidPreKeyError."""
+        row = self._fetchone("SELECT record FROM pre_keys WHERE id = ?", (_lookup_id(pre_key_id),))
+        if row is None:
+            raise InvalidPreKeyError("no prekey with that id")
+        return self._decode("prekey", self._decoders().pre_key, row[0])
+
+    def save_pre_key(self, pre_key_id: int, record: PreKeyRecord) -> None:
+        """Store a one-time prekey."""
+        key = _check_key_id(pre_key_id, "pre_key_id")
+        blob = record.to_bytes()
+        with self.transaction():
+            self._exec("INSERT OR REPLACE INTO pre_keys VALUES (?, ?)", (key, blob))
+
+    def remove_pre_key(self, pre_key_id: int) -> None:
+        """Delete a one-time prekey (absent: no-op)."""
+        with self.transaction():
+            self._exec("DELETE FROM pre_keys WHERE id = ?", (_lookup_id(pre_key_id),))
+
+    # -- SignedPreKeyStore -----------------------------------------------------------------
+
+    def get_signed_pre_key(self, signed_pre_key_id: int) -> SignedPreKeyRecord:
+        """Return the signed prekey; missing -> InvalidPreKeyError."""
+        row = self._fetchone(
+            "SELECT record FROM signed_pre_keys WHERE id = ?", (_lookup_id(signed_pre_key_id),)
+        )
+        if row is None:
+            raise InvalidPreKeyError("no signed prekey with that id")
+        return self._decode("signed prekey", self._decoders().signed_pre_key, row[0])
+
+    def save_signed_pre_key(self, signed_pre_key_id: int, record: SignedPreKeyRecord) -> None:
+        """Store a signed prekey."""
+        key = _check_key_id(signed_pre_key_id, "signed_pre_key_id")
+        blob = record.to_bytes()
+        with self.transaction():
+            self._exec("INSERT OR REPLACE INTO signed_pre_keys VALUES (?, ?)", (key, blob))
+
+    # -- KyberPreKeyStore ----------------------------------------------------------------
+
+    def get_kyber_pre_key(self, kyber_pre_key_id: int) -> KyberPreKeyRecord:
+        """Return the Kyber prekey; missing -> InvalidPreKeyError."""
+        row = self._fetchone(
+            "SELECT record FROM kyber_pre_keys WHERE id = ?", (_lookup_id(kyber_pre_key_id),)
+        )
+        if row is None:
+            raise InvalidPreKeyError("no Kyber prekey with that id")
+        return self._decode("Kyber prekey", self._decoders().kyber_pre_key, row[0])
+
+    def save_kyber_pre_key(
+        self, kyber_pre_key_id: int, record: KyberPreKeyRecord, *, last_resort: bool = False
+    ) -> None:
+        """Store a one-time (default) or last-resort Kyber prekey."""
+        key = _check_key_id(kyber_pre_key_id, "kyber_pre_key_id")
+        blob = record.to_bytes()
+        with self.transaction():
+            self._exec(
+                "INSERT OR REPLACE INTO kyber_pre_keys VALUES (?, ?, ?)",
+                (key, blob, 1 if last_resort else 0),
+            )
+
+    def mark_kyber_pre_key_used(
+        self, kyber_pre_key_id: int, signed_pre_key_id: int, base_key: PublicKey
+    ) -> None:
+        """Consume a one-time key, or remember the triple for a last-resort key."""
+        kyber_id = _lookup_id(kyber_pre_key_id)
+        signed_id = _lookup_id(signed_pre_key_id)
+        with self.transaction():
+            row = self._fetchone("SELECT last_resort FROM kyber_pre_keys WHERE id = ?", (kyber_id,))
+            if row is None or signed_id < 0:
+                raise InvalidPreKeyError("no Kyber prekey with that id")
+            if not row[0]:
+                self._exec("DELETE FROM kyber_pre_keys WHERE id = ?", (kyber_id,))
+                return
+            cursor = self._exec(
+                "INSERT OR IGNORE INTO kyber_base_keys_used VALUES (?, ?, ?)",
+                (kyber_id, signed_id, bytes(base_key.raw)),
+            )
+            if cursor.rowcount != 1:
+                raise InvalidPreKeyError("last-resort Kyber prekey replayed with the same base key")
+
+    # -- SessionStore --------------------------------------------------------------------
+
+    def load_session(self, address: ProtocolAddress) -> SessionRecord | None:
+        """Return the session record for ``address``, or None."""
+        row = self._fetchone(
+            "SELECT record FROM sessions WHERE name = ? AND device_id = ?",
+            (address.name, address.device_id),
+        )
+        if row is None:
+            return None
+        return self._decode("session", self._decoders().session, row[0])
+
+    def store_session(self, address: ProtocolAddress, record: SessionRecord) -> None:
+        """Store the session record for ``address`` (as its ``to_bytes()``)."""
+        blob = record.to_bytes()
+        with self.transaction():
+            self._exec(
+                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)",
+                (address.name, address.device_id, blob),
+            )
+
+    # -- SenderKeyStore ------------------------------------------------------------------
+
+    def store_sender_key(
+        self, sender: ProtocolAddress, distribution_id: uuid.UUID, record: bytes
+    ) -> None:
+        """Store the opaque sender-key record for ``(sender, distribution_id)``."""
+        _check_sender_key_args(distribution_id, record)
+        with self.transaction():
+            self._exec(
+                "INSERT OR REPLACE INTO sender_keys VALUES (?, ?, ?, ?)",
+                (sender.name, sender.device_id, distribution_id.bytes, bytes(record)),
+            )
+
+    def load_sender_key(self, sender: ProtocolAddress, distribution_id: uuid.UUID) -> bytes | None:
+        """Return the sender-key record for ``(sender, distribution_id)``, or None."""
+        _check_sender_key_args(distribution_id)
+        row = self._fetchone(
+            "SELECT record FROM sender_keys"
+            " WHERE name = ? AND device_id = ? AND distribution_id = ?",
+            (sender.name, sender.device_id, distribution_id.bytes),
+        )
+        if row is None:
+            return None
+        if not isinstance(row[0], bytes):
+            raise StorageError("stored sender key is corrupt (not a blob)")
+        return row[0]
+
+    # -- PreKeyInventory -----------------------------------------------------------------
+
+    def _ids(self, sql: str, params: Sequence[Any] = ()) -> list[int]:
+        return [int(r[0]) for r in self._fetchall(sql, params)]
+
+    def _count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        row = self._fetchone(sql, params)
+        return 0 if row is None else int(row[0])
+
+    def get_pre_key_ids(self) -> list[int]:
+        """Ids of the stored one-time prekeys, ascending."""
+        return self._ids("SELECT id FROM pre_keys ORDER BY id")
+
+    def count_pre_keys(self) -> int:
+        """Number of stored one-time prekeys."""
+        return self._count("SELECT COUNT(*) FROM pre_keys")
+
+    def get_signed_pre_key_ids(self) -> list[int]:
+        """Ids of the stored signed prekeys, ascending."""
+        return self._ids("SELECT id FROM signed_pre_keys ORDER BY id")
+
+    def remove_signed_pre_key(self, signed_pre_key_id: int) -> None:
+        """Delete a signed prekey (absent: no-op)."""
+        with self.transaction():
+            self._exec("DELETE FROM signed_pre_keys WHERE id = ?", (_lookup_id(signed_pre_key_id),))
+
+    def get_kyber_pre_key_ids(self, *, last_resort: bool | None = None) -> list[int]:
+        """Ids of the stored Kyber prekeys (all, last-resort only, or one-time only)."""
+        if last_resort is None:
+            return self._ids("SELECT id FROM kyber_pre_keys ORDER BY id")
+        return self._ids(
+            "SELECT id FROM kyber_pre_keys WHERE last_resort = ? ORDER BY id",
+            (1 if last_resort else 0,),
+        )
+
+    def count_kyber_pre_keys(self, *, last_resort: bool | None = None) -> int:
+        """Number of stored Kyber prekeys (filtered like :meth:`get_kyber_pre_key_ids`)."""
+        if last_resort is None:
+            return self._count("SELECT COUNT(*) FROM kyber_pre_keys")
+        return self._count(
+            "SELECT COUNT(*) FROM kyber_pre_keys WHERE last_resort = ?", (1 if last_resort else 0,)
+        )
+
+    def is_last_resort_kyber_pre_key(self, kyber_pre_key_id: int) -> bool:
+        """Whether the stored Kyber prekey is a last-resort key; missing -> InvalidPreKeyError."""
+        row = self._fetchone(
+            "SELECT last_resort FROM kyber_pre_keys WHERE id = ?", (_lookup_id(kyber_pre_key_id),)
+        )
+        if row is None:
+            raise InvalidPreKeyError("no Kyber prekey with that id")
+        return bool(row[0])
+
+    def remove_kyber_pre_key(self, kyber_pre_key_id: int) -> None:
+        """Delete a Kyber prekey and the triples remembered for it (absent: no-op)."""
+        kyber_id = _lookup_id(kyber_pre_key_id)
+        with self.transaction():
+            self._exec("DELETE FROM kyber_pre_keys WHERE id = ?", (kyber_id,))
+            self._exec("DELETE FROM kyber_base_keys_used WHERE kyber_id = ?", (kyber_id,))
+
+    def remove_session(self, address: ProtocolAddress) -> None:
+        """Delete the session record for ``address`` (absent: no-op)."""
+        with self.transaction():
+            self._exec(
+                "DELETE FROM sessions WHERE name = ? AND device_id = ?",
+                (address.name, address.device_id),
+            )
+
+    def get_session_device_ids(self, name: str) -> list[int]:
+        """Device ids with a stored session for ``name``, ascending."""
+        return self._ids(
+            "SELECT device_id FROM sessions WHERE name = ? ORDER BY device_id", (name,)
+        )
+
+
+if TYPE_CHECKING:
+
+    def _conforms(store: SqliteProtocolStore) -> ManagedProtocolStore:
+        return store
