@@ -1,0 +1,197 @@
+"""Systematic Reed-Solomon erasure code over GF(2^16) in 32-byte chunks (spqr-facts §2).
+
+Theory of operation: a payload of L bytes (L a multiple of 32) is n = L/32 rows of 16
+big-endian 16-bit words. Lane j (0..15) is the polynomial P_j of degree < n through the points
+(t, word j of row t), t = 0..n-1. Chunk i is (P_0(i), ..., P_15(i)) as BE16 words, so chunks
+0..n-1 are the payload itself and i >= n are parity. Any n distinct chunk indices determine
+the payload.
+
+Evaluation uses the barycentric Lagrange form in the log domain: for points S,
+``P(x) = l(x) * sum_s w_s * y_s / (x - s)`` with ``l(x) = prod (x - s)`` and
+``w_s = 1 / prod_{m != s} (s - m)`` (minus is XOR). The weights for S = {0..n-1} are
+precomputed for the payload sizes SPQR uses (n = 3, 5, 30, 36) and cached for others.
+
+:class:`Encoder` and :class:`Decoder` are immutable: ``next_chunk`` and ``add`` return new
+objects; adding a chunk is O(1), interpolation only happens in :meth:`Decoder.decode`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from securemsg.errors import InternalError
+from securemsg.protocol.spqr.gf16 import EXP, LOG, ORDER
+
+__all__ = ["CHUNK_LENGTH", "Decoder", "Encoder", "evaluate"]
+
+CHUNK_LENGTH: Final = 32
+_WORDS: Final = struct.Struct(">16H")
+_EMPTY: Final[Mapping[int, bytes]] = {}
+
+
+def _log_weights(xs: Sequence[int]) -> list[int]:
+    """log of the barycentric weights w_s = 1 / prod_{m != s} (s ^ m)."""
+    out = []
+    for s in xs:
+        acc = 0
+        for m in xs:
+            if m != s:
+                acc += LOG[s ^ m]
+        out.append((-acc) % ORDER)
+    return out
+
+
+_SYSTEMATIC_WEIGHTS: dict[int, list[int]] = {n: _log_weights(range(n)) for n in (3, 5, 30, 36)}
+
+
+def _systematic_weights(n: int) -> list[int]:
+    w = _SYSTEMATIC_WEIGHTS.get(n)
+    if w is None:
+        w = _log_weights(range(n))
+        _SYSTEMATIC_WEIGHTS[n] = w
+    return w
+
+
+def _eval_rows(
+    xs: Sequence[int], logw: Sequence[int], rows: Sequence[Sequence[int]], x: int
+) -> tuple[int, ...]:
+    """Evaluate the 16 lane polynomials through (xs[k], rows[k][j]) at x (x not in xs)."""
+    exp = EXP
+    log = LOG
+    logl = 0
+    for s in xs:
+        logl += log[x ^ s]
+    out = [0] * 16
+    for k, s in enumerate(xs):
+        lw = (logl + logw[k] - log[x ^ s]) % ORDER
+        row = rows[k]
+        for j in range(16):
+            y = row[j]
+            if y:
+                out[j] ^= exp[lw + log[y]]
+    return tuple(out)
+
+
+def evaluate(payload: bytes, x: int) -> bytes:
+    """Chunk ``x`` (0..65535) of ``payload`` (reference entry point for tests)."""
+    return Encoder(payload, x).next_chunk()[2]
+
+
+class Encoder:
+    """Chunks of one payload, in counter order (immutable).
+
+    Attributes:
+        payload: the bytes being sent.
+        next_index: counter of the next chunk; the wire index is ``next_index % 65536``.
+    """
+
+    __slots__ = ("_rows", "n", "next_index", "payload")
+
+    payload: bytes
+    next_index: int
+    n: int
+    _rows: tuple[tuple[int, ...], ...] | None
+
+    def __init__(
+        self,
+        payload: bytes,
+        next_index: int = 0,
+        _rows: tuple[tuple[int, ...], ...] | None = None,
+    ) -> None:
+        if not payload or len(payload) % CHUNK_LENGTH:
+            raise InternalError("erasure payload must be a non-empty multiple of 32 bytes")
+        self.payload = payload
+        self.next_index = next_index
+        self.n = len(payload) // CHUNK_LENGTH
+        self._rows = _rows
+
+    def __repr__(self) -> str:
+        return f"Encoder(n={self.n}, next_index={self.next_index})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Encoder):
+            return NotImplemented
+        return self.payload == other.payload and self.next_index == other.next_index
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def next_chunk(self) -> tuple[Encoder, int, bytes]:
+        """Returns (advanced encoder, wire chunk index, 32 chunk bytes)."""
+        counter = self.next_index
+        x = counter & 0xFFFF
+        n = self.n
+        rows = self._rows
+        if x < n:
+            data = self.payload[x * CHUNK_LENGTH : (x + 1) * CHUNK_LENGTH]
+        else:
+            if rows is None:
+                rows = tuple(_WORDS.iter_unpack(self.payload))
+            data = _WORDS.pack(*_eval_rows(range(n), _systematic_weights(n), rows, x))
+        return Encoder(self.payload, (counter + 1) & 0xFFFFFFFF, rows), x, data
+
+
+class Decoder:
+    """Collects chunks of one payload of known length (immutable).
+
+    Attributes:
+        length: payload bytes expected.
+        chunks: chunk index -> 32 bytes, as stored by the spqr rules (see :meth:`add`).
+    """
+
+    __slots__ = ("chunks", "length", "n")
+
+    length: int
+    n: int
+    chunks: Mapping[int, bytes]
+
+    def __init__(self, length: int, chunks: Mapping[int, bytes] = _EMPTY) -> None:
+        if length <= 0 or length % CHUNK_LENGTH:
+            raise InternalError("erasure payload must be a non-empty multiple of 32 bytes")
+        self.length = length
+        self.n = length // CHUNK_LENGTH
+        self.chunks = chunks
+
+    def __repr__(self) -> str:
+        return f"Decoder(n={self.n}, have={len(self.chunks)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decoder):
+            return NotImplemented
+        return self.length == other.length and dict(self.chunks) == dict(other.chunks)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.chunks) >= self.n
+
+    def add(self, index: int, data: bytes) -> Decoder:
+        """Store chunk ``index`` if it is systematic or fewer than n chunks are held
+        (a repeated index replaces the stored data)."""
+        if index < self.n or len(self.chunks) < self.n:
+            chunks = dict(self.chunks)
+            chunks[index] = data
+            return Decoder(self.length, chunks)
+        return self
+
+    def decode(self) -> bytes | None:
+        """The payload once n distinct chunks are held, else None."""
+        n = self.n
+        chunks = self.chunks
+        if len(chunks) < n:
+            return None
+        missing = [t for t in range(n) if t not in chunks]
+        if not missing:
+            return b"".join(chunks[t] for t in range(n))
+        xs = sorted(chunks)[:n]
+        rows = [_WORDS.unpack(chunks[x]) for x in xs]
+        logw = _systematic_weights(n) if xs[-1] == n - 1 else _log_weights(xs)
+        parts = []
+        for t in range(n):
+            data = chunks.get(t)
+            if data is None:
+                data = _WORDS.pack(*_eval_rows(xs, logw, rows, t))
+            parts.append(data)
+        return b"".join(parts)

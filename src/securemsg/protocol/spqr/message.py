@@ -1,0 +1,146 @@
+"""The ``pq_ratchet`` field of a SignalMessage: SPQR V1 framing (spqr-facts §1).
+
+Theory of operation: every encrypted message carries exactly one SPQR message::
+
+    0x01 || varint(epoch >= 1) || varint(index < 2**32) || type(0..6)
+         || [varint(chunk_index <= 65535) || data(32)]    (types Hdr, Ek, EkCt1Ack, Ct1, Ct2)
+         || [anything]                                     (ignored: room for future versions)
+
+varints are unsigned LEB128 of at most 10 bytes; non-minimal encodings are accepted, encoders
+emit the minimal form. This module only frames bytes; it knows nothing about braid states.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final, NamedTuple
+
+from securemsg.errors import DecodeError, UnsupportedVersionError
+
+__all__ = [
+    "CHUNK_LENGTH",
+    "MessageType",
+    "SpqrMessage",
+    "decode_message",
+    "encode_message",
+    "encode_varint",
+]
+
+VERSION_V1: Final = 1
+CHUNK_LENGTH: Final = 32
+_MAX_VARINT_BYTES: Final = 10
+_U64_MASK: Final = (1 << 64) - 1
+_U32_MAX: Final = 0xFFFFFFFF
+
+
+class MessageType(IntEnum):
+    """The payload type byte (spqr-facts §1 table)."""
+
+    NONE = 0
+    HDR = 1
+    EK = 2
+    EK_CT1_ACK = 3
+    CT1_ACK = 4
+    CT1 = 5
+    CT2 = 6
+
+
+_CHUNKED: Final = frozenset(
+    (MessageType.HDR, MessageType.EK, MessageType.EK_CT1_ACK, MessageType.CT1, MessageType.CT2)
+)
+_CHUNKED_INTS: Final = frozenset(int(t) for t in _CHUNKED)
+_TYPES: Final = tuple(MessageType)
+
+
+class SpqrMessage(NamedTuple):
+    """A parsed ``pq_ratchet`` value (immutable).
+
+    Attributes:
+        epoch: the sender's SCKA epoch (>= 1).
+        key_index: the sender's SPQR chain index (key of chain epoch ``epoch - 1``).
+        type: the payload type.
+        chunk_index: the erasure-code chunk number, or None for unchunked types.
+        chunk: the 32 chunk bytes, or None for unchunked types.
+    """
+
+    epoch: int
+    key_index: int
+    type: MessageType
+    chunk_index: int | None = None
+    chunk: bytes | None = None
+
+
+def encode_varint(value: int) -> bytes:
+    """Minimal unsigned LEB128 of a u64."""
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """Decode a varint at ``at``; return (value mod 2**64, next offset)."""
+    end = min(len(data), at + _MAX_VARINT_BYTES)
+    value = 0
+    shift = 0
+    i = at
+    while i < end:
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return value & _U64_MASK, i
+        shift += 7
+    raise DecodeError("pq_ratchet: truncated or overlong varint")
+
+
+def encode_message(
+    epoch: int,
+    index: int,
+    mtype: MessageType,
+    chunk_index: int | None = None,
+    chunk: bytes | None = None,
+) -> bytes:
+    """Frame one SPQR message (minimal varints, no trailing bytes)."""
+    head = b"\x01" + encode_varint(epoch) + encode_varint(index) + bytes((mtype,))
+    if chunk is None or chunk_index is None:
+        return head
+    return head + encode_varint(chunk_index) + chunk
+
+
+def decode_message(data: bytes) -> SpqrMessage:
+    """Parse a ``pq_ratchet`` value.
+
+    Raises:
+        UnsupportedVersionError: empty input (SPQR "V0") or a first byte other than 0x01.
+        DecodeError: truncated input, epoch 0, index >= 2**32, unknown type,
+            chunk index > 65535 or fewer than 32 chunk bytes.
+    """
+    if not data:
+        raise UnsupportedVersionError("pq_ratchet: empty (no SPQR) is refused", 0)
+    if data[0] != VERSION_V1:
+        raise UnsupportedVersionError("pq_ratchet: unknown version", data[0])
+    epoch, at = _varint(data, 1)
+    if epoch == 0:
+        raise DecodeError("pq_ratchet: epoch 0")
+    index, at = _varint(data, at)
+    if index > _U32_MAX:
+        raise DecodeError("pq_ratchet: index does not fit 32 bits")
+    if at >= len(data):
+        raise DecodeError("pq_ratchet: missing type")
+    t = data[at]
+    if t > 6:
+        raise DecodeError("pq_ratchet: unknown payload type")
+    at += 1
+    mtype = _TYPES[t]
+    if t not in _CHUNKED_INTS:
+        return SpqrMessage(epoch, index, mtype)
+    chunk_index, at = _varint(data, at)
+    end = at + CHUNK_LENGTH
+    if end > len(data) or chunk_index > 0xFFFF:
+        raise DecodeError("pq_ratchet: bad chunk")
+    return SpqrMessage(epoch, index, mtype, chunk_index, bytes(data[at:end]))
