@@ -1,0 +1,76 @@
+"""The dependency direction of architecture.md, checked on the source tree.
+
+crypto/ <- wire/ <- protocol/ <- store/ <- cipher.py <- relay/, client/, cli/. Only crypto/ may import
+the crypto libraries; only wire/ may import the generated protobuf modules; the pure core
+(crypto/, wire/, protocol/) never touches the clock, the OS, sockets or asyncio.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "securemsg"
+
+CRYPTO_LIBS = {"cryptography", "nacl", "numpy", "kyber_py"}
+IMPURE = {"asyncio", "socket", "time", "os", "random", "secrets", "sqlite3", "threading", "datetime"}
+# Layer rank: a module may import only from its own rank or lower ones.
+RANK = {
+    "errors": 0,
+    "limits": 0,
+    "crypto": 1,
+    "_proto": 1,
+    "wire": 2,
+    "protocol": 3,
+    "store": 4,
+    "cipher": 5,
+    "relay": 6,
+    "client": 6,
+    "cli": 7,
+    "demo": 7,
+}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py") if "_proto" not in p.parts)
+
+
+def _layer(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_dependency_direction(path: Path) -> None:
+    layer = _layer(path)
+    for name in _imports(path):
+        top = name.split(".")[0]
+        if top in CRYPTO_LIBS:
+            assert layer == "crypto", f"{name} imported outside crypto/"
+        if name.startswith("securemsg._proto"):
+            assert layer == "wire", "only wire/ may import generated protobuf modules"
+        if top in IMPURE and layer in ("wire", "protocol"):
+            pytest.fail(f"pure core module imports {name}")
+        if top == "os" and layer == "crypto":
+            assert path.name == "rng.py", "only crypto/rng.py may read the OS (for randomness)"
+        if name.startswith("securemsg.") and layer in RANK:
+            target = name.split(".")[1]
+            if target in RANK:
+                assert RANK[target] <= RANK[layer], f"{layer} must not import {name}"
+
+
+def test_there_are_modules_to_check() -> None:
+    assert len(_modules()) > 5
