@@ -1,51 +1,209 @@
-"""Kyber1024 round 3 as libsignal 0.103.0 uses it for PQXDH (INTERFACE STUB).
+"""Kyber1024 round 3 as libsignal 0.103.0 uses it for PQXDH.
 
-Serialized forms carry libsignal's key-type byte 0x08: public key 1569 bytes, ciphertext 1569.
+Theory of operation
+-------------------
+Serialized forms carry libsignal's key-type byte 0x08: public key ``0x08 || ByteEncode12(t_hat)
+|| rho`` (1569 bytes), ciphertext ``0x08 || c1(1408) || c2(160)`` (1569 bytes). The lattice layer
+(K-PKE) of Kyber round 3 and ML-KEM-1024 is identical; only the hashing around it differs
+(shared spqr-facts §8). So the fast route realises round 3 over OpenSSL's ML-KEM-1024:
+
+* **Key generation** is ML-KEM-1024 ``KeyGen_internal(d, z)`` from a 64-byte seed ``d || z``
+  (``cryptography``'s ``from_seed_bytes``). Round 3 would expand ``G(d)`` instead of
+  ``G(d || 4)``, which only changes *which* key pair a seed yields; the key format is the same
+  and the seed never leaves this object, so peers cannot tell.
+* **Encapsulation**: OpenSSL returns ``(K, c)`` with ``(K, r) = G(m || H(pk))`` for a random
+  ``m``. That is precisely round 3's ``(K_bar, r) = G(m' || H(pk))`` with ``m' = m`` (round 3
+  draws ``m' = H(m)``, which is just as uniform). The round-3 shared secret is
+  ``SHAKE256(K_bar || SHA3-256(c), 32)``.
+* **Decapsulation**: OpenSSL decrypts ``m''``, re-derives ``(K'', r'') = G(m'' || H(pk))``,
+  re-encrypts and compares: the same check as round 3. For a valid ciphertext it returns
+  ``K_bar`` and we output ``SHAKE256(K_bar || SHA3-256(c), 32)``.
+
+  *Invalid ciphertexts* (implicit rejection): OpenSSL returns ``J(z || c) = SHAKE256(z || c, 32)``
+  and we output ``SHAKE256(J(z || c) || SHA3-256(c), 32)``. That is the formula libsignal's
+  libcrux Kyber variant was observed to use (spqr-facts §8), but it is **not** the round-3
+  reference value ``SHAKE256(z || SHA3-256(c), 32)`` (e.g. ``kyber-py``). Rejection values never
+  reach the wire between honest peers: a rejected ciphertext only yields a key nobody else has.
+* **Deterministic path**: when ``rng.deterministic`` is true (known-answer vectors),
+  :meth:`KyberPublicKey.encapsulate` takes ``m`` from the rng and runs the round-3 algorithm on
+  the numpy lattice core (``m' = SHA3-256(m)``; ``(K_bar, r) = SHA3-512(m' || H(pk))``;
+  ``ss = SHAKE256(K_bar || H(c), 32)``) so vectors are reproducible. It is slower but produces a
+  ciphertext any round-3 implementation decapsulates.
 """
 
 from __future__ import annotations
 
-from securemsg.crypto.rng import Rng
+import hashlib
+from typing import Final
 
-KYBER_KEY_TYPE = 0x08
-PUBLIC_KEY_LENGTH = 1569
-CIPHERTEXT_LENGTH = 1569
-SHARED_SECRET_LENGTH = 32
+from cryptography.hazmat.primitives.asymmetric import mlkem
+
+from securemsg.crypto import _lattice as lat
+from securemsg.crypto.rng import Rng
+from securemsg.errors import InvalidKeyError
+
+__all__ = [
+    "CIPHERTEXT_LENGTH",
+    "KYBER_KEY_TYPE",
+    "KyberKeyPair",
+    "KyberPublicKey",
+    "PUBLIC_KEY_LENGTH",
+    "SECRET_KEY_LENGTH",
+    "SEED_LENGTH",
+    "SHARED_SECRET_LENGTH",
+]
+
+KYBER_KEY_TYPE: Final = 0x08
+PUBLIC_KEY_LENGTH: Final = 1569
+CIPHERTEXT_LENGTH: Final = 1569
+SECRET_KEY_LENGTH: Final = 3169
+SHARED_SECRET_LENGTH: Final = 32
+SEED_LENGTH: Final = 64
+
+_K: Final = 4
+_DU: Final = 11
+_DV: Final = 5
+_T_BYTES: Final = 1536
+_TYPE: Final = bytes((KYBER_KEY_TYPE,))
+
+
+def _round3_secret(k_bar: bytes, ciphertext: bytes) -> bytes:
+    return hashlib.shake_256(k_bar + hashlib.sha3_256(ciphertext).digest()).digest(32)
 
 
 class KyberPublicKey:
+    """A Kyber1024 public key (value object: ``==`` and ``hash`` by bytes)."""
+
+    __slots__ = ("_h", "_openssl", "_raw")
+
+    def __init__(self, raw: bytes, openssl: mlkem.MLKEM1024PublicKey) -> None:
+        self._raw = raw  # 1568 bytes, without the type byte
+        self._openssl = openssl
+        self._h: bytes | None = None
+
     @classmethod
     def from_bytes(cls, data: bytes) -> KyberPublicKey:
-        """0x08 || 1568 bytes; anything else -> InvalidKeyError."""
-        raise NotImplementedError
+        """Parse ``0x08 || ByteEncode12(t_hat)(1536) || rho(32)``.
+
+        Raises:
+            InvalidKeyError: wrong length or type byte, or a coefficient >= q (modulus check).
+        """
+        if not isinstance(data, bytes | bytearray | memoryview) or len(data) != PUBLIC_KEY_LENGTH:
+            raise InvalidKeyError("Kyber1024 public key must be 1569 bytes")
+        data = bytes(data)
+        if data[0] != KYBER_KEY_TYPE:
+            raise InvalidKeyError("Kyber1024 public key has the wrong key type byte")
+        raw = data[1:]
+        try:
+            openssl = mlkem.MLKEM1024PublicKey.from_public_bytes(raw)
+        except ValueError as exc:
+            raise InvalidKeyError("Kyber1024 public key fails the modulus check") from exc
+        return cls(raw, openssl)
 
     def to_bytes(self) -> bytes:
-        raise NotImplementedError
+        """``0x08 || pk`` (1569 bytes)."""
+        return _TYPE + self._raw
+
+    @property
+    def _hash(self) -> bytes:
+        if self._h is None:
+            self._h = hashlib.sha3_256(self._raw).digest()
+        return self._h
 
     def encapsulate(self, rng: Rng) -> tuple[bytes, bytes]:
-        """Return ``(shared_secret(32), ciphertext(1569, with 0x08))``."""
-        raise NotImplementedError
+        """Kyber1024 round-3 encapsulation.
+
+        With a non-deterministic ``rng`` OpenSSL draws the randomness itself; with a
+        deterministic one the 32-byte ``m`` comes from ``rng`` (reproducible vectors).
+
+        Returns:
+            ``(shared_secret(32), ciphertext(1569, with 0x08))``.
+        """
+        if rng.deterministic:
+            return self._encapsulate_round3(rng.random_bytes(32))
+        k_bar, ct = self._openssl.encapsulate()
+        return _round3_secret(k_bar, ct), _TYPE + ct
+
+    def _encapsulate_round3(self, m: bytes) -> tuple[bytes, bytes]:
+        """The round-3 algorithm on the numpy core (``m`` is hashed first, as in round 3)."""
+        m_prime = hashlib.sha3_256(m).digest()
+        g = hashlib.sha3_512(m_prime + self._hash).digest()
+        c1, _y_hat, e2, stacked = lat.encrypt_u(self._raw[_T_BYTES:], g[32:], _K, _DU)
+        t_hat = lat.decode12(self._raw[:_T_BYTES], _K)
+        ct = c1 + lat.encrypt_v(t_hat, stacked, e2, m_prime, _DV)
+        return _round3_secret(g[:32], ct), _TYPE + ct
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KyberPublicKey):
+            return NotImplemented
+        return self._raw == other._raw
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+    def __repr__(self) -> str:
+        return f"KyberPublicKey({self._hash[:4].hex()}…)"
 
 
 class KyberKeyPair:
-    """Secret kept as the 64-byte seed d||z; ``repr`` never shows it."""
+    """A Kyber1024 key pair. The secret is kept as the 64-byte seed ``d || z``; ``repr`` never
+    shows it."""
+
+    __slots__ = ("_private", "_public", "_seed")
+
+    def __init__(self, seed: bytes, private: mlkem.MLKEM1024PrivateKey) -> None:
+        self._seed = seed
+        self._private = private
+        pub = private.public_key()
+        self._public = KyberPublicKey(pub.public_bytes_raw(), pub)
 
     @classmethod
     def generate(cls, rng: Rng) -> KyberKeyPair:
-        raise NotImplementedError
+        """A fresh key pair from 64 bytes of ``rng`` (deterministic for a deterministic rng)."""
+        return cls.from_seed(rng.random_bytes(SEED_LENGTH))
 
     @classmethod
     def from_seed(cls, seed: bytes) -> KyberKeyPair:
-        raise NotImplementedError
+        """The key pair of a 64-byte seed ``d || z``.
+
+        Raises:
+            InvalidKeyError: ``seed`` is not 64 bytes.
+        """
+        if not isinstance(seed, bytes | bytearray | memoryview) or len(seed) != SEED_LENGTH:
+            raise InvalidKeyError("Kyber1024 seed must be 64 bytes")
+        seed = bytes(seed)
+        return cls(seed, mlkem.MLKEM1024PrivateKey.from_seed_bytes(seed))
 
     @property
     def seed(self) -> bytes:
-        raise NotImplementedError
+        """The 64-byte secret seed ``d || z``."""
+        return self._seed
 
     @property
     def public_key(self) -> KyberPublicKey:
-        raise NotImplementedError
+        """The public key."""
+        return self._public
 
     def decapsulate(self, ciphertext: bytes) -> bytes:
-        """ciphertext with the 0x08 byte -> 32-byte shared secret; bad length/type -> InvalidKeyError."""
-        raise NotImplementedError
+        """``0x08 || c`` (1569 bytes) -> 32-byte round-3 shared secret.
+
+        Raises:
+            InvalidKeyError: wrong length or type byte.
+        """
+        if (
+            not isinstance(ciphertext, bytes | bytearray | memoryview)
+            or len(ciphertext) != CIPHERTEXT_LENGTH
+        ):
+            raise InvalidKeyError("Kyber1024 ciphertext must be 1569 bytes")
+        ciphertext = bytes(ciphertext)
+        if ciphertext[0] != KYBER_KEY_TYPE:
+            raise InvalidKeyError("Kyber1024 ciphertext has the wrong key type byte")
+        ct = ciphertext[1:]
+        try:
+            k_bar = self._private.decapsulate(ct)
+        except ValueError as exc:  # pragma: no cover - the length was checked
+            raise InvalidKeyError("Kyber1024 ciphertext refused") from exc
+        return _round3_secret(k_bar, ct)
+
+    def __repr__(self) -> str:
+        return f"KyberKeyPair(public={self._public!r}, secret=<hidden>)"
