@@ -12,6 +12,8 @@
 
 import * as readline from 'node:readline';
 import * as SignalClient from '@signalapp/libsignal-client';
+import { benchOps } from './ops_bench.mjs';
+import { makeSealedGroupOps } from './ops_sealed_groups.mjs';
 
 const {
   CiphertextMessageType,
@@ -741,6 +743,8 @@ const OPS = {
     return {};
   },
 };
+Object.assign(OPS, benchOps({ SignalClient, Party, BadRequest })); // ops_bench.mjs: bench_*
+Object.assign(OPS, makeSealedGroupOps({ b64, bytesArg, intArg, strArg, listArg, partyArg, remoteArg, perItem, BadRequest })); // ops_sealed_groups.mjs: ss_*, skdm_*, group_*, fingerprint*
 
 // ---------------------------------------------------------------------------------------------
 // main loop: one request at a time, answered in order
