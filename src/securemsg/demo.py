@@ -79,8 +79,9 @@ def run_demo(*, messages: int = 6, seed: str | None = None, out: TextIO) -> int:
 
     say("securemsg walkthrough: two clients, keys held only by each client")
     say("=" * 66)
-    say(f"Alice  {alice_addr}   identity {_hex(alice.get_identity_key_pair().identity_key.to_bytes(), 12)}")
-    say(f"Bob    {bob_addr}   identity {_hex(bob.get_identity_key_pair().identity_key.to_bytes(), 12)}")
+    for name, addr, store in (("Alice", alice_addr, alice), ("Bob", bob_addr, bob)):
+        identity = store.get_identity_key_pair().identity_key.to_bytes()
+        say(f"{name:<6} {addr}   identity {_hex(identity, 12)}")
     if seed is not None:
         say("(deterministic RNG: for testing only, these keys are predictable)")
     say()
@@ -94,7 +95,8 @@ def run_demo(*, messages: int = 6, seed: str | None = None, out: TextIO) -> int:
 
     received = PreKeyBundle.from_bytes(bundle_bytes)
     process_prekey_bundle(received, bob_addr, alice, now=now, rng=rng, local_address=alice_addr)
-    say("2. Alice fetches the bundle, checks both signatures and runs PQXDH (X25519 x4 + Kyber1024)")
+    say("2. Alice fetches the bundle, checks both signatures and runs PQXDH")
+    say("   (four X25519 agreements + a Kyber1024 encapsulation)")
     say()
 
     say("3. The conversation. The relay sees only these bytes:")

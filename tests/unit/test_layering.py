@@ -1,8 +1,9 @@
 """The dependency direction of architecture.md, checked on the source tree.
 
-crypto/ <- wire/ <- protocol/ <- store/ <- cipher.py <- relay/, client/, cli/. Only crypto/ may import
-the crypto libraries; only wire/ may import the generated protobuf modules; the pure core
-(crypto/, wire/, protocol/) never touches the clock, the OS, sockets or asyncio.
+crypto/ <- wire/ <- protocol/ <- store/ <- cipher.py <- relay/, client/, cli/.
+Only crypto/ may import the crypto libraries; only wire/ may import the generated protobuf
+modules; the pure core (crypto/, wire/, protocol/) never touches the clock, the OS, sockets or
+asyncio.
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "securemsg"
 
 CRYPTO_LIBS = {"cryptography", "nacl", "numpy", "kyber_py"}
-IMPURE = {"asyncio", "socket", "time", "os", "random", "secrets", "sqlite3", "threading", "datetime"}
+IMPURE = {
+    "asyncio",
+    "socket",
+    "time",
+    "os",
+    "random",
+    "secrets",
+    "sqlite3",
+    "threading",
+    "datetime",
+}
 # Layer rank: a module may import only from its own rank or lower ones.
 RANK = {
     "errors": 0,

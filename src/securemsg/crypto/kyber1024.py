@@ -184,6 +184,22 @@ class KyberKeyPair:
         """The public key."""
         return self._public
 
+    def secret_key_bytes(self) -> bytes:
+        """libsignal's serialized Kyber1024 secret key: ``0x08 || dk`` (3169 bytes).
+
+        ``dk = ByteEncode12(s_hat)(1536) || pk(1568) || SHA3-256(pk)(32) || z(32)``: the round-3
+        secret-key layout, which is also FIPS 203's ML-KEM-1024 decapsulation key. ``s_hat`` is
+        recomputed from the seed with the numpy lattice core (OpenSSL exports only the seed);
+        ``libsignal``'s ``KEMSecretKey.deserialize`` accepts the result and decapsulates with it.
+        The output is secret: handle it like the seed.
+        """
+        sigma = hashlib.sha3_512(self._seed[:32] + bytes((_K,))).digest()[32:]  # G(d || k)
+        s_hat = lat.ntt(lat.sample_noise(sigma, 0, _K))
+        raw = self._public._raw
+        return b"".join(
+            (_TYPE, lat.encode_bits(s_hat, 12), raw, self._public._hash, self._seed[32:])
+        )
+
     def decapsulate(self, ciphertext: bytes) -> bytes:
         """``0x08 || c`` (1569 bytes) -> 32-byte round-3 shared secret.
 
