@@ -9,7 +9,8 @@ What is observed: every message's ``pq_ratchet`` is parsed (``securemsg.protocol
 so the tests know which SPQR payload types travelled in each direction and in which epochs.
 securemsg's braid is read from the ``SpqrState`` in its stored session record; libsignal's from
 its own stored ``SessionRecord`` (field 15, ``PqRatchetState``, read with a minimal protobuf
-reader in ``spqr_helpers``) and from the epochs its messages carry. At checkpoints where every
+reader in ``spqr_interop_helpers``) and from the epochs its messages carry. At checkpoints
+where every
 message has been delivered the two braids must be in step (``check_braids_in_step``).
 
 Persistence: securemsg keeps its state in SQLite and "restarts" (close, reopen from disk) many
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from peer_client import LibsignalPeer
-from spqr_helpers import (
+from spqr_interop_helpers import (
     ALL_TYPES,
     ROLES,
     SEND_CT_STATES,
