@@ -10,8 +10,8 @@ so the tests know which SPQR payload types travelled in each direction and in wh
 securemsg's braid is read from the ``SpqrState`` in its stored session record; libsignal's from
 its own stored ``SessionRecord`` (field 15, ``PqRatchetState``, read with a minimal protobuf
 reader in ``spqr_interop_helpers``) and from the epochs its messages carry. At checkpoints
-where every
-message has been delivered the two braids must be in step (``check_braids_in_step``).
+where every message has been delivered the two braids must be in step
+(``check_braids_in_step``).
 
 Persistence: securemsg keeps its state in SQLite and "restarts" (close, reopen from disk) many
 times in the middle of epochs; the conversation with libsignal continues.
