@@ -53,7 +53,7 @@ from enum import IntEnum
 
 from securemsg._proto import wire_pb2
 from securemsg.crypto.curve import PrivateKey, PublicKey
-from securemsg.crypto.primitives import constant_time_eq, hmac_sha256
+from securemsg.crypto.primitives import constant_time_eq, hmac_sha256, hmac_sha256_parts
 from securemsg.crypto.rng import Rng
 from securemsg.errors import DecodeError, UnsupportedVersionError, UsageError
 
@@ -81,6 +81,7 @@ SIGNATURE_LENGTH = 64
 
 _MAC_KEY_LENGTH = 32
 _IDENTITY_LENGTH = 33
+_PIECEWISE_MAC = 4096  # bodies this long are MACed piecewise (no concatenated copy)
 _UINT32_MAX = 0xFFFFFFFF
 _CHAIN_KEY_LENGTH = 32
 _SIGNING_KEY_LENGTH = 33
@@ -125,12 +126,16 @@ def _check_version_nibble(first: int, expected: int, what: str) -> None:
         raise UnsupportedVersionError("unsupported " + what + " version", version=version)
 
 
-def _mac(mac_key: bytes, sender_identity: bytes, receiver_identity: bytes, body: bytes) -> bytes:
+def _mac(
+    mac_key: bytes, sender_identity: bytes, receiver_identity: bytes, body: bytes | memoryview
+) -> bytes:
     if len(mac_key) != _MAC_KEY_LENGTH:
         raise UsageError("mac_key must be 32 bytes")
     if len(sender_identity) != _IDENTITY_LENGTH or len(receiver_identity) != _IDENTITY_LENGTH:
         raise UsageError("identity keys must be 33 bytes (0x05 || key)")
-    return hmac_sha256(mac_key, sender_identity + receiver_identity + body)[:MAC_LENGTH]
+    if len(body) < _PIECEWISE_MAC:
+        return hmac_sha256(mac_key, sender_identity + receiver_identity + body)[:MAC_LENGTH]
+    return hmac_sha256_parts(mac_key, (sender_identity, receiver_identity, body))[:MAC_LENGTH]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,17 +196,26 @@ class SignalMessage:
         """
         if message_version != CIPHERTEXT_MESSAGE_CURRENT_VERSION:
             raise UsageError("SignalMessage version must be 4")
-        _check_uint32(counter, "counter")
-        _check_uint32(previous_counter, "previous_counter")
+        if type(counter) is not int or not 0 <= counter <= _UINT32_MAX:
+            _check_uint32(counter, "counter")
+        if type(previous_counter) is not int or not 0 <= previous_counter <= _UINT32_MAX:
+            _check_uint32(previous_counter, "previous_counter")
         try:
-            pb = _SignalMessagePb(
-                ratchet_key=ratchet_key.to_bytes(),
-                counter=counter,
-                previous_counter=previous_counter,
-                ciphertext=ciphertext,
-            )
-            if pq_ratchet:
-                pb.pq_ratchet = pq_ratchet
+            if pq_ratchet:  # the usual case: one constructor call, no attribute sets
+                pb = _SignalMessagePb(
+                    ratchet_key=ratchet_key.to_bytes(),
+                    counter=counter,
+                    previous_counter=previous_counter,
+                    ciphertext=ciphertext,
+                    pq_ratchet=pq_ratchet,
+                )
+            else:
+                pb = _SignalMessagePb(
+                    ratchet_key=ratchet_key.to_bytes(),
+                    counter=counter,
+                    previous_counter=previous_counter,
+                    ciphertext=ciphertext,
+                )
             if addresses is not None:
                 pb.addresses = addresses
         except (TypeError, ValueError) as exc:
@@ -263,7 +277,8 @@ class SignalMessage:
             UsageError: ``mac_key`` is not 32 bytes or an identity is not 33 bytes.
         """
         s = self.serialized
-        ours = _mac(mac_key, sender_identity, receiver_identity, s[:-MAC_LENGTH])
+        body = s[:-MAC_LENGTH] if len(s) < _PIECEWISE_MAC else memoryview(s)[:-MAC_LENGTH]
+        ours = _mac(mac_key, sender_identity, receiver_identity, body)
         return constant_time_eq(ours, s[-MAC_LENGTH:])
 
     def to_bytes(self) -> bytes:

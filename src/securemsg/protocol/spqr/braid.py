@@ -27,8 +27,9 @@ never changes the state it was called on.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from securemsg.crypto import mlkem768
 from securemsg.crypto.primitives import hkdf_sha256
@@ -384,7 +385,7 @@ class Ct1Sampled(_Base):
     def to_record(self) -> BraidRecord:
         return self._record(
             header=self.header,
-            encaps_state=self.encaps_state.to_bytes(),
+            encaps_state=_encaps_bytes(self.encaps_state),
             ct1=self.ct1,
             encoder=_enc_rec(self.sending_ct1),
             decoder=_dec_rec(self.receiving_ek),
@@ -420,7 +421,7 @@ class EkReceivedCt1Sampled(_Base):
 
     def to_record(self) -> BraidRecord:
         return self._record(
-            encaps_state=self.encaps_state.to_bytes(),
+            encaps_state=_encaps_bytes(self.encaps_state),
             ek_vector=self.ek_vector,
             ct1=self.ct1,
             encoder=_enc_rec(self.sending_ct1),
@@ -458,7 +459,7 @@ class Ct1Acknowledged(_Base):
     def to_record(self) -> BraidRecord:
         return self._record(
             header=self.header,
-            encaps_state=self.encaps_state.to_bytes(),
+            encaps_state=_encaps_bytes(self.encaps_state),
             ct1=self.ct1,
             decoder=_dec_rec(self.receiving_ek),
         )
@@ -538,13 +539,46 @@ def _keypair(seed: bytes) -> mlkem768.MlKem768KeyPair:
     return mlkem768.MlKem768KeyPair.from_seed(_need(seed, SEED_LENGTH))
 
 
+# Serialized encapsulation states (~40 us to encode, ~60 us to decode): the same state is
+# written after every message of an epoch, so the last few are memoised both ways. Encoding is
+# keyed by object identity (the object is held, so its id is not reused); decoding by the
+# exact bytes (a legacy byte-swapped state decodes to an object whose own encoding differs,
+# so decoded objects are never entered in the encoding memo).
+_ENCAPS_MEMO_SIZE: Final = 4
+_ENCAPS_BY_ID: dict[int, tuple[mlkem768.EncapsState, bytes]] = {}
+_ENCAPS_BY_BYTES: dict[bytes, mlkem768.EncapsState] = {}
+
+
+def _evict_oldest(memo: dict[Any, Any]) -> None:
+    with suppress(KeyError, RuntimeError, StopIteration):  # evicted by another thread
+        del memo[next(iter(memo))]
+
+
+def _encaps_bytes(state: mlkem768.EncapsState) -> bytes:
+    hit = _ENCAPS_BY_ID.get(id(state))
+    if hit is not None and hit[0] is state:
+        return hit[1]
+    data = state.to_bytes()
+    if len(_ENCAPS_BY_ID) >= _ENCAPS_MEMO_SIZE:
+        _evict_oldest(_ENCAPS_BY_ID)
+    _ENCAPS_BY_ID[id(state)] = (state, data)
+    return data
+
+
 def _encaps_state(data: bytes) -> mlkem768.EncapsState:
+    hit = _ENCAPS_BY_BYTES.get(data) if type(data) is bytes else None
+    if hit is not None:
+        return hit
     try:
-        return mlkem768.EncapsState.from_bytes(data)
+        state = mlkem768.EncapsState.from_bytes(data)
     except DecodeError:
         raise
     except (ValueError, InvalidKeyError) as exc:
         raise DecodeError("SPQR state: bad encapsulation state") from exc
+    if len(_ENCAPS_BY_BYTES) >= _ENCAPS_MEMO_SIZE:
+        _evict_oldest(_ENCAPS_BY_BYTES)
+    _ENCAPS_BY_BYTES[bytes(data)] = state
+    return state
 
 
 def braid_from_record(r: BraidRecord) -> BraidState:

@@ -11,6 +11,15 @@ Evaluation uses the barycentric Lagrange form in the log domain: for points S,
 ``w_s = 1 / prod_{m != s} (s - m)`` (minus is XOR). The weights for S = {0..n-1} are
 precomputed for the payload sizes SPQR uses (n = 3, 5, 30, 36) and cached for others.
 
+Speed: a parity chunk costs n x 16 field products. The encoder computes parity chunks in
+batches of :data:`_BATCH` consecutive indices with the numpy kernel
+(:mod:`securemsg.crypto._gf16_kernel`), kept in a :class:`_Parity` object shared by the
+encoder's successors and memoised per payload in a small LRU (the payload is always data
+that is sent on the wire: a header, an encapsulation key or a ciphertext), so a state that is
+reloaded from bytes on every message does not recompute the batch. The decoder evaluates all
+missing systematic chunks in one kernel call. :func:`_eval_rows` is the pure-Python reference
+the tests compare against.
+
 :class:`Encoder` and :class:`Decoder` are immutable: ``next_chunk`` and ``add`` return new
 objects; adding a chunk is O(1), interpolation only happens in :meth:`Decoder.decode`.
 """
@@ -19,8 +28,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from typing import Final
 
+from securemsg.crypto._gf16_kernel import Gf16Kernel
 from securemsg.errors import InternalError
 from securemsg.protocol.spqr.gf16 import EXP, LOG, ORDER
 
@@ -29,6 +40,9 @@ __all__ = ["CHUNK_LENGTH", "Decoder", "Encoder", "evaluate"]
 CHUNK_LENGTH: Final = 32
 _WORDS: Final = struct.Struct(">16H")
 _EMPTY: Final[Mapping[int, bytes]] = {}
+_KERNEL: Final = Gf16Kernel(EXP, LOG)
+_BATCH: Final = 64  # parity chunks computed per kernel call (~2 us each amortised)
+_LRU_SIZE: Final = 16
 
 
 def _log_weights(xs: Sequence[int]) -> list[int]:
@@ -79,6 +93,48 @@ def evaluate(payload: bytes, x: int) -> bytes:
     return Encoder(payload, x).next_chunk()[2]
 
 
+class _Parity:
+    """Parity chunks of one payload, computed a batch at a time (a memo shared by encoders).
+
+    The current batch is one ``(start, stop, block)`` tuple replaced in a single assignment, so
+    a reader never pairs one batch's bounds with another batch's bytes.
+    """
+
+    __slots__ = ("_batch", "_logrows", "n")
+
+    def __init__(self, payload: bytes) -> None:
+        self.n = len(payload) // CHUNK_LENGTH
+        self._logrows = _KERNEL.log_rows(payload)
+        self._batch: tuple[int, int, bytes] = (0, 0, b"")
+
+    def chunk(self, x: int) -> bytes:
+        """Chunk ``x`` (n <= x <= 65535)."""
+        start, stop, block = self._batch
+        if not start <= x < stop:
+            n = self.n
+            start, stop = x, min(x + _BATCH, 0x10000)
+            block = _KERNEL.evaluate(
+                range(n), _systematic_weights(n), self._logrows, range(start, stop)
+            )
+            self._batch = (start, stop, block)
+        off = (x - start) * CHUNK_LENGTH
+        return block[off : off + CHUNK_LENGTH]
+
+
+_PARITY_LRU: dict[bytes, _Parity] = {}
+
+
+def _parity_for(payload: bytes) -> _Parity:
+    p = _PARITY_LRU.pop(payload, None)
+    if p is None:
+        p = _Parity(payload)
+        if len(_PARITY_LRU) >= _LRU_SIZE:
+            with suppress(KeyError, RuntimeError, StopIteration):  # evicted by another thread
+                del _PARITY_LRU[next(iter(_PARITY_LRU))]
+    _PARITY_LRU[payload] = p  # most recently used last
+    return p
+
+
 class Encoder:
     """Chunks of one payload, in counter order (immutable).
 
@@ -87,25 +143,25 @@ class Encoder:
         next_index: counter of the next chunk; the wire index is ``next_index % 65536``.
     """
 
-    __slots__ = ("_rows", "n", "next_index", "payload")
+    __slots__ = ("_parity", "n", "next_index", "payload")
 
     payload: bytes
     next_index: int
     n: int
-    _rows: tuple[tuple[int, ...], ...] | None
+    _parity: _Parity | None
 
     def __init__(
         self,
         payload: bytes,
         next_index: int = 0,
-        _rows: tuple[tuple[int, ...], ...] | None = None,
+        _parity: _Parity | None = None,
     ) -> None:
         if not payload or len(payload) % CHUNK_LENGTH:
             raise InternalError("erasure payload must be a non-empty multiple of 32 bytes")
         self.payload = payload
         self.next_index = next_index
         self.n = len(payload) // CHUNK_LENGTH
-        self._rows = _rows
+        self._parity = _parity
 
     def __repr__(self) -> str:
         return f"Encoder(n={self.n}, next_index={self.next_index})"
@@ -121,15 +177,14 @@ class Encoder:
         """Returns (advanced encoder, wire chunk index, 32 chunk bytes)."""
         counter = self.next_index
         x = counter & 0xFFFF
-        n = self.n
-        rows = self._rows
-        if x < n:
+        parity = self._parity
+        if x < self.n:
             data = self.payload[x * CHUNK_LENGTH : (x + 1) * CHUNK_LENGTH]
         else:
-            if rows is None:
-                rows = tuple(_WORDS.iter_unpack(self.payload))
-            data = _WORDS.pack(*_eval_rows(range(n), _systematic_weights(n), rows, x))
-        return Encoder(self.payload, (counter + 1) & 0xFFFFFFFF, rows), x, data
+            if parity is None:
+                parity = _parity_for(self.payload)
+            data = parity.chunk(x)
+        return Encoder(self.payload, (counter + 1) & 0xFFFFFFFF, parity), x, data
 
 
 class Decoder:
@@ -186,12 +241,8 @@ class Decoder:
         if not missing:
             return b"".join(chunks[t] for t in range(n))
         xs = sorted(chunks)[:n]
-        rows = [_WORDS.unpack(chunks[x]) for x in xs]
-        logw = _systematic_weights(n) if xs[-1] == n - 1 else _log_weights(xs)
-        parts = []
-        for t in range(n):
-            data = chunks.get(t)
-            if data is None:
-                data = _WORDS.pack(*_eval_rows(xs, logw, rows, t))
-            parts.append(data)
-        return b"".join(parts)
+        logrows = _KERNEL.log_rows(b"".join([chunks[x] for x in xs]))
+        logw = _KERNEL.log_weights(xs)
+        block = _KERNEL.evaluate(xs, logw, logrows, missing)
+        found = {t: block[k * CHUNK_LENGTH : (k + 1) * CHUNK_LENGTH] for k, t in enumerate(missing)}
+        return b"".join([chunks[t] if t in chunks else found[t] for t in range(n)])
