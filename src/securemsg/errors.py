@@ -20,7 +20,8 @@ tell a bug in its own code from a hostile or broken peer::
     ├── NoSessionError              no usable session with that address
     ├── FingerprintError            safety numbers do not match or are not comparable
     ├── StorageError                a store failed or a stored record is corrupt
-    └── InternalError               a bug in securemsg
+    ├── InternalError               a bug in securemsg
+    └── RelayError                  the relay refused a request (``code``)
 
 Contract shared by all of them: **raising leaves stored state unchanged** unless the class says
 otherwise. Values a caller branches on are attributes, never parsed from the message text, and
@@ -41,6 +42,7 @@ __all__ = [
     "MessageGapTooLargeError",
     "NoSessionError",
     "PeerError",
+    "RelayError",
     "SealedSenderError",
     "SecureMsgError",
     "StorageError",
@@ -192,3 +194,23 @@ class StorageError(SecureMsgError):
 class InternalError(SecureMsgError):
     """A bug in securemsg: an invariant did not hold. Please report it.
     State may be anything the failing operation had committed before (it commits last)."""
+
+
+class RelayError(SecureMsgError):
+    """The relay refused a request (or the connection to it failed).
+
+    Raised by the client SDK when a response carries a status other than OK. Nothing the
+    request would have changed on the relay was changed (requests are all-or-nothing).
+
+    Attributes:
+        code: the relay's status code (a ``securemsg.wire.relay_frames.StatusCode`` value, an
+            ``int``): e.g. ``UNAUTHENTICATED``, ``FORBIDDEN``, ``NOT_FOUND``,
+            ``RATE_LIMITED``, ``CONFLICT``, ``TOO_LARGE``.
+        details: the response body that came with the refusal, if any (e.g. the
+            ``SendResult`` listing mismatched devices with ``CONFLICT``), else None.
+    """
+
+    def __init__(self, message: str, code: int, details: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details

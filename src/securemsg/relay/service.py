@@ -1,0 +1,658 @@
+"""The relay's request logic, without the network: one request in, one response out.
+
+Theory of operation
+-------------------
+:class:`RelayService` answers a decoded :class:`~securemsg.wire.relay_frames.ClientFrame` for
+one connection's :class:`Session` at time ``now`` (Unix ms) and returns an :class:`Outcome`:
+the response, the envelopes it queued (so the server can push them to connected devices),
+whether the connection just authenticated, and whether it must be closed. It is synchronous
+and owns no sockets, so it is tested directly; :mod:`securemsg.relay.server` drives it.
+
+Rules it enforces (see docs/relay-protocol.md):
+
+* **Authentication** is proof of possession: an XEdDSA signature by the stored identity key
+  over :func:`~securemsg.wire.relay_frames.auth_message` for this connection's fresh nonce.
+  One attempt per connection; a failure closes it. No password exists.
+* **Authorization**: an unauthenticated session may only send sealed messages (gated by the
+  recipient's access key, compared as digests in constant time) and read the trust root. An
+  authenticated device acts only on its own mailbox and keys: the store calls take the
+  session's ACI and device id, never one from the request.
+* **All or nothing**: every check runs before the single store call that changes anything, so
+  a refused request changes nothing. Any unexpected exception becomes ``INTERNAL`` (logged by
+  type only), never a crash.
+* **Rate limits** (bundle fetches per requesting device) are a token bucket in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg.crypto.kyber1024 import KyberPublicKey
+from securemsg.crypto.primitives import constant_time_eq, hmac_sha256
+from securemsg.crypto.rng import Rng
+from securemsg.errors import PeerError, SecureMsgError, StorageError
+from securemsg.limits import MAX_DEVICE_ID, REGISTRATION_ID_MASK
+from securemsg.protocol.address import ServiceId, ServiceIdKind
+from securemsg.protocol.sealed_sender import (
+    REVOKED_SERVER_CERTIFICATE_KEY_IDS,
+    SealedSenderV2SentMessage,
+    SenderCertificate,
+    ServerCertificate,
+)
+from securemsg.relay.store import (
+    BundleRow,
+    CreateResult,
+    DeviceRow,
+    KeyRow,
+    NewDevice,
+    QueuedMessage,
+    RelayStore,
+    ServerKeysRow,
+)
+from securemsg.wire import relay_frames as rf
+
+__all__ = [
+    "RelayConfig",
+    "RelayService",
+    "Outcome",
+    "Session",
+    "TokenBuckets",
+    "access_key_digest",
+    "generate_server_keys",
+    "utc_date",
+]
+
+_LOG = logging.getLogger("securemsg.relay")
+_ACCESS_KEY_LABEL = b"securemsg-relay-access-key-digest-v1"
+_SERVER_KEY_ID = 1
+_IDENTIFIED_TYPES = frozenset(
+    (
+        rf.EnvelopeType.CIPHERTEXT,
+        rf.EnvelopeType.PREKEY_BUNDLE,
+        rf.EnvelopeType.SENDERKEY_MESSAGE,
+        rf.EnvelopeType.PLAINTEXT_CONTENT,
+    )
+)
+_DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """The relay's limits and periods (defaults are the documented ones).
+
+    Attributes:
+        message_ttl_ms: undelivered envelopes are deleted this long after receipt (30 days).
+        sweep_interval_s: how often expired envelopes are swept (hourly).
+        max_body: largest message body (256 KiB).
+        max_messages_per_send: most per-device copies in one send.
+        max_upload_keys: most one-time keys of one kind per request.
+        max_stored_keys: most one-time keys of one kind stored per device.
+        max_mailbox: most queued envelopes per device.
+        bundle_burst: bundle fetches a device may make at once.
+        bundle_refill_per_s: bundle fetches regained per second.
+        sender_cert_ttl_ms: lifetime of an issued sender certificate (24 hours).
+        max_multi_recipients: most recipients of one sealed sender v2 message.
+    """
+
+    message_ttl_ms: int = 30 * _DAY_MS
+    sweep_interval_s: float = 3600.0
+    max_body: int = 256 * 1024
+    max_messages_per_send: int = MAX_DEVICE_ID
+    max_upload_keys: int = 100
+    max_stored_keys: int = 500
+    max_mailbox: int = 10_000
+    bundle_burst: int = 100
+    bundle_refill_per_s: float = 1.0
+    sender_cert_ttl_ms: int = _DAY_MS
+    max_multi_recipients: int = 1_000
+
+
+@dataclass(slots=True)
+class Session:
+    """One connection's state: its challenge nonce and, once proven, its device."""
+
+    nonce: bytes = field(repr=False)
+    aci: bytes | None = None
+    device_id: int = 0
+    auth_attempted: bool = False
+
+    @property
+    def authenticated(self) -> bool:
+        """True once Authenticate or Register succeeded."""
+        return self.aci is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What handling one frame produced."""
+
+    response: rf.Response
+    queued: tuple[QueuedMessage, ...] = ()
+    authenticated: bool = False
+    close: bool = False
+
+
+class _Refuse(Exception):
+    def __init__(
+        self, code: rf.StatusCode, message: str, body: rf.ResponseBody | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.body = body
+
+
+class TokenBuckets:
+    """Per-key token buckets, in memory only (lost on restart, by design)."""
+
+    __slots__ = ("_burst", "_rate", "_state")
+
+    def __init__(self, burst: int, refill_per_s: float) -> None:
+        """Each key starts with ``burst`` tokens and regains ``refill_per_s`` per second."""
+        self._burst = float(burst)
+        self._rate = refill_per_s / 1000.0
+        self._state: dict[tuple[bytes, int], tuple[float, int]] = {}
+
+    def take(self, key: tuple[bytes, int], now: int) -> bool:
+        """Spend one token of ``key`` at ``now`` (ms); False if none is left."""
+        tokens, last = self._state.get(key, (self._burst, now))
+        tokens = min(self._burst, tokens + max(0, now - last) * self._rate)
+        if tokens < 1.0:
+            self._state[key] = (tokens, now)
+            return False
+        self._state[key] = (tokens - 1.0, now)
+        if len(self._state) > 100_000:  # bound memory: forget full buckets
+            self._state = {k: v for k, v in self._state.items() if v[0] < self._burst - 1}
+        return True
+
+
+def access_key_digest(access_key: bytes) -> bytes:
+    """The digest the relay keeps instead of an unidentified-access key (HMAC-SHA256 with a
+    fixed label)."""
+    return hmac_sha256(_ACCESS_KEY_LABEL, bytes(access_key))
+
+
+def utc_date(now_ms: int) -> str:
+    """``YYYY-MM-DD`` (UTC) of a Unix-ms time: the only precision the relay keeps for dates."""
+    return datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def generate_server_keys(rng: Rng) -> ServerKeysRow:
+    """A fresh trust root, server key and server certificate (key id 1)."""
+    root = PrivateKey.generate(rng)
+    server = PrivateKey.generate(rng)
+    cert = ServerCertificate.new(_SERVER_KEY_ID, server.public_key(), root, rng)
+    return ServerKeysRow(
+        trust_root_private=root.to_bytes(),
+        trust_root_public=root.public_key().to_bytes(),
+        server_key_id=_SERVER_KEY_ID,
+        server_private=server.to_bytes(),
+        server_public=server.public_key().to_bytes(),
+        server_certificate=cert.to_bytes(),
+    )
+
+
+def _aci_str(aci: bytes) -> str:
+    return str(UUID(bytes=aci))
+
+
+def _check_ec(key: bytes) -> PublicKey:
+    try:
+        return PublicKey.from_bytes(key)
+    except PeerError:
+        raise _Refuse(rf.StatusCode.BAD_REQUEST, "invalid public key") from None
+
+
+def _check_signed(identity: PublicKey, key: rf.SignedPreKey, kyber: bool) -> KeyRow:
+    try:
+        if kyber:
+            KyberPublicKey.from_bytes(key.public_key)
+        else:
+            PublicKey.from_bytes(key.public_key)
+        identity.verify(key.public_key, key.signature)
+    except PeerError:
+        raise _Refuse(rf.StatusCode.BAD_REQUEST, "invalid prekey or prekey signature") from None
+    return KeyRow(key.id, key.public_key, key.signature)
+
+
+def _signed(k: KeyRow) -> rf.SignedPreKey:
+    return rf.SignedPreKey(k.key_id, k.public_key, k.signature)
+
+
+def _bundle(b: BundleRow) -> rf.DeviceBundle:
+    return rf.DeviceBundle(
+        device_id=b.device_id,
+        registration_id=b.registration_id,
+        identity_key=b.identity_key,
+        signed_pre_key=_signed(b.signed_pre_key),
+        pre_key=None
+        if b.pre_key is None
+        else rf.OneTimePreKey(b.pre_key.key_id, b.pre_key.public_key),
+        kyber_pre_key=_signed(b.kyber_pre_key),
+        kyber_last_resort=b.kyber_last_resort,
+    )
+
+
+class RelayService:
+    """The relay's request handling over a :class:`RelayStore`.
+
+    Not thread-safe; the server calls it from its event loop only.
+    """
+
+    def __init__(self, store: RelayStore, rng: Rng, config: RelayConfig | None = None) -> None:
+        """Load (or create, on first start) the relay's trust root and server key.
+
+        Raises:
+            StorageError: the store failed.
+            DecodeError: the stored server keys are corrupt.
+        """
+        self.store = store
+        self.config = config or RelayConfig()
+        self._rng = rng
+        keys = store.init_server_keys(generate_server_keys(rng))
+        self._trust_root = PublicKey.from_bytes(keys.trust_root_public)
+        self._server_cert = ServerCertificate.from_bytes(keys.server_certificate)
+        if self._server_cert.key_id in REVOKED_SERVER_CERTIFICATE_KEY_IDS:
+            raise StorageError("the stored server certificate uses a revoked key id")
+        self._server_private = PrivateKey.from_bytes(keys.server_private)
+        self._buckets = TokenBuckets(self.config.bundle_burst, self.config.bundle_refill_per_s)
+
+    @property
+    def trust_root_public(self) -> PublicKey:
+        """The trust root clients pin."""
+        return self._trust_root
+
+    @property
+    def server_certificate(self) -> ServerCertificate:
+        """The server certificate (signed by the trust root)."""
+        return self._server_cert
+
+    def new_session(self) -> Session:
+        """A session with a fresh 32-byte challenge nonce."""
+        return Session(nonce=self._rng.random_bytes(rf.NONCE_LENGTH))
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def handle(self, session: Session, frame: rf.ClientFrame, now: int) -> Outcome:
+        """Answer one request. Never raises: failures become a status.
+
+        Args:
+            session: the connection's state (updated on successful authentication).
+            frame: the decoded request.
+            now: Unix time in milliseconds.
+        """
+        rid = frame.request_id
+        body = frame.body
+        try:
+            if body is None:
+                raise _Refuse(rf.StatusCode.BAD_REQUEST, "unknown request type")
+            if isinstance(body, rf.Authenticate):
+                return self._authenticate(session, rid, body, now)
+            if isinstance(body, rf.Register):
+                return self._register(session, rid, body, now)
+            if isinstance(body, rf.GetServerTrustRoot):
+                return self._ok(
+                    rid,
+                    rf.ServerTrustRoot(self._trust_root.to_bytes(), self._server_cert.to_bytes()),
+                )
+            if isinstance(body, rf.SendSealed):
+                return self._send_sealed(session, rid, body, now)
+            if isinstance(body, rf.SendMultiRecipient):
+                return self._send_multi(session, rid, body, now)
+            if not session.authenticated:
+                raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "authenticate first")
+            return self._authenticated(session, rid, body, now)
+        except _Refuse as r:
+            return Outcome(rf.Response(rid, r.code, r.message, r.body))
+        except StorageError:
+            _LOG.error("relay storage error while handling a request")
+            return Outcome(rf.Response(rid, rf.StatusCode.INTERNAL, "storage error"))
+        except Exception as exc:  # never crash the relay on one request
+            _LOG.error("relay bug while handling a request: %s", type(exc).__name__)
+            return Outcome(rf.Response(rid, rf.StatusCode.INTERNAL, "internal error"))
+
+    def _authenticated(self, s: Session, rid: int, body: rf.Request, now: int) -> Outcome:
+        assert s.aci is not None
+        aci, dev = s.aci, s.device_id
+        if isinstance(body, rf.UploadPreKeys):
+            return self._upload(s, rid, body)
+        if isinstance(body, rf.RotateSignedPreKey):
+            return self._upload(
+                s,
+                rid,
+                rf.UploadPreKeys(
+                    signed_pre_key=body.signed_pre_key,
+                    last_resort_kyber_pre_key=body.last_resort_kyber_pre_key,
+                ),
+            )
+        if isinstance(body, rf.GetPreKeyCounts):
+            ec, ky = self.store.pre_key_counts(aci, dev)
+            return self._ok(rid, rf.PreKeyCounts(ec, ky))
+        if isinstance(body, rf.FetchBundles):
+            return self._fetch(s, rid, body, now)
+        if isinstance(body, rf.GetDevices):
+            account = self.store.get_account(body.aci)
+            if account is None:
+                raise _Refuse(rf.StatusCode.NOT_FOUND, "no such account")
+            devices = self.store.list_devices(body.aci)
+            return self._ok(
+                rid,
+                rf.Devices(
+                    account.identity_key,
+                    tuple(rf.DeviceInfo(d.device_id, d.registration_id) for d in devices),
+                ),
+            )
+        if isinstance(body, rf.SendMessage):
+            return self._send_identified(s, rid, body, now)
+        if isinstance(body, rf.Ack):
+            if len(body.ids) > self.config.max_mailbox:
+                raise _Refuse(rf.StatusCode.TOO_LARGE, "too many ids")
+            self.store.ack(aci, dev, body.ids)
+            return self._ok(rid)
+        if isinstance(body, rf.GetSenderCertificate):
+            account = self.store.get_account(aci)
+            if account is None:  # pragma: no cover - the session proved this account exists
+                raise _Refuse(rf.StatusCode.NOT_FOUND, "no such account")
+            cert = SenderCertificate.new(
+                sender_uuid=_aci_str(aci),
+                sender_e164=None,
+                sender_device_id=dev,
+                key=PublicKey.from_bytes(account.identity_key),
+                expiration=now + self.config.sender_cert_ttl_ms,
+                signer=self._server_cert,
+                signer_key=self._server_private,
+                rng=self._rng,
+            )
+            return self._ok(rid, rf.SenderCertificateResponse(cert.to_bytes()))
+        raise _Refuse(rf.StatusCode.BAD_REQUEST, "unexpected request")
+
+    @staticmethod
+    def _ok(rid: int, body: rf.ResponseBody | None = None) -> Outcome:
+        return Outcome(rf.Response(rid, rf.StatusCode.OK, "", body))
+
+    # -- authentication and registration --------------------------------------------------
+
+    def _proof(self, s: Session, identity: PublicKey, aci: bytes, dev: int, sig: bytes) -> bool:
+        try:
+            identity.verify(rf.auth_message(s.nonce, aci, dev), sig)
+        except SecureMsgError:
+            return False
+        return True
+
+    def _start_auth(self, s: Session, version: int) -> None:
+        if s.authenticated or s.auth_attempted:
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "one authentication per connection")
+        s.auth_attempted = True
+        if version != rf.PROTOCOL_VERSION:
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "unsupported protocol version")
+
+    def _authenticate(self, s: Session, rid: int, body: rf.Authenticate, now: int) -> Outcome:
+        try:
+            self._start_auth(s, body.protocol_version)
+        except _Refuse as r:
+            return Outcome(rf.Response(rid, r.code, r.message), close=True)
+        account = self.store.get_account(body.aci)
+        device = self.store.get_device(body.aci, body.device_id) if account else None
+        # Verify even for unknown devices (against a fixed key) so timing says little.
+        identity = PublicKey.from_bytes(account.identity_key) if account else self._trust_root
+        valid = self._proof(s, identity, body.aci, body.device_id, body.signature)
+        if account is None or device is None or not valid:
+            return Outcome(
+                rf.Response(rid, rf.StatusCode.UNAUTHENTICATED, "authentication failed"),
+                close=True,
+            )
+        self.store.touch_device(body.aci, body.device_id, utc_date(now))
+        s.aci, s.device_id = body.aci, body.device_id
+        return Outcome(rf.Response(rid, rf.StatusCode.OK), authenticated=True)
+
+    def _register(self, s: Session, rid: int, body: rf.Register, now: int) -> Outcome:
+        try:
+            self._start_auth(s, body.protocol_version)
+            if not 1 <= body.device_id <= MAX_DEVICE_ID:
+                raise _Refuse(rf.StatusCode.BAD_REQUEST, "device id must be 1..127")
+            if not 1 <= body.registration_id <= REGISTRATION_ID_MASK - 3:
+                raise _Refuse(rf.StatusCode.BAD_REQUEST, "registration id out of range")
+            limit = self.config.max_upload_keys
+            if len(body.pre_keys) > limit or len(body.kyber_pre_keys) > limit:
+                raise _Refuse(rf.StatusCode.TOO_LARGE, "too many one-time prekeys")
+            identity = _check_ec(body.identity_key)
+            if not self._proof(s, identity, body.aci, body.device_id, body.signature):
+                raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "proof of possession failed")
+            device = NewDevice(
+                aci=body.aci,
+                device_id=body.device_id,
+                registration_id=body.registration_id,
+                identity_key=identity.to_bytes(),
+                access_key_digest=access_key_digest(body.unidentified_access_key),
+                signed_pre_key=_check_signed(identity, body.signed_pre_key, kyber=False),
+                last_resort_kyber_pre_key=_check_signed(
+                    identity, body.last_resort_kyber_pre_key, kyber=True
+                ),
+                pre_keys=tuple(self._one_time(k) for k in body.pre_keys),
+                kyber_pre_keys=tuple(
+                    _check_signed(identity, k, kyber=True) for k in body.kyber_pre_keys
+                ),
+            )
+            result = self.store.create_device(device, utc_date(now))
+            if result is CreateResult.IDENTITY_MISMATCH:
+                raise _Refuse(rf.StatusCode.CONFLICT, "account exists with another identity key")
+            if result is CreateResult.DEVICE_EXISTS:
+                raise _Refuse(rf.StatusCode.CONFLICT, "device already registered")
+        except _Refuse as r:
+            return Outcome(rf.Response(rid, r.code, r.message), close=True)
+        s.aci, s.device_id = body.aci, body.device_id
+        return Outcome(rf.Response(rid, rf.StatusCode.OK), authenticated=True)
+
+    @staticmethod
+    def _one_time(k: rf.OneTimePreKey) -> KeyRow:
+        _check_ec(k.public_key)
+        return KeyRow(k.id, k.public_key)
+
+    # -- prekeys --------------------------------------------------------------------------
+
+    def _upload(self, s: Session, rid: int, body: rf.UploadPreKeys) -> Outcome:
+        assert s.aci is not None
+        limit = self.config.max_upload_keys
+        if len(body.pre_keys) > limit or len(body.kyber_pre_keys) > limit:
+            raise _Refuse(rf.StatusCode.TOO_LARGE, "too many one-time prekeys")
+        account = self.store.get_account(s.aci)
+        if account is None:  # pragma: no cover - the session proved this account exists
+            raise _Refuse(rf.StatusCode.NOT_FOUND, "no such account")
+        identity = PublicKey.from_bytes(account.identity_key)
+        spk = body.signed_pre_key
+        lr = body.last_resort_kyber_pre_key
+        stored = self.store.store_pre_keys(
+            s.aci,
+            s.device_id,
+            pre_keys=[self._one_time(k) for k in body.pre_keys],
+            kyber_pre_keys=[_check_signed(identity, k, kyber=True) for k in body.kyber_pre_keys],
+            signed_pre_key=None if spk is None else _check_signed(identity, spk, kyber=False),
+            last_resort_kyber_pre_key=None if lr is None else _check_signed(identity, lr, True),
+            max_stored=self.config.max_stored_keys,
+        )
+        if not stored:
+            raise _Refuse(rf.StatusCode.TOO_LARGE, "too many one-time prekeys stored")
+        return self._ok(rid)
+
+    def _fetch(self, s: Session, rid: int, body: rf.FetchBundles, now: int) -> Outcome:
+        assert s.aci is not None
+        if body.device_id > MAX_DEVICE_ID:
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "device id out of range")
+        if not self._buckets.take((s.aci, s.device_id), now):
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many bundle fetches")
+        bundles = self.store.take_bundles(body.aci, body.device_id or None)
+        if not bundles:
+            raise _Refuse(rf.StatusCode.NOT_FOUND, "no such account or device")
+        return self._ok(rid, rf.Bundles(tuple(_bundle(b) for b in bundles)))
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _check_devices(
+        self,
+        aci: bytes,
+        devices: list[DeviceRow],
+        given: list[tuple[int, int]],
+        exclude: int | None,
+    ) -> rf.MismatchedDevices | None:
+        ids = [d for d, _ in given]
+        if len(set(ids)) != len(ids):
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "a device appears twice")
+        current = {d.device_id: d.registration_id for d in devices if d.device_id != exclude}
+        missing = tuple(sorted(set(current) - set(ids)))
+        extra = tuple(sorted(set(ids) - set(current)))
+        stale = tuple(sorted(d for d, r in given if d in current and current[d] != r))
+        if missing or extra or stale:
+            return rf.MismatchedDevices(aci, missing, extra, stale)
+        return None
+
+    def _check_messages(self, messages: tuple[rf.OutgoingMessage, ...]) -> None:
+        if not messages:
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "no messages")
+        if len(messages) > self.config.max_messages_per_send:
+            raise _Refuse(rf.StatusCode.TOO_LARGE, "too many messages")
+        if any(len(m.body) > self.config.max_body for m in messages):
+            raise _Refuse(rf.StatusCode.TOO_LARGE, "message body too large")
+
+    def _queue(self, messages: list[QueuedMessage], rid: int) -> Outcome:
+        if not self.store.enqueue(messages, self.config.max_mailbox):
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "mailbox full")
+        return Outcome(rf.Response(rid, rf.StatusCode.OK, "", rf.SendResult()), tuple(messages))
+
+    def _new_id(self) -> bytes:
+        return self._rng.random_bytes(rf.ENVELOPE_ID_LENGTH)
+
+    def _send_identified(self, s: Session, rid: int, body: rf.SendMessage, now: int) -> Outcome:
+        assert s.aci is not None
+        self._check_messages(body.messages)
+        if any(m.type not in _IDENTIFIED_TYPES for m in body.messages):
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "unsupported envelope type")
+        devices = self.store.list_devices(body.destination_aci)
+        if not devices:
+            raise _Refuse(rf.StatusCode.NOT_FOUND, "no such account")
+        exclude = s.device_id if body.destination_aci == s.aci else None
+        given = [(m.device_id, m.registration_id) for m in body.messages]
+        mismatch = self._check_devices(body.destination_aci, devices, given, exclude)
+        if mismatch is not None:
+            raise _Refuse(rf.StatusCode.CONFLICT, "device mismatch", rf.SendResult((mismatch,)))
+        queued = [
+            QueuedMessage(
+                id=self._new_id(),
+                aci=body.destination_aci,
+                device_id=m.device_id,
+                type=m.type,
+                source_aci=s.aci,
+                source_device_id=s.device_id,
+                client_timestamp=body.timestamp,
+                received_at=now,
+                body=m.body,
+            )
+            for m in body.messages
+        ]
+        return self._queue(queued, rid)
+
+    def _access_ok(self, aci: bytes, access_key: bytes) -> bool:
+        account = self.store.get_account(aci)
+        stored = account.access_key_digest if account else bytes(32)
+        # Compare even for unknown accounts, so both failures look alike.
+        return constant_time_eq(stored, access_key_digest(access_key)) and account is not None
+
+    def _sealed(self, aci: bytes, device_id: int, body: bytes, ts: int, now: int) -> QueuedMessage:
+        return QueuedMessage(
+            id=self._new_id(),
+            aci=aci,
+            device_id=device_id,
+            type=int(rf.EnvelopeType.UNIDENTIFIED_SENDER),
+            source_aci=None,
+            source_device_id=0,
+            client_timestamp=ts,
+            received_at=now,
+            body=body,
+        )
+
+    def _send_sealed(self, s: Session, rid: int, body: rf.SendSealed, now: int) -> Outcome:
+        self._check_messages(body.messages)
+        if not self._access_ok(body.destination_aci, body.access_key):
+            raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "unidentified access refused")
+        devices = self.store.list_devices(body.destination_aci)
+        exclude = s.device_id if s.aci == body.destination_aci else None
+        given = [(m.device_id, m.registration_id) for m in body.messages]
+        mismatch = self._check_devices(body.destination_aci, devices, given, exclude)
+        if mismatch is not None:
+            raise _Refuse(rf.StatusCode.CONFLICT, "device mismatch", rf.SendResult((mismatch,)))
+        queued = [
+            self._sealed(body.destination_aci, m.device_id, m.body, body.timestamp, now)
+            for m in body.messages
+        ]
+        return self._queue(queued, rid)
+
+    def _send_multi(self, s: Session, rid: int, body: rf.SendMultiRecipient, now: int) -> Outcome:
+        try:
+            parsed = SealedSenderV2SentMessage.parse(body.payload)
+        except PeerError:
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "not a sealed sender v2 message") from None
+        if not parsed.recipients:
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "no recipients")
+        if len(parsed.recipients) > self.config.max_multi_recipients:
+            raise _Refuse(rf.StatusCode.TOO_LARGE, "too many recipients")
+        keys: dict[bytes, bytes] = {}
+        for a in body.access:
+            keys.setdefault(a.aci, a.access_key)
+        plan: list[tuple[bytes, ServiceId, tuple[tuple[int, int], ...]]] = []
+        for sid, devs in parsed.recipients.items():
+            if sid.kind is not ServiceIdKind.ACI:
+                raise _Refuse(rf.StatusCode.BAD_REQUEST, "only ACI recipients are supported")
+            plan.append((sid.uuid.bytes, sid, devs))
+        allowed = True
+        for aci, _, _ in plan:  # check every key (no early exit: no per-recipient oracle)
+            key = keys.get(aci)
+            allowed &= key is not None and self._access_ok(aci, key)
+        if not allowed:
+            raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "unidentified access refused")
+        mismatches: list[rf.MismatchedDevices] = []
+        for aci, _, devs in plan:
+            exclude = s.device_id if s.aci == aci else None
+            m = self._check_devices(aci, self.store.list_devices(aci), list(devs), exclude)
+            if m is not None:
+                mismatches.append(m)
+        if mismatches:
+            raise _Refuse(
+                rf.StatusCode.CONFLICT, "device mismatch", rf.SendResult(tuple(mismatches))
+            )
+        queued: list[QueuedMessage] = []
+        for aci, sid, devs in plan:
+            received = parsed.message_for_recipient(sid)
+            if len(received) > self.config.max_body:
+                raise _Refuse(rf.StatusCode.TOO_LARGE, "message body too large")
+            queued.extend(self._sealed(aci, d, received, body.timestamp, now) for d, _ in devs)
+        if len(queued) > self.config.max_mailbox:
+            raise _Refuse(rf.StatusCode.TOO_LARGE, "too many copies")
+        return self._queue(queued, rid)
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def pending(self, session: Session) -> list[QueuedMessage]:
+        """The authenticated device's queued envelopes, oldest first."""
+        if session.aci is None:
+            return []
+        return self.store.pending(session.aci, session.device_id)
+
+    def sweep(self, now: int) -> int:
+        """Delete envelopes older than the TTL; how many were deleted."""
+        return self.store.expire(now - self.config.message_ttl_ms)
+
+
+def envelope_of(m: QueuedMessage) -> rf.Envelope:
+    """The push frame for a queued message."""
+    return rf.Envelope(
+        id=m.id,
+        type=m.type,
+        source_aci=m.source_aci,
+        source_device_id=m.source_device_id,
+        client_timestamp=m.client_timestamp,
+        server_timestamp=m.received_at,
+        body=m.body,
+    )

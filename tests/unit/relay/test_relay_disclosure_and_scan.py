@@ -1,0 +1,221 @@
+"""A demo-sized run through the relay (three users, 1:1 identified and sealed messages, a
+sender-key group message fanned out with sealed sender v2), then: the relay's database, WAL
+and logs hold no plaintext, no client private key and no IP address; the disclosure report
+is complete for what is queued and deterministic."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from relay_harness import NOW, Device, RawClient, registered, relay, run, to_bundle
+
+from securemsg import cipher, groups
+from securemsg.protocol.sealed_sender import SenderCertificate, UnidentifiedSenderMessageContent
+from securemsg.relay.disclosure import SENDER_UNKNOWN, disclose
+from securemsg.relay.store import SqliteRelayStore
+from securemsg.sealed import (
+    sealed_sender_decrypt,
+    sealed_sender_decrypt_to_usmc,
+    sealed_sender_encrypt,
+    sealed_sender_multi_recipient_encrypt,
+)
+from securemsg.wire import relay_frames as rf
+from securemsg.wire.messages import CiphertextMessageType, PreKeySignalMessage
+
+PLAINTEXTS = {
+    "to_bob": b"PLAINTEXT-1: hello bob, meet at the usual place",
+    "to_carol": b"PLAINTEXT-2: hello carol, bring the documents",
+    "unacked": b"PLAINTEXT-3: this one carol never acknowledges",
+    "group": b"PLAINTEXT-4: group hello to everyone in the group",
+}
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Everything the process logs except the test's own client side (its Host header).
+        if not record.name.startswith("websockets.client"):
+            self.lines.append(self.format(record))
+
+
+def _private_material(d: Device) -> list[bytes]:
+    out = [d.identity.private_key.to_bytes()]
+    out += [k.key_pair.private_key.to_bytes() for k in d.pre_keys]
+    assert d.signed is not None and d.last_resort is not None
+    out.append(d.signed.key_pair.private_key.to_bytes())
+    out += [k.key_pair.seed for k in [d.last_resort, *d.kyber]]
+    out.append(d.access_key)  # only its digest may be stored
+    return out
+
+
+def _files(db: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name)}
+
+
+def test_demo_sized_run_leaves_no_plaintext_key_or_address_and_is_disclosed(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "relay.db"
+    alice, bob, carol = Device.new(31), Device.new(32), Device.new(33)
+    capture = _Capture()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    snapshots: list[dict[str, bytes]] = []
+
+    async def body() -> None:
+        async with relay(db, clock=lambda: NOW) as server:
+            trust = server.trust_root_public
+            a = await registered(server.url, alice)
+            b = await registered(server.url, bob)
+            c = await registered(server.url, carol)
+            assert alice.store and bob.store and carol.store
+
+            r = await a.request(rf.GetSenderCertificate())
+            assert isinstance(r.body, rf.SenderCertificateResponse)
+            cert = SenderCertificate.from_bytes(r.body.certificate)
+
+            async def identified(to: Device, plain: bytes) -> None:
+                assert alice.store is not None
+                if alice.store.load_session(to.address) is None:
+                    r = await a.request(rf.FetchBundles(to.aci, 1))
+                    assert isinstance(r.body, rf.Bundles)
+                    cipher.process_prekey_bundle(
+                        to_bundle(r.body.bundles[0]), to.address, alice.store, now=NOW,
+                        rng=alice.rng, local_address=alice.address,
+                    )  # fmt: skip
+                m = cipher.message_encrypt(
+                    plain, to.address, alice.store, now=NOW, rng=alice.rng,
+                    local_address=alice.address,
+                )  # fmt: skip
+                prekey = isinstance(m, PreKeySignalMessage)
+                etype = rf.EnvelopeType.PREKEY_BUNDLE if prekey else rf.EnvelopeType.CIPHERTEXT
+                out = rf.OutgoingMessage(1, to.registration_id, etype, m.to_bytes())
+                assert (await a.request(rf.SendMessage(to.aci, NOW, (out,)))).code == 0
+
+            await identified(bob, PLAINTEXTS["to_bob"])
+            await identified(carol, PLAINTEXTS["to_carol"])
+            for dev, conn in ((bob, b), (carol, c)):
+                (env,) = await conn.wait_pushes(1)
+                assert dev.store is not None
+                got = cipher.message_decrypt(
+                    env.body, CiphertextMessageType.PREKEY, alice.address, dev.store,
+                    now=NOW, rng=dev.rng, local_address=dev.address,
+                )  # fmt: skip
+                assert got in PLAINTEXTS.values()
+                assert (await conn.request(rf.Ack((env.id,)))).code == 0
+
+            # Sender-key distribution, sealed (v1) over the 1:1 sessions, on an anonymous socket.
+            dist = uuid.UUID(int=7)
+            skdm = groups.create_sender_key_distribution_message(
+                alice.address, dist, alice.store, rng=alice.rng
+            )
+            anon = await RawClient.open(server.url)
+            for to, conn in ((bob, b), (carol, c)):
+                sealed = sealed_sender_encrypt(
+                    to.address, cert, skdm.to_bytes(), alice.store, now=NOW, rng=alice.rng
+                )
+                out = rf.OutgoingMessage(1, to.registration_id, 0, sealed)
+                r = await anon.request(rf.SendSealed(to.aci, to.access_key, NOW, (out,)))
+                assert r.code == 0, r
+                env = (await conn.wait_pushes(2))[1]
+                assert to.store is not None
+                res = sealed_sender_decrypt(
+                    env.body, trust, to.store, now=NOW, local_uuid=str(uuid.UUID(bytes=to.aci)),
+                    local_device_id=1, rng=to.rng,
+                )  # fmt: skip
+                groups.process_sender_key_distribution_message(
+                    alice.address, res.plaintext, to.store
+                )
+                assert (await conn.request(rf.Ack((env.id,)))).code == 0
+
+            # The group message, fanned out with sealed sender v2 and split by the relay.
+            gm = groups.group_encrypt(
+                alice.address, dist, PLAINTEXTS["group"], alice.store, rng=alice.rng
+            )
+            usmc = UnidentifiedSenderMessageContent.new(
+                CiphertextMessageType.SENDERKEY, cert, gm.to_bytes(), 0, b"group-id-1"
+            )
+            payload = sealed_sender_multi_recipient_encrypt(
+                [bob.address, carol.address], usmc, alice.store, rng=alice.rng
+            )
+            access = (
+                rf.RecipientAccess(bob.aci, bob.access_key),
+                rf.RecipientAccess(carol.aci, carol.access_key),
+            )
+            wrong = (access[0], rf.RecipientAccess(carol.aci, bytes(16)))
+            r = await anon.request(rf.SendMultiRecipient(payload, wrong, NOW))
+            assert r.code == rf.StatusCode.UNAUTHENTICATED
+            r = await anon.request(rf.SendMultiRecipient(payload, access, NOW))
+            assert r.code == rf.StatusCode.OK, r
+            for to, conn, ack in ((bob, b, True), (carol, c, False)):
+                env = (await conn.wait_pushes(3))[2]
+                assert env.type == rf.EnvelopeType.UNIDENTIFIED_SENDER and env.source_aci is None
+                assert to.store is not None
+                u = sealed_sender_decrypt_to_usmc(env.body, to.store)
+                u.sender.validate(trust, NOW)
+                assert (
+                    groups.group_decrypt(u.contents, alice.address, to.store) == PLAINTEXTS["group"]
+                )
+                if ack:
+                    assert (await conn.request(rf.Ack((env.id,)))).code == 0
+            await anon.close()
+
+            # One identified message Carol never acknowledges.
+            await identified(carol, PLAINTEXTS["unacked"])
+            await c.wait_pushes(4)
+            for conn in (a, b, c):
+                await conn.close()
+            snapshots.append(_files(db))  # DB and WAL while the relay runs
+
+        snapshots.append(_files(db))  # after a clean stop
+
+    try:
+        run(body)
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(old_level)
+
+    assert any(name.endswith("-wal") for name in snapshots[0])
+    forbidden = list(PLAINTEXTS.values())
+    for d in (alice, bob, carol):
+        forbidden += _private_material(d)
+    forbidden += [b"127.0.0.1", "127.0.0.1".encode("utf-16-le"), bytes([127, 0, 0, 1])]
+    for snap in snapshots:
+        for name, content in snap.items():
+            for needle in forbidden:
+                assert needle not in content, (name, needle[:12])
+    log_text = "\n".join(capture.lines)
+    assert "127.0.0.1" not in log_text
+    for p in PLAINTEXTS.values():
+        assert p.decode() not in log_text
+
+    # Disclosure: what is still queued, dates, keys; deterministic.
+    with SqliteRelayStore.open(db) as store:
+        carol_report = disclose(store, carol.aci)
+        alice_report = disclose(store, str(uuid.UUID(bytes=alice.aci)))
+        again = disclose(store, carol.aci)
+        nobody = disclose(store, uuid.UUID(int=1))
+    assert carol_report.to_json() == again.to_json()
+    assert carol_report.to_text() == again.to_text()
+    assert carol_report.found and carol_report.created_date == "2025-06-15"
+    (dev,) = carol_report.devices
+    assert dev.last_seen_date == "2025-06-15"
+    queued = carol_report.queued_for_account
+    assert [q.type for q in queued] == ["UNIDENTIFIED_SENDER", "PREKEY_BUNDLE"]
+    assert queued[0].sender == SENDER_UNKNOWN
+    assert queued[1].sender == f"{uuid.UUID(bytes=alice.aci)} device 1"
+    assert SENDER_UNKNOWN in carol_report.to_text()
+    assert len(alice_report.queued_from_account) == 1  # her identified, unacked message
+    data = json.loads(alice_report.to_json())
+    assert data["identity_key"] == alice.identity.identity_key.to_bytes().hex()
+    assert any("IP addresses" in item for item in data["not_held"])
+    assert "creation date" in data["signal_comparison"] or "created" in data["signal_comparison"]
+    assert not nobody.found and "holds no account" in nobody.to_text()
