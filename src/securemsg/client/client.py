@@ -1,0 +1,1227 @@
+"""The async client SDK: one device of one account, talking to a securemsg relay.
+
+Theory of operation
+-------------------
+A :class:`Client` owns one device database (:class:`~securemsg.client.store.ClientStore`, a
+SQLite file) holding its identity, prekeys, sessions, sender keys, contacts, groups and inbox.
+Keys never leave it: the relay only ever receives public keys and ciphertext.
+
+* **Registration** (:meth:`Client.register`) uploads the identity public key, a signed prekey,
+  a last-resort Kyber prekey, batches of one-time EC and Kyber prekeys and our
+  unidentified-access key, and proves possession of the identity key by signing the
+  connection's challenge (XEdDSA). :meth:`Client.connect` authenticates the same way.
+* **Key upkeep.** On every connect, and after receiving a PreKey message, the client asks the
+  relay how many one-time prekeys are left and uploads a new batch below the low-water mark;
+  the signed prekey (and last-resort Kyber prekey) is rotated when older than
+  :data:`SIGNED_PREKEY_ROTATION_MS` (the three newest are kept for messages in flight).
+* **1:1 sending** (:meth:`Client.send_text`): sessions are started from fetched bundles
+  (PQXDH) for devices without one; the padded :class:`~securemsg.wire.content.Content` is
+  encrypted per device and, if we know the recipient's access key, sealed (sealed sender v1,
+  with a cached sender certificate) and sent over a *separate unauthenticated* connection so
+  the relay learns no sender. Without an access key the send is identified. Every message
+  carries our own access key, so the recipient can answer sealed. A device-list mismatch
+  (``CONFLICT``) repairs sessions and retries.
+* **Groups** (:meth:`Client.create_group`, :meth:`Client.send_group_text`): sender keys. Our
+  sender-key distribution message goes 1:1 to each member device first (once), then each
+  group message is encrypted once and fanned out as ONE sealed sender v2 upload the relay
+  splits per recipient. The group id doubles as the distribution id.
+* **Receiving** runs in a background task: each pushed envelope is decrypted and the new
+  session / sender-key state, the decrypted message (in ``client_inbox``) and any learned
+  contact or group are committed in ONE store transaction; only then is the envelope
+  acknowledged. A crash before the ack means the relay pushes it again, the inbox already
+  knows its id, and it is acknowledged without being shown twice. :meth:`Client.receive`
+  hands each inbox message to the application exactly once.
+* **Connection loss** is followed by a bounded number of reconnect attempts.
+
+Undecryptable envelopes are recorded (``kind = "error"``) and acknowledged so they cannot
+block the queue; :attr:`Client.errors` counts them. Errors are securemsg's typed errors:
+:class:`~securemsg.errors.RelayError` for the relay (``code``), ``UsageError`` for misuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from securemsg import cipher
+from securemsg.client.connection import CONNECTION_LOST, RelayConnection
+from securemsg.client.store import ClientStore, InboxRow
+from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.kyber1024 import KyberPublicKey
+from securemsg.crypto.rng import Rng, SystemRng
+from securemsg.errors import (
+    DecodeError,
+    DuplicateMessageError,
+    InvalidMessageError,
+    NoSessionError,
+    RelayError,
+    SealedSenderError,
+    SecureMsgError,
+    StorageError,
+    UsageError,
+)
+from securemsg.groups import (
+    create_sender_key_distribution_message,
+    group_decrypt,
+    group_encrypt,
+    process_sender_key_distribution_message,
+)
+from securemsg.limits import REGISTRATION_ID_MASK
+from securemsg.protocol.address import ProtocolAddress
+from securemsg.protocol.keys import (
+    IdentityKey,
+    IdentityKeyPair,
+    KyberPreKeyRecord,
+    PreKeyBundle,
+    PreKeyRecord,
+    SignedPreKeyRecord,
+)
+from securemsg.protocol.sealed_sender import (
+    ContentHint,
+    SenderCertificate,
+    UnidentifiedSenderMessageContent,
+)
+from securemsg.sealed import (
+    sealed_sender_decrypt_to_usmc,
+    sealed_sender_encrypt,
+    sealed_sender_multi_recipient_encrypt,
+)
+from securemsg.wire.content import (
+    Content,
+    GroupContext,
+    decode_padded_content,
+    encode_padded_content,
+)
+from securemsg.wire.messages import (
+    CiphertextMessageType,
+    PreKeySignalMessage,
+    SenderKeyDistributionMessage,
+    SenderKeyMessage,
+)
+from securemsg.wire.relay_frames import (
+    ACCESS_KEY_LENGTH,
+    Ack,
+    Authenticate,
+    Bundles,
+    DeviceBundle,
+    Envelope,
+    EnvelopeType,
+    FetchBundles,
+    GetPreKeyCounts,
+    GetSenderCertificate,
+    GetServerTrustRoot,
+    OneTimePreKey,
+    OutgoingMessage,
+    PreKeyCounts,
+    QueueEmpty,
+    RecipientAccess,
+    Register,
+    Request,
+    Response,
+    RotateSignedPreKey,
+    SenderCertificateResponse,
+    SendMessage,
+    SendMultiRecipient,
+    SendResult,
+    SendSealed,
+    ServerTrustRoot,
+    SignedPreKey,
+    StatusCode,
+    UploadPreKeys,
+    auth_message,
+)
+
+__all__ = [
+    "DEFAULT_PREKEY_BATCH",
+    "DEFAULT_PREKEY_LOW_WATER",
+    "SIGNED_PREKEY_ROTATION_MS",
+    "Client",
+    "ReceivedMessage",
+]
+
+_log = logging.getLogger("securemsg.client")
+
+#: One-time prekeys (of each kind) generated and uploaded per batch.
+DEFAULT_PREKEY_BATCH: Final = 100
+#: Upload a new batch when the relay holds fewer one-time prekeys of a kind than this.
+DEFAULT_PREKEY_LOW_WATER: Final = 20
+#: Rotate the signed prekey (and the last-resort Kyber prekey) after this age (2 days).
+SIGNED_PREKEY_ROTATION_MS: Final = 2 * 24 * 3600 * 1000
+#: Keep this many signed / last-resort prekeys (the newest) for messages still in flight.
+_KEEP_SIGNED: Final = 3
+#: Fetch a new sender certificate when the cached one expires within this margin (1 hour).
+_CERT_MARGIN_MS: Final = 3600 * 1000
+#: Reconnect attempts after a dropped connection (delays 0.1 s doubling up to 2 s).
+_RECONNECT_ATTEMPTS: Final = 8
+#: Retries of a send after a device-list mismatch.
+_SEND_ATTEMPTS: Final = 3
+#: The relay accepts registration ids 1..16380.
+_MAX_REGISTRATION_ID: Final = 16380
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A decrypted message, as the application sees it.
+
+    Attributes:
+        sender_aci: the sender's ACI (from the certificate for a sealed message).
+        sender_device: the sender's device id.
+        text: the message text.
+        sent_timestamp: the sender's timestamp (Unix ms).
+        server_timestamp: when the relay accepted it (Unix ms).
+        group_id: the group's id for a group message, else None.
+        group_title: the group's title for a group message, else None.
+        sealed: True if the relay did not learn the sender.
+        envelope_id: the relay's id of the envelope it came in.
+    """
+
+    sender_aci: str
+    sender_device: int
+    text: str
+    sent_timestamp: int
+    server_timestamp: int
+    group_id: bytes | None
+    group_title: str | None
+    sealed: bool
+    envelope_id: bytes
+
+
+def _aci_bytes(aci: str) -> bytes:
+    return uuid.UUID(aci).bytes
+
+
+def _normalize_aci(aci: object) -> str:
+    if not isinstance(aci, str):
+        raise UsageError("an ACI must be a UUID string")
+    try:
+        return str(uuid.UUID(aci))
+    except ValueError:
+        raise UsageError("not an ACI (a UUID string expected)") from None
+
+
+def _system_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _public_key(value: PublicKey | bytes | str | None) -> PublicKey | None:
+    if value is None or isinstance(value, PublicKey):
+        return value
+    if isinstance(value, str):
+        try:
+            value = bytes.fromhex(value)
+        except ValueError:
+            raise UsageError("trust root must be hex") from None
+    return PublicKey.from_bytes(value)
+
+
+class Client:
+    """One device of one account (see the module docstring).
+
+    Create with :meth:`create` (new device) or :meth:`open` (existing database). Use from one
+    event loop; close with :meth:`close` or ``async with``.
+
+    Attributes:
+        errors: how many envelopes could not be decrypted (recorded and acknowledged).
+    """
+
+    def __init__(
+        self,
+        store: ClientStore,
+        *,
+        rng: Rng | None = None,
+        clock: Callable[[], int] | None = None,
+        prekey_batch: int | None = None,
+        prekey_low_water: int | None = None,
+        relay_url: str | None = None,
+    ) -> None:
+        """Wrap an open client store (internal: use :meth:`create` / :meth:`open`).
+
+        Raises:
+            StorageError: the store holds no client identity.
+        """
+        self._store = store
+        self._rng: Rng = rng if rng is not None else SystemRng()
+        self._clock = clock if clock is not None else _system_clock
+        batch = prekey_batch if prekey_batch is not None else store.get_meta("prekey_batch")
+        low = prekey_low_water if prekey_low_water is not None else store.get_meta("low_water")
+        batch = DEFAULT_PREKEY_BATCH if batch is None else batch
+        low = min(DEFAULT_PREKEY_LOW_WATER, batch) if low is None else low
+        if type(batch) is not int or type(low) is not int or not 1 <= batch <= 100:
+            raise UsageError("prekey_batch must be 1..100")
+        if not 0 <= low <= batch:
+            raise UsageError("prekey_low_water must be 0..prekey_batch")
+        self._batch = batch
+        self._low_water = low
+        aci = store.get_meta_str("aci")
+        if aci is None:
+            raise StorageError("the database holds no client account")
+        self._aci = aci
+        self._device_id = store.get_meta_int("device_id", 1)
+        self._address = ProtocolAddress(aci, self._device_id)
+        if relay_url is not None:
+            store.set_meta("relay_url", relay_url)
+        self._relay_url = store.get_meta_str("relay_url") or ""
+        access_key = store.get_meta_bytes("access_key")
+        if access_key is None or len(access_key) != ACCESS_KEY_LENGTH:
+            raise StorageError("the client's access key is missing or corrupt")
+        self._access_key = access_key
+        root = store.get_meta_bytes("trust_root")
+        self._trust_root = None if root is None else PublicKey.from_bytes(root)
+        self._last_ts = store.get_meta_int("last_timestamp", 0)
+        self._conn: RelayConnection | None = None
+        self._unidentified_conn: RelayConnection | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._reconnector: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._inbox_event = asyncio.Event()
+        self._closing = False
+        self._prekeys_used = False
+        self.errors = 0
+
+    # -- creating and opening -------------------------------------------------------------
+
+    @classmethod
+    async def create(
+        cls,
+        path: str | os.PathLike[str],
+        relay_url: str,
+        trust_root: PublicKey | bytes | str | None = None,
+        *,
+        device_id: int = 1,
+        aci: str | None = None,
+        rng: Rng | None = None,
+        clock: Callable[[], int] | None = None,
+        prekey_batch: int = DEFAULT_PREKEY_BATCH,
+        prekey_low_water: int | None = None,
+    ) -> Client:
+        """Create a new device database at ``path`` (a fresh identity and ACI).
+
+        Args:
+            path: the SQLite file to create (must not exist).
+            relay_url: ``ws://host:port`` of the relay.
+            trust_root: the relay's trust-root public key (33 bytes, hex, or a PublicKey) to
+                pin for sealed sender; None to take it from the relay at registration
+                (trust on first use).
+            device_id: this device's id (1..127).
+            aci: the account's ACI; None for a new random one.
+            rng: randomness (default: the OS CSPRNG).
+            clock: Unix time in ms (default: the system clock).
+            prekey_batch: one-time prekeys per upload batch (1..100).
+            prekey_low_water: refill when the relay holds fewer than this (default
+                ``min(20, prekey_batch)``).
+
+        Raises:
+            UsageError: ``path`` exists, or a bad argument.
+            StorageError: the database cannot be created.
+        """
+        if os.path.exists(os.fspath(path)):
+            raise UsageError("a file already exists at that path (use Client.open)")
+        if type(device_id) is not int or not 1 <= device_id <= 127:
+            raise UsageError("device_id must be 1..127")
+        root = _public_key(trust_root)
+        rng = rng if rng is not None else SystemRng()
+        identity = IdentityKeyPair.generate(rng)
+        while True:
+            reg_id = int.from_bytes(rng.random_bytes(2), "big") & REGISTRATION_ID_MASK
+            if 1 <= reg_id <= _MAX_REGISTRATION_ID:
+                break
+        account = (
+            _normalize_aci(aci)
+            if aci is not None
+            else str(uuid.UUID(bytes=rng.random_bytes(16), version=4))
+        )
+        store = ClientStore.open_client(path, identity, reg_id)
+        try:
+            with store.transaction():
+                store.set_meta("aci", account)
+                store.set_meta("device_id", device_id)
+                store.set_meta("relay_url", relay_url)
+                store.set_meta("access_key", rng.random_bytes(ACCESS_KEY_LENGTH))
+                store.set_meta("registered", 0)
+                store.set_meta("prekey_batch", prekey_batch)
+                store.set_meta(
+                    "low_water",
+                    prekey_low_water
+                    if prekey_low_water is not None
+                    else min(DEFAULT_PREKEY_LOW_WATER, prekey_batch),
+                )
+                if root is not None:
+                    store.set_meta("trust_root", root.to_bytes())
+            return cls(
+                store,
+                rng=rng,
+                clock=clock,
+                prekey_batch=prekey_batch,
+                prekey_low_water=prekey_low_water,
+            )
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        relay_url: str | None = None,
+        rng: Rng | None = None,
+        clock: Callable[[], int] | None = None,
+        prekey_batch: int | None = None,
+        prekey_low_water: int | None = None,
+    ) -> Client:
+        """Reopen an existing device database (``relay_url`` replaces the stored one if given).
+
+        Raises:
+            UsageError: no database at ``path``.
+            StorageError: not a client database, or it cannot be read.
+        """
+        if not os.path.exists(os.fspath(path)):
+            raise UsageError("no client database at that path (create or register first)")
+        store = ClientStore.open_client(path)
+        try:
+            return cls(
+                store,
+                rng=rng,
+                clock=clock,
+                prekey_batch=prekey_batch,
+                prekey_low_water=prekey_low_water,
+                relay_url=relay_url,
+            )
+        except BaseException:
+            store.close()
+            raise
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- properties -----------------------------------------------------------------------
+
+    @property
+    def aci(self) -> str:
+        """This account's ACI."""
+        return self._aci
+
+    @property
+    def device_id(self) -> int:
+        """This device's id."""
+        return self._device_id
+
+    @property
+    def address(self) -> ProtocolAddress:
+        """This device's protocol address."""
+        return self._address
+
+    @property
+    def store(self) -> ClientStore:
+        """The device database (for inspection; do not use it while a send is running)."""
+        return self._store
+
+    @property
+    def registered(self) -> bool:
+        """Whether :meth:`register` completed."""
+        return self._store.get_meta_int("registered", 0) == 1
+
+    @property
+    def relay_url(self) -> str:
+        """The relay this device talks to."""
+        return self._relay_url
+
+    @property
+    def trust_root(self) -> PublicKey | None:
+        """The pinned trust-root public key (None until known)."""
+        return self._trust_root
+
+    @property
+    def connected(self) -> bool:
+        """Whether an authenticated connection is up."""
+        return self._conn is not None and not self._conn.closed.is_set()
+
+    @property
+    def contact_card(self) -> str:
+        """``ACI:ACCESSKEYHEX``: what another user needs to send to us sealed from the start
+        (share it out of band; :meth:`add_contact` takes it)."""
+        return self._aci + ":" + self._access_key.hex()
+
+    def add_contact(self, card: str) -> str:
+        """Remember another user's access key from their :attr:`contact_card`.
+
+        Returns:
+            The contact's ACI.
+
+        Raises:
+            UsageError: the card is malformed.
+        """
+        if not isinstance(card, str) or card.count(":") != 1:
+            raise UsageError("a contact card is ACI:ACCESSKEYHEX")
+        aci_text, key_hex = card.split(":")
+        aci = _normalize_aci(aci_text)
+        try:
+            key = bytes.fromhex(key_hex)
+        except ValueError:
+            raise UsageError("the card's access key is not hex") from None
+        if len(key) != ACCESS_KEY_LENGTH:
+            raise UsageError("the card's access key must be 16 bytes")
+        self._store.set_access_key(aci, key)
+        return aci
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _next_timestamp(self) -> int:
+        ts = max(self._now(), self._last_ts + 1)
+        self._last_ts = ts
+        self._store.set_meta("last_timestamp", ts)
+        return ts
+
+    # -- registration and connection --------------------------------------------------------
+
+    def _sign_challenge(self, nonce: bytes) -> bytes:
+        identity = self._store.get_identity_key_pair()
+        return identity.sign(auth_message(nonce, _aci_bytes(self._aci), self._device_id), self._rng)
+
+    async def register(self) -> None:
+        """Register this device with the relay; leaves the client connected.
+
+        Raises:
+            UsageError: already registered.
+            RelayError: the relay refused (e.g. ``CONFLICT``: device already registered) or
+                could not be reached (code ``CONNECTION_LOST``).
+        """
+        if self.registered:
+            raise UsageError("this device is already registered")
+        conn = await RelayConnection.open(self._relay_url)
+        try:
+            if self._trust_root is None:
+                resp = await conn.request(GetServerTrustRoot())
+                if not isinstance(resp.body, ServerTrustRoot):
+                    raise RelayError("relay sent no trust root", int(StatusCode.INTERNAL))
+                self._trust_root = PublicKey.from_bytes(resp.body.public_key)
+                self._store.set_meta("trust_root", self._trust_root.to_bytes())
+            store = self._store
+            identity = store.get_identity_key_pair()
+            now = self._now()
+            with store.transaction():
+                spk, last_resort = self._new_signed_keys(identity, now)
+                pre_keys, kyber_keys = self._new_one_time_keys(identity, now, True, True)
+            request = Register(
+                aci=_aci_bytes(self._aci),
+                device_id=self._device_id,
+                registration_id=store.get_local_registration_id(),
+                identity_key=identity.identity_key.to_bytes(),
+                signed_pre_key=spk,
+                last_resort_kyber_pre_key=last_resort,
+                pre_keys=pre_keys,
+                kyber_pre_keys=kyber_keys,
+                unidentified_access_key=self._access_key,
+                signature=self._sign_challenge(conn.challenge),
+            )
+            await conn.request(request)
+        except BaseException:
+            await conn.close()
+            raise
+        self._store.set_meta("registered", 1)
+        self._attach(conn)
+
+    async def connect(self) -> None:
+        """Open and authenticate a connection, start receiving, and refresh the keys.
+
+        Raises:
+            UsageError: not registered yet.
+            RelayError: authentication refused or the relay unreachable.
+        """
+        if not self.registered:
+            raise UsageError("register this device first")
+        if self.connected:
+            return
+        self._closing = False
+        await self._open_authenticated()
+        await self.maintain_keys()
+
+    async def _open_authenticated(self) -> None:
+        conn = await RelayConnection.open(self._relay_url)
+        try:
+            await conn.request(
+                Authenticate(
+                    _aci_bytes(self._aci), self._device_id, self._sign_challenge(conn.challenge)
+                )
+            )
+        except BaseException:
+            await conn.close()
+            raise
+        self._attach(conn)
+
+    def _attach(self, conn: RelayConnection) -> None:
+        self._conn = conn
+        self._drained.clear()
+        self._ready.set()
+        self._pump = asyncio.get_running_loop().create_task(self._pump_loop(conn))
+
+    async def close(self) -> None:
+        """Disconnect and close the database. Idempotent."""
+        self._closing = True
+        if self._reconnector is not None:
+            self._reconnector.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reconnector
+        for conn in (self._conn, self._unidentified_conn):
+            if conn is not None:
+                await conn.close()
+        if self._pump is not None:
+            with contextlib.suppress(BaseException):
+                async with asyncio.timeout(10):
+                    await self._pump
+        self._conn = self._unidentified_conn = None
+        self._ready.clear()
+        self._inbox_event.set()
+        self._store.close()
+
+    async def _request(self, body: Request) -> Response:
+        if not self.registered:
+            raise UsageError("register this device first")
+        if not self.connected:
+            if self._reconnector is None or self._reconnector.done():
+                raise RelayError("not connected to the relay", CONNECTION_LOST)
+            try:
+                async with asyncio.timeout(15):
+                    await self._ready.wait()
+            except TimeoutError:
+                raise RelayError("not connected to the relay", CONNECTION_LOST) from None
+        conn = self._conn
+        if conn is None:
+            raise RelayError("not connected to the relay", CONNECTION_LOST)
+        return await conn.request(body)
+
+    async def _unidentified(self) -> RelayConnection:
+        conn = self._unidentified_conn
+        if conn is None or conn.closed.is_set():
+            conn = await RelayConnection.open(self._relay_url)
+            self._unidentified_conn = conn
+        return conn
+
+    async def _reconnect_loop(self) -> None:
+        delay = 0.1
+        for _ in range(_RECONNECT_ATTEMPTS):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            if self._closing:
+                return
+            try:
+                await self._open_authenticated()
+            except RelayError as exc:
+                if exc.code != CONNECTION_LOST:
+                    _log.warning("reconnect refused: %s", exc)
+                    return
+                continue
+            with contextlib.suppress(SecureMsgError):
+                await self.maintain_keys()
+            return
+        _log.warning("gave up reconnecting to the relay")
+
+    # -- prekeys ----------------------------------------------------------------------------
+
+    def _new_signed_keys(
+        self, identity: IdentityKeyPair, now: int
+    ) -> tuple[SignedPreKey, SignedPreKey]:
+        store = self._store
+        spk_id = store.next_id("next_signed_pre_key_id")
+        spk = SignedPreKeyRecord.generate(spk_id, identity, now, self._rng)
+        store.save_signed_pre_key(spk_id, spk)
+        kyber_id = store.next_id("next_kyber_pre_key_id")
+        last_resort = KyberPreKeyRecord.generate(kyber_id, identity, now, self._rng)
+        store.save_kyber_pre_key(kyber_id, last_resort, last_resort=True)
+        store.set_meta("signed_pre_key_ts", now)
+        for old in store.get_signed_pre_key_ids()[:-_KEEP_SIGNED]:
+            store.remove_signed_pre_key(old)
+        for old in store.get_kyber_pre_key_ids(last_resort=True)[:-_KEEP_SIGNED]:
+            store.remove_kyber_pre_key(old)
+        return (
+            SignedPreKey(spk_id, spk.public_key.to_bytes(), spk.signature),
+            SignedPreKey(kyber_id, last_resort.public_key.to_bytes(), last_resort.signature),
+        )
+
+    def _new_one_time_keys(
+        self, identity: IdentityKeyPair, now: int, ec: bool, kyber: bool
+    ) -> tuple[tuple[OneTimePreKey, ...], tuple[SignedPreKey, ...]]:
+        store = self._store
+        pre_keys: list[OneTimePreKey] = []
+        kyber_keys: list[SignedPreKey] = []
+        if ec:
+            first = store.next_id("next_pre_key_id", self._batch)
+            for key_id in range(first, first + self._batch):
+                record = PreKeyRecord.generate(key_id, self._rng)
+                store.save_pre_key(key_id, record)
+                pre_keys.append(OneTimePreKey(key_id, record.public_key.to_bytes()))
+        if kyber:
+            first = store.next_id("next_kyber_pre_key_id", self._batch)
+            for key_id in range(first, first + self._batch):
+                krec = KyberPreKeyRecord.generate(key_id, identity, now, self._rng)
+                store.save_kyber_pre_key(key_id, krec)
+                kyber_keys.append(SignedPreKey(key_id, krec.public_key.to_bytes(), krec.signature))
+        return tuple(pre_keys), tuple(kyber_keys)
+
+    async def prekey_counts(self) -> PreKeyCounts:
+        """How many one-time prekeys the relay still holds for this device.
+
+        Raises:
+            RelayError: refused or not connected.
+        """
+        resp = await self._request(GetPreKeyCounts())
+        if not isinstance(resp.body, PreKeyCounts):
+            raise RelayError("relay sent no prekey counts", int(StatusCode.INTERNAL))
+        return resp.body
+
+    async def maintain_keys(self) -> None:
+        """Top up one-time prekeys below the low-water mark; rotate an old signed prekey.
+
+        Raises:
+            RelayError: refused or not connected.
+        """
+        self._prekeys_used = False
+        store = self._store
+        identity = store.get_identity_key_pair()
+        counts = await self.prekey_counts()
+        need_ec = counts.ec_count < self._low_water
+        need_kyber = counts.kyber_count < self._low_water
+        now = self._now()
+        if need_ec or need_kyber:
+            with store.transaction():
+                pre_keys, kyber_keys = self._new_one_time_keys(identity, now, need_ec, need_kyber)
+            await self._request(UploadPreKeys(pre_keys=pre_keys, kyber_pre_keys=kyber_keys))
+            _log.info("uploaded %d EC and %d Kyber prekeys", len(pre_keys), len(kyber_keys))
+        if now - store.get_meta_int("signed_pre_key_ts", 0) >= SIGNED_PREKEY_ROTATION_MS:
+            await self.rotate_signed_prekey()
+
+    async def rotate_signed_prekey(self) -> None:
+        """Replace the signed prekey and the last-resort Kyber prekey now.
+
+        Raises:
+            RelayError: refused or not connected.
+        """
+        store = self._store
+        with store.transaction():
+            spk, last_resort = self._new_signed_keys(store.get_identity_key_pair(), self._now())
+        await self._request(RotateSignedPreKey(spk, last_resort))
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def _sender_certificate(self) -> SenderCertificate:
+        store = self._store
+        now = self._now()
+        cached = store.get_meta_bytes("sender_certificate")
+        if cached is not None:
+            try:
+                cert = SenderCertificate.from_bytes(cached)
+                if cert.expiration - now > _CERT_MARGIN_MS:
+                    return cert
+            except DecodeError:
+                pass
+        resp = await self._request(GetSenderCertificate())
+        if not isinstance(resp.body, SenderCertificateResponse):
+            raise RelayError("relay sent no sender certificate", int(StatusCode.INTERNAL))
+        cert = SenderCertificate.from_bytes(resp.body.certificate)
+        if self._trust_root is None:
+            raise UsageError("no trust root pinned")
+        cert.validate(self._trust_root, now)
+        if cert.sender_uuid != self._aci or cert.sender_device_id != self._device_id:
+            raise SealedSenderError("relay issued a certificate for someone else", "key-mismatch")
+        store.set_meta("sender_certificate", cert.to_bytes())
+        return cert
+
+    def _bundle(self, b: DeviceBundle) -> PreKeyBundle:
+        try:
+            return PreKeyBundle(
+                registration_id=b.registration_id,
+                device_id=b.device_id,
+                pre_key_id=None if b.pre_key is None else b.pre_key.id,
+                pre_key_public=None
+                if b.pre_key is None
+                else PublicKey.from_bytes(b.pre_key.public_key),
+                signed_pre_key_id=b.signed_pre_key.id,
+                signed_pre_key_public=PublicKey.from_bytes(b.signed_pre_key.public_key),
+                signed_pre_key_signature=b.signed_pre_key.signature,
+                identity_key=IdentityKey.from_bytes(b.identity_key),
+                kyber_pre_key_id=b.kyber_pre_key.id,
+                kyber_pre_key_public=KyberPublicKey.from_bytes(b.kyber_pre_key.public_key),
+                kyber_pre_key_signature=b.kyber_pre_key.signature,
+            )
+        except UsageError:
+            raise DecodeError("relay sent an invalid bundle") from None
+
+    async def _fetch_sessions(self, aci: str, device_id: int = 0) -> None:
+        resp = await self._request(FetchBundles(_aci_bytes(aci), device_id))
+        if not isinstance(resp.body, Bundles):
+            raise RelayError("relay sent no bundles", int(StatusCode.INTERNAL))
+        now = self._now()
+        for b in resp.body.bundles:
+            cipher.process_prekey_bundle(
+                self._bundle(b),
+                ProtocolAddress(aci, b.device_id),
+                self._store,
+                now=now,
+                rng=self._rng,
+                local_address=self._address,
+            )
+
+    def _devices(self, aci: str) -> list[int]:
+        return [
+            d
+            for d in self._store.get_session_device_ids(aci)
+            if not (aci == self._aci and d == self._device_id)
+        ]
+
+    async def _ensure_sessions(self, aci: str) -> None:
+        if not self._devices(aci):
+            await self._fetch_sessions(aci)
+
+    async def _repair(self, result: object) -> None:
+        if not isinstance(result, SendResult):
+            raise RelayError("device list mismatch without details", int(StatusCode.CONFLICT))
+        store = self._store
+        for m in result.mismatched:
+            aci = str(uuid.UUID(bytes=m.aci))
+            for d in (*m.extra_devices, *m.stale_devices):
+                store.remove_session(ProtocolAddress(aci, d))
+            for d in (*m.missing_devices, *m.stale_devices):
+                await self._fetch_sessions(aci, d)
+
+    def _remote_registration_id(self, address: ProtocolAddress) -> int:
+        record = self._store.load_session(address)
+        state = None if record is None else record.current
+        if state is None:
+            raise NoSessionError("no session with " + str(address))
+        return int(state.remote_registration_id)
+
+    async def _send_content(self, aci: str, content: Content, *, sealed: bool = True) -> bool:
+        """Encrypt and send ``content`` to every device of ``aci``; True if it went sealed."""
+        plaintext = encode_padded_content(content)
+        store = self._store
+        access = store.get_access_key(aci) if sealed else None
+        for _ in range(_SEND_ATTEMPTS):
+            await self._ensure_sessions(aci)
+            cert = await self._sender_certificate() if access is not None else None
+            now = self._now()
+            messages: list[OutgoingMessage] = []
+            for device in self._devices(aci):
+                address = ProtocolAddress(aci, device)
+                registration_id = self._remote_registration_id(address)
+                if cert is not None:
+                    body = sealed_sender_encrypt(
+                        address, cert, plaintext, store, now=now, rng=self._rng
+                    )
+                    kind = EnvelopeType.UNIDENTIFIED_SENDER
+                else:
+                    message = cipher.message_encrypt(
+                        plaintext,
+                        address,
+                        store,
+                        now=now,
+                        rng=self._rng,
+                        local_address=self._address,
+                    )
+                    body = message.to_bytes()
+                    kind = (
+                        EnvelopeType.PREKEY_BUNDLE
+                        if isinstance(message, PreKeySignalMessage)
+                        else EnvelopeType.CIPHERTEXT
+                    )
+                messages.append(OutgoingMessage(device, registration_id, int(kind), body))
+            try:
+                if access is not None:
+                    conn = await self._unidentified()
+                    await conn.request(
+                        SendSealed(_aci_bytes(aci), access, content.timestamp, tuple(messages))
+                    )
+                else:
+                    await self._request(
+                        SendMessage(_aci_bytes(aci), content.timestamp, tuple(messages))
+                    )
+                return access is not None
+            except RelayError as exc:
+                if exc.code == StatusCode.CONFLICT:
+                    await self._repair(exc.details)
+                    continue
+                if exc.code == StatusCode.UNAUTHENTICATED and access is not None:
+                    _log.info("access key refused; sending identified instead")
+                    access = None
+                    continue
+                raise
+        raise RelayError("the recipient's device list kept changing", int(StatusCode.CONFLICT))
+
+    async def send_text(self, to_aci: str, text: str, *, sealed: bool = True) -> int:
+        """Send a 1:1 text message to every device of ``to_aci``.
+
+        Sealed (sender hidden from the relay) when ``sealed`` and we know the recipient's
+        access key (from a message of theirs or :meth:`add_contact`), else identified.
+
+        Returns:
+            The message's timestamp (its id on our side).
+
+        Raises:
+            UsageError: bad arguments, or sending to ourselves.
+            UntrustedIdentityError: the recipient's identity key changed.
+            RelayError: refused (``NOT_FOUND``: no such account) or not connected.
+        """
+        to = _normalize_aci(to_aci)
+        if to == self._aci:
+            raise UsageError("sending to one's own account is not supported")
+        if not isinstance(text, str):
+            raise UsageError("text must be a str")
+        ts = self._next_timestamp()
+        await self._send_content(to, Content(ts, text, access_key=self._access_key), sealed=sealed)
+        return ts
+
+    def create_group(self, title: str, members: Sequence[str]) -> bytes:
+        """Create a group of ``members`` (we are added); returns its 16-byte id.
+
+        Members learn about the group from its first message.
+
+        Raises:
+            UsageError: a member is not an ACI, or the title is not a str.
+        """
+        if not isinstance(title, str):
+            raise UsageError("title must be a str")
+        everyone = sorted({self._aci, *(_normalize_aci(m) for m in members)})
+        group_id = uuid.UUID(bytes=self._rng.random_bytes(16), version=4).bytes
+        self._store.save_group(group_id, title, everyone)
+        return group_id
+
+    def groups(self) -> list[tuple[bytes, str, tuple[str, ...]]]:
+        """The groups we are in: (id, title, member ACIs)."""
+        return [(g.group_id, g.title, g.members) for g in self._store.list_groups()]
+
+    async def _distribute_sender_key(self, group_id: bytes, context: GroupContext) -> None:
+        store = self._store
+        distribution_id = uuid.UUID(bytes=group_id)
+        skdm = create_sender_key_distribution_message(
+            self._address, distribution_id, store, rng=self._rng
+        )
+        for member in context.members:
+            if member == self._aci:
+                continue
+            await self._ensure_sessions(member)
+            devices = self._devices(member)
+            if all(store.group_key_sent(group_id, member, d) for d in devices):
+                continue
+            content = Content(
+                self._next_timestamp(),
+                None,
+                context,
+                sender_key_distribution=skdm.to_bytes(),
+                access_key=self._access_key,
+            )
+            await self._send_content(member, content)
+            for d in self._devices(member):
+                store.mark_group_key_sent(group_id, member, d)
+
+    async def send_group_text(self, group_id: bytes, text: str) -> int:
+        """Send a text to a group: sender key, one sealed sender v2 upload.
+
+        Members whose access key we do not know get the same sender-key message identified.
+
+        Returns:
+            The message's timestamp.
+
+        Raises:
+            UsageError: unknown group or bad arguments.
+            RelayError: refused or not connected.
+        """
+        store = self._store
+        group = store.get_group(bytes(group_id)) if isinstance(group_id, bytes) else None
+        if group is None:
+            raise UsageError("unknown group")
+        if not isinstance(text, str):
+            raise UsageError("text must be a str")
+        context = GroupContext(group.group_id, group.title, group.members)
+        others = [m for m in group.members if m != self._aci]
+        await self._distribute_sender_key(group.group_id, context)
+        ts = self._next_timestamp()
+        content = Content(ts, text, context, access_key=self._access_key)
+        message = group_encrypt(
+            self._address,
+            uuid.UUID(bytes=group.group_id),
+            encode_padded_content(content),
+            store,
+            rng=self._rng,
+        )
+        body = message.to_bytes()
+        sealed_to = [m for m in others if store.get_access_key(m) is not None]
+        for _ in range(_SEND_ATTEMPTS):
+            if not sealed_to:
+                break
+            cert = await self._sender_certificate()
+            usmc = UnidentifiedSenderMessageContent.new(
+                CiphertextMessageType.SENDERKEY, cert, body, ContentHint.DEFAULT, group.group_id
+            )
+            destinations = [ProtocolAddress(m, d) for m in sealed_to for d in self._devices(m)]
+            payload = sealed_sender_multi_recipient_encrypt(
+                destinations, usmc, store, rng=self._rng
+            )
+            access = tuple(
+                RecipientAccess(_aci_bytes(m), store.get_access_key(m) or b"") for m in sealed_to
+            )
+            try:
+                conn = await self._unidentified()
+                await conn.request(SendMultiRecipient(payload, access, ts))
+                break
+            except RelayError as exc:
+                if exc.code == StatusCode.CONFLICT:
+                    await self._repair(exc.details)
+                    await self._distribute_sender_key(group.group_id, context)
+                    continue
+                if exc.code == StatusCode.UNAUTHENTICATED:
+                    sealed_to = []
+                    break
+                raise
+        else:
+            raise RelayError("the group's device lists kept changing", int(StatusCode.CONFLICT))
+        for member in others:
+            if member in sealed_to:
+                continue
+            messages = tuple(
+                OutgoingMessage(
+                    d,
+                    self._remote_registration_id(ProtocolAddress(member, d)),
+                    int(EnvelopeType.SENDERKEY_MESSAGE),
+                    body,
+                )
+                for d in self._devices(member)
+            )
+            await self._request(SendMessage(_aci_bytes(member), ts, messages))
+        return ts
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def _pump_loop(self, conn: RelayConnection) -> None:
+        while True:
+            item = await conn.pushes.get()
+            if item is None:
+                break
+            if isinstance(item, QueueEmpty):
+                self._drained.set()
+            else:
+                try:
+                    await self._handle_envelope(conn, item)
+                except Exception:  # a bug must not stop delivery; unacked -> redelivered
+                    _log.exception("processing an envelope failed; it stays queued")
+            if self._prekeys_used and conn.pushes.empty() and not conn.closed.is_set():
+                try:
+                    await self.maintain_keys()
+                except SecureMsgError as exc:
+                    _log.warning("prekey top-up failed: %s", exc)
+        if self._conn is conn:
+            self._conn = None
+            self._ready.clear()
+            if not self._closing:
+                self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
+    async def _handle_envelope(self, conn: RelayConnection, envelope: Envelope) -> None:
+        if not self._process_envelope(envelope):
+            return  # not committed: leave it queued on the relay (it comes back)
+        await self._ack(conn, envelope.id)
+        self._inbox_event.set()
+
+    async def _ack(self, conn: RelayConnection, envelope_id: bytes) -> None:
+        """Tell the relay to delete the envelope (only after the inbox commit)."""
+        try:
+            await conn.request(Ack((envelope_id,)))
+        except RelayError as exc:
+            _log.info("ack failed (%s); the envelope will be redelivered and deduplicated", exc)
+
+    def _process_envelope(self, envelope: Envelope) -> bool:
+        """Decrypt and commit one envelope. True if it may be acknowledged."""
+        store = self._store
+        if store.inbox_has_envelope(envelope.id):
+            return True
+        now = self._now()
+        try:
+            with store.transaction():
+                self._decrypt_and_record(envelope, now)
+            return True
+        except StorageError as exc:
+            _log.error("could not store a received message: %s", exc)
+            return False
+        except DuplicateMessageError:
+            kind = "duplicate"
+        except SecureMsgError as exc:
+            _log.warning("undecryptable envelope: %s", type(exc).__name__)
+            self.errors += 1
+            kind = "error"
+        try:
+            store.inbox_add(
+                envelope_id=envelope.id,
+                server_timestamp=envelope.server_timestamp,
+                kind=kind,
+                sealed=envelope.type == EnvelopeType.UNIDENTIFIED_SENDER,
+            )
+        except StorageError:
+            return False
+        return True
+
+    def _source(self, envelope: Envelope) -> ProtocolAddress:
+        if envelope.source_aci is None:
+            raise DecodeError("identified envelope without a source")
+        return ProtocolAddress(str(uuid.UUID(bytes=envelope.source_aci)), envelope.source_device_id)
+
+    def _decrypt_and_record(self, envelope: Envelope, now: int) -> None:
+        store = self._store
+        sealed = envelope.type == EnvelopeType.UNIDENTIFIED_SENDER
+        distribution: uuid.UUID | None = None
+        if sealed:
+            if self._trust_root is None:
+                raise SealedSenderError("no trust root pinned", "untrusted")
+            usmc = sealed_sender_decrypt_to_usmc(envelope.body, store)
+            cert = usmc.sender
+            cert.validate(self._trust_root, now)
+            if cert.sender_uuid == self._aci and cert.sender_device_id == self._device_id:
+                raise SealedSenderError("sealed sender message from ourselves", "self-send")
+            sender = ProtocolAddress(cert.sender_uuid, cert.sender_device_id)
+            msg_type, contents = usmc.msg_type, usmc.contents
+        elif envelope.type in (EnvelopeType.CIPHERTEXT, EnvelopeType.PREKEY_BUNDLE):
+            sender = self._source(envelope)
+            msg_type = (
+                CiphertextMessageType.WHISPER
+                if envelope.type == EnvelopeType.CIPHERTEXT
+                else CiphertextMessageType.PREKEY
+            )
+            contents = envelope.body
+        elif envelope.type == EnvelopeType.SENDERKEY_MESSAGE:
+            sender = self._source(envelope)
+            msg_type, contents = CiphertextMessageType.SENDERKEY, envelope.body
+        else:
+            raise DecodeError("unknown envelope type")
+        if msg_type in (CiphertextMessageType.WHISPER, CiphertextMessageType.PREKEY):
+            plaintext = cipher.message_decrypt(
+                contents,
+                msg_type,
+                sender,
+                store,
+                now=now,
+                rng=self._rng,
+                local_address=self._address,
+            )
+            if msg_type == CiphertextMessageType.PREKEY:
+                self._prekeys_used = True
+        elif msg_type == CiphertextMessageType.SENDERKEY:
+            skm = SenderKeyMessage.from_bytes(contents)
+            plaintext = group_decrypt(skm, sender, store)
+            distribution = skm.distribution_id
+        else:
+            raise SealedSenderError("unexpected inner message type", "unexpected-type")
+        content = decode_padded_content(plaintext)
+        self._apply_content(envelope, sender, content, distribution, sealed)
+
+    def _apply_content(
+        self,
+        envelope: Envelope,
+        sender: ProtocolAddress,
+        content: Content,
+        distribution: uuid.UUID | None,
+        sealed: bool,
+    ) -> None:
+        store = self._store
+        group = content.group
+        if distribution is not None and (group is None or group.group_id != distribution.bytes):
+            raise InvalidMessageError("group message without its group context")
+        if group is not None:
+            known = store.get_group(group.group_id)
+            members = known.members if known is not None else group.members
+            if sender.name not in members or self._aci not in group.members:
+                raise InvalidMessageError("group message from a non-member")
+            store.save_group(group.group_id, group.title, group.members)
+        if content.sender_key_distribution is not None:
+            if group is None:
+                raise InvalidMessageError("sender key without a group")
+            skdm = SenderKeyDistributionMessage.from_bytes(content.sender_key_distribution)
+            if skdm.distribution_id.bytes != group.group_id:
+                raise InvalidMessageError("sender key for another group")
+            process_sender_key_distribution_message(sender, skdm, store)
+        if content.access_key is not None:
+            store.set_access_key(sender.name, content.access_key)
+        store.inbox_add(
+            envelope_id=envelope.id,
+            server_timestamp=envelope.server_timestamp,
+            kind="message" if content.text is not None else "control",
+            sealed=sealed,
+            sender=sender.name,
+            sender_device=sender.device_id,
+            sent_timestamp=content.timestamp,
+            group_id=None if group is None else group.group_id,
+            body=content.text,
+        )
+
+    def _to_message(self, row: InboxRow) -> ReceivedMessage:
+        title = None
+        if row.group_id is not None:
+            group = self._store.get_group(row.group_id)
+            title = None if group is None else group.title
+        return ReceivedMessage(
+            sender_aci=row.sender,
+            sender_device=row.sender_device,
+            text=row.body,
+            sent_timestamp=row.sent_timestamp,
+            server_timestamp=row.server_timestamp,
+            group_id=row.group_id,
+            group_title=title,
+            sealed=row.sealed,
+            envelope_id=row.envelope_id,
+        )
+
+    async def receive(self, timeout: float | None = None) -> ReceivedMessage | None:
+        """The next decrypted message not yet handed to the application (each exactly once).
+
+        Args:
+            timeout: seconds to wait for one; None waits while connected.
+
+        Returns:
+            The message, or None on timeout (or when the client is closed).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            self._inbox_event.clear()
+            if self._closing:
+                return None
+            rows = self._store.inbox_pending(1)
+            if rows:
+                self._store.inbox_mark_delivered(rows[0].seq)
+                return self._to_message(rows[0])
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return None
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._inbox_event.wait()
+            except TimeoutError:
+                return None
+
+    async def __aiter__(self) -> AsyncIterator[ReceivedMessage]:
+        """Yield messages as they arrive until the client is closed."""
+        while not self._closing:
+            message = await self.receive()
+            if message is not None:
+                yield message
+
+    async def sync(self, timeout: float = 10.0) -> None:
+        """Wait until every envelope queued before this connection was processed.
+
+        Raises:
+            RelayError: not connected, or the backlog did not arrive in time.
+        """
+        if not self.connected:
+            raise RelayError("not connected to the relay", CONNECTION_LOST)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
+        except TimeoutError:
+            raise RelayError("the relay did not finish its backlog", CONNECTION_LOST) from None

@@ -1,0 +1,189 @@
+"""One WebSocket connection to the relay: request/response matching and the push queue.
+
+Theory of operation
+-------------------
+:class:`RelayConnection` opens ``ws://...``, reads the relay's :class:`Challenge` (always the
+first frame) and then runs one reader task that sorts incoming frames: a :class:`Response` wakes
+the request that is waiting for its ``request_id``; an :class:`Envelope` or :class:`QueueEmpty`
+goes into :attr:`RelayConnection.pushes` for the client to process in order. When the socket
+closes (or the relay sends bytes that do not decode), every waiting request fails with
+:class:`~securemsg.errors.RelayError` (code :data:`CONNECTION_LOST`), ``None`` is put into
+the push queue as an end marker, and :attr:`RelayConnection.closed` is set.
+
+:meth:`RelayConnection.request` turns a non-OK status into ``RelayError(message, code,
+details)`` so callers only ever see typed errors. Every wait is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Final
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
+
+from securemsg.errors import DecodeError, RelayError, UsageError
+from securemsg.wire.relay_frames import (
+    MAX_FRAME_SIZE,
+    Challenge,
+    ClientFrame,
+    Envelope,
+    QueueEmpty,
+    Request,
+    Response,
+    StatusCode,
+    decode_server_frame,
+    encode_client_frame,
+)
+
+__all__ = ["CONNECTION_LOST", "RelayConnection"]
+
+#: ``RelayError.code`` when the relay could not be reached or the connection dropped (not a
+#: relay status: the request may or may not have been handled).
+CONNECTION_LOST: Final = -1
+
+#: Seconds to wait for the TCP/WebSocket handshake and the challenge.
+OPEN_TIMEOUT_S: Final = 10.0
+#: Seconds to wait for one response.
+REQUEST_TIMEOUT_S: Final = 30.0
+
+
+def _lost(why: str) -> RelayError:
+    return RelayError("connection to the relay " + why, CONNECTION_LOST)
+
+
+class RelayConnection:
+    """An open connection (authenticated or not: that is the caller's business).
+
+    Attributes:
+        challenge: the nonce the relay sent for this connection.
+        pushes: envelopes and queue-empty markers, in arrival order; ``None`` once closed.
+        closed: set when the connection is gone.
+    """
+
+    def __init__(self, ws: ClientConnection, challenge: Challenge) -> None:
+        """Wrap an open socket (internal: use :meth:`open`)."""
+        self._ws = ws
+        self.challenge = challenge.nonce
+        self.pushes: asyncio.Queue[Envelope | QueueEmpty | None] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self._waiting: dict[int, asyncio.Future[Response]] = {}
+        self._next_id = 1
+        self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+
+    @classmethod
+    async def open(cls, url: str, *, timeout: float = OPEN_TIMEOUT_S) -> RelayConnection:
+        """Connect to ``url`` and read the challenge.
+
+        Raises:
+            UsageError: ``url`` is not a ws:// or wss:// URL.
+            RelayError: code :data:`CONNECTION_LOST` if the relay cannot be reached or does
+                not start with a challenge.
+        """
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise UsageError("relay URL must start with ws:// or wss://")
+        try:
+            async with asyncio.timeout(timeout):
+                ws = await connect(
+                    url, max_size=MAX_FRAME_SIZE, compression=None, open_timeout=timeout
+                )
+                try:
+                    first = await ws.recv(decode=False)
+                    frame = decode_server_frame(first)
+                except BaseException:
+                    await ws.close()
+                    raise
+        except InvalidURI:
+            raise UsageError("relay URL is not valid") from None
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            raise _lost("could not be opened (" + type(exc).__name__ + ")") from None
+        except DecodeError:
+            raise _lost("sent an undecodable first frame") from None
+        if not isinstance(frame, Challenge):
+            await ws.close()
+            raise _lost("did not start with a challenge")
+        return cls(ws, frame)
+
+    async def _read_loop(self) -> None:
+        try:
+            async for data in self._ws:
+                if not isinstance(data, bytes):
+                    break  # the protocol is binary-only
+                try:
+                    frame = decode_server_frame(data)
+                except DecodeError:
+                    break
+                if isinstance(frame, Response):
+                    fut = self._waiting.pop(frame.request_id, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(frame)
+                elif isinstance(frame, Envelope | QueueEmpty):
+                    self.pushes.put_nowait(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._shutdown()
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+
+    def _shutdown(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(_lost("was closed"))
+        self._waiting.clear()
+        self.pushes.put_nowait(None)
+
+    async def request(self, body: Request, *, timeout: float = REQUEST_TIMEOUT_S) -> Response:
+        """Send one request and wait for its response.
+
+        Returns:
+            The OK response.
+
+        Raises:
+            RelayError: the relay answered with another status (``code``, ``details`` = the
+                response body), or code :data:`CONNECTION_LOST` if the connection closed or
+                the answer did not come within ``timeout`` seconds.
+            UsageError: the request does not encode.
+        """
+        if self.closed.is_set():
+            raise _lost("is closed")
+        request_id = self._next_id
+        self._next_id += 1
+        data = encode_client_frame(ClientFrame(request_id, body))
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = fut
+        try:
+            await self._ws.send(data)
+            async with asyncio.timeout(timeout):
+                response = await fut
+        except ConnectionClosed:
+            raise _lost("was closed") from None
+        except TimeoutError:
+            raise _lost("timed out") from None
+        finally:
+            self._waiting.pop(request_id, None)
+        if response.code != StatusCode.OK:
+            name = StatusCode(response.code).name
+            text = response.message or "refused"
+            raise RelayError(
+                "relay refused " + type(body).__name__ + ": " + name + " (" + text + ")",
+                int(response.code),
+                response.body,
+            )
+        return response
+
+    async def close(self) -> None:
+        """Close the connection and stop the reader. Idempotent."""
+        with contextlib.suppress(Exception):
+            await self._ws.close()
+        if not self._reader.done():
+            try:
+                async with asyncio.timeout(5):
+                    await asyncio.shield(self._reader)
+            except (TimeoutError, asyncio.CancelledError):
+                self._reader.cancel()
+        self._shutdown()
