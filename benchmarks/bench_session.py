@@ -10,6 +10,8 @@ Scenarios (libsignal ``rust/protocol/benches/session.rs`` / vodozemac ``benches/
 * ``encrypt_existing_chain``: Alice encrypts on her current sending chain.
 * ``decrypt_first_on_chain``: Bob decrypts a message that carries a new ratchet key (DH step).
 * ``ping_pong``: round trips alternating direction (every message a DH ratchet step).
+* ``ratchet_forward[N]``: Bob decrypts a message N = 100 / 1000 ahead on Alice's chain (N
+  skipped message keys derived and kept; the N undelivered encryptions are untimed setup).
 * ``rt_100`` / ``rt_64k``: Alice encrypts, Bob decrypts, same chain (steady one-way traffic);
   ``rt_100_sqlite`` the same with both parties on :class:`SqliteProtocolStore` (``:memory:``).
 * ``floor_rt_100`` / ``floor_ping_pong``: the minimum Python work of the same messages
@@ -23,6 +25,8 @@ erasure-coded chunks of its KEM exchange).
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from benchmarks.floor import FloorPair
 from securemsg import cipher
@@ -166,6 +170,20 @@ def test_decrypt_first_on_chain(benchmark: Any) -> None:
         return (m.to_bytes(), WHISPER, ALICE, pair.bob), {"now": NOW, "rng": RNG}
 
     out = benchmark.pedantic(cipher.message_decrypt, setup=setup, rounds=300, iterations=1)
+    assert out == PT_100
+
+
+@pytest.mark.parametrize("n", [100, 1000])
+def test_ratchet_forward(benchmark: Any, n: int) -> None:
+    pair = Pair().establish()
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        for _ in range(n):
+            cipher.message_encrypt(PT_100, BOB, pair.alice, now=NOW, rng=RNG)
+        m = cipher.message_encrypt(PT_100, BOB, pair.alice, now=NOW, rng=RNG)
+        return (m.to_bytes(), WHISPER, ALICE, pair.bob), {"now": NOW, "rng": RNG}
+
+    out = benchmark.pedantic(cipher.message_decrypt, setup=setup, rounds=10, iterations=1)
     assert out == PT_100
 
 

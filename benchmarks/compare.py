@@ -24,10 +24,18 @@ Scenarios (RT = encrypt + serialize + parse + decrypt of one message in one proc
 * ``ping_pong``: RT alternating direction, so every message has a DH ratchet step;
 * ``session_setup``: process_prekey_bundle + first encrypt + first (PreKey) decrypt, PQXDH with
   Kyber1024; making the bundle's keys is not timed;
+* ``encrypt_chain``: encrypt + serialize on an established sending chain;
+* ``decrypt_first_on_chain``: parse + decrypt of the first message on a new chain (DH step;
+  the reply that makes the sender turn its ratchet is untimed);
+* ``ratchet_forward_100`` / ``_1000``: decrypt a message N ahead on the chain (N skipped keys
+  derived and kept; the N undelivered encryptions are untimed);
+* ``sealed_v1_rt``: sealed sender v1 encrypt + decrypt on an established session;
 * ``group_rt_100b``: sender-key group_encrypt + group_decrypt;
-* ``sealed_v2_1000``: sealed sender v2 encrypt to 1000 recipients (1 device each), if securemsg
-  has it;
-* ``safety_number``: 60-digit safety number (5200 iterations).
+* ``sealed_v2_<R>[x<D>]``: sealed sender v2 encrypt of a sender-key message to R recipients
+  (2, 5, 10, 100, 1000) with 1 device each, and to 10 recipients with D = 2, 5, 10 devices;
+* ``safety_number``: 60-digit safety number (5200 iterations);
+* ``kem_keygen`` / ``kem_encaps`` / ``kem_decaps``: Kyber1024 (libsignal's Node API exposes
+  only key generation, so encaps/decaps have no libsignal column).
 
 Targets (issue 7) are checked at the end; the JSON has every sample statistic and ratio.
 """
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import gc
 import json
 import os
@@ -262,6 +271,116 @@ class _SecuremsgGroup:
         self.g.group_decrypt(m.to_bytes(), self.alice.address, self.bob.store)
 
 
+class _SecuremsgChain:
+    """1:1 fixtures on one established pair: encrypt only, first-on-chain, ratchet forward N."""
+
+    def __init__(self) -> None:
+        from securemsg import cipher
+        from securemsg.wire.messages import CiphertextMessageType
+
+        self.cipher = cipher
+        self.whisper = CiphertextMessageType.WHISPER
+        self.a, self.b = securemsg_pair()
+
+    def encrypt(self, _ctx: object) -> None:
+        a, b = self.a, self.b
+        self.cipher.message_encrypt(
+            PT_100, b.address, a.store, now=NOW_MS, rng=a.rng, local_address=a.address
+        ).to_bytes()
+
+    def _encrypt_a2b(self) -> bytes:
+        a, b = self.a, self.b
+        return self.cipher.message_encrypt(
+            PT_100, b.address, a.store, now=NOW_MS, rng=a.rng, local_address=a.address
+        ).to_bytes()
+
+    def decrypt(self, body: bytes) -> None:
+        a, b = self.a, self.b
+        self.cipher.message_decrypt(
+            body, self.whisper, a.address, b.store, now=NOW_MS, rng=b.rng, local_address=b.address
+        )
+
+    def prepare_first_on_chain(self) -> bytes:
+        self.b.send(self.a, b"turn")  # Alice turns her ratchet on Bob's new key
+        return self._encrypt_a2b()
+
+    def prepare_forward(self, n: int) -> Callable[[], bytes]:
+        def prepare() -> bytes:
+            for _ in range(n):
+                self._encrypt_a2b()
+            return self._encrypt_a2b()
+
+        return prepare
+
+
+class _FloorChain:
+    def __init__(self) -> None:
+        self.pair = FloorPair()
+
+    def encrypt(self, _ctx: object) -> None:
+        self.pair.alice.encrypt(PT_100)
+
+    def decrypt(self, body: bytes) -> None:
+        self.pair.bob.decrypt(body)
+
+    def prepare_first_on_chain(self) -> bytes:
+        self.pair.alice.decrypt(self.pair.bob.encrypt(b"turn"))
+        return self.pair.alice.encrypt(PT_100)
+
+
+def _securemsg_sealed_v1() -> Callable[[object], object]:
+    """sealed sender v1 RT (1:1 encrypt + seal; unseal + validate + 1:1 decrypt)."""
+    from securemsg import sealed
+    from securemsg.crypto.curve import KeyPair
+    from securemsg.protocol.sealed_sender import SenderCertificate, ServerCertificate
+
+    alice, bob = securemsg_pair()
+    rng = alice.rng
+    trust_root, server = KeyPair.generate(rng), KeyPair.generate(rng)
+    server_cert = ServerCertificate.new(1, server.public_key, trust_root.private_key, rng)
+    cert = SenderCertificate.new(
+        sender_uuid=alice.address.name,
+        sender_e164=None,
+        sender_device_id=1,
+        key=alice.identity.identity_key.public_key,
+        expiration=NOW_MS + 86_400_000,
+        signer=server_cert,
+        signer_key=server.private_key,
+        rng=rng,
+    )
+    root_public = trust_root.public_key
+
+    def step(_ctx: object) -> object:
+        env = sealed.sealed_sender_encrypt(
+            bob.address, cert, PT_100, alice.store, now=NOW_MS, rng=rng
+        )
+        return sealed.sealed_sender_decrypt(
+            env,
+            root_public,
+            bob.store,
+            now=NOW_MS,
+            local_uuid=bob.address.name,
+            local_device_id=bob.address.device_id,
+            rng=bob.rng,
+        )
+
+    return step
+
+
+def _securemsg_kem(op: str) -> Callable[[object], object]:
+    """Kyber1024 (round 3, as in PQXDH) keygen, encaps or decaps."""
+    from securemsg.crypto.kyber1024 import KyberKeyPair
+
+    rng = _rng()
+    pair = KyberKeyPair.generate(rng)
+    ct = pair.public_key.encapsulate(rng)[1]
+    if op == "keygen":
+        return lambda _ctx: KyberKeyPair.generate(rng)
+    if op == "encaps":
+        return lambda _ctx: pair.public_key.encapsulate(rng)
+    return lambda _ctx: pair.decapsulate(ct)
+
+
 def _securemsg_safety_number() -> Callable[[object], object]:
     from securemsg.protocol.fingerprint import Fingerprint
     from securemsg.protocol.keys import IdentityKeyPair
@@ -283,8 +402,8 @@ def _securemsg_safety_number() -> Callable[[object], object]:
     return step
 
 
-def _securemsg_sealed_v2(recipients: int) -> Callable[[object], object]:
-    """sealed sender v2 encrypt of a sender-key message to ``recipients`` (1 device each)."""
+def _securemsg_sealed_v2(recipients: int, devices: int = 1) -> Callable[[object], object]:
+    """sealed sender v2 encrypt of a sender-key message to ``recipients`` x ``devices``."""
     from securemsg import groups, sealed
     from securemsg.crypto.curve import KeyPair
     from securemsg.protocol.sealed_sender import (
@@ -298,9 +417,12 @@ def _securemsg_sealed_v2(recipients: int) -> Callable[[object], object]:
     alice = SecuremsgParty(rng)
     destinations = []
     for _ in range(recipients):
-        other = SecuremsgParty(rng)
-        alice.start_session(other)
-        destinations.append(other.address)
+        name = str(uuid.uuid4())
+        for device in range(1, devices + 1):
+            other = SecuremsgParty(rng)
+            other.address = type(other.address)(name, device)
+            alice.start_session(other)
+            destinations.append(other.address)
     dist = uuid.uuid4()
     groups.create_sender_key_distribution_message(alice.address, dist, alice.store, rng=rng)
     inner = groups.group_encrypt(alice.address, dist, PT_100, alice.store, rng=rng)
@@ -362,6 +484,29 @@ def _state(
     return step, kw
 
 
+def _chain_state(step: str, prepare: str) -> tuple[Callable[[Any], object], dict[str, Any]]:
+    c = _SecuremsgChain()
+    return _state(getattr(c, step), prepare=getattr(c, prepare))
+
+
+def _floor_first_on_chain() -> tuple[Callable[[Any], object], dict[str, Any]]:
+    c = _FloorChain()
+    return _state(c.decrypt, prepare=c.prepare_first_on_chain)
+
+
+def _forward_state(n: int) -> tuple[Callable[[Any], object], dict[str, Any]]:
+    c = _SecuremsgChain()
+    return _state(c.decrypt, prepare=c.prepare_forward(n))
+
+
+def _ssv2_state(r: int, d: int) -> tuple[Callable[[Any], object], dict[str, Any]]:
+    return _state(_securemsg_sealed_v2(r, d))
+
+
+def _kem_state(op: str) -> tuple[Callable[[Any], object], dict[str, Any]]:
+    return _state(_securemsg_kem(op))
+
+
 def scenarios(quick: bool) -> list[Scenario]:
     k = 0.5 if quick else 2.5
 
@@ -378,6 +523,7 @@ def scenarios(quick: bool) -> list[Scenario]:
         }
 
     ssv2_n = 100 if quick else 1000
+    ssv2_cases = [(2, 1), (5, 1), (10, 1), (100, 1), (ssv2_n, 1), (10, 2), (10, 5), (10, 10)]
     return [
         Scenario(
             "rt_100b",
@@ -433,6 +579,48 @@ def scenarios(quick: bool) -> list[Scenario]:
             },
         ),
         Scenario(
+            "encrypt_chain",
+            "encrypt on existing chain",
+            n(1000),
+            "bench_session_encrypt",
+            {"size": 100},
+            {
+                "securemsg": lambda: _state(_SecuremsgChain().encrypt),
+                "floor": lambda: _state(_FloorChain().encrypt),
+            },
+        ),
+        Scenario(
+            "decrypt_first_on_chain",
+            "decrypt first on chain (DH step)",
+            n(200),
+            "bench_decrypt_first_on_chain",
+            {"size": 100},
+            {
+                "securemsg": lambda: _chain_state("decrypt", "prepare_first_on_chain"),
+                "floor": lambda: _floor_first_on_chain(),
+            },
+        ),
+        *[
+            Scenario(
+                f"ratchet_forward_{fwd}",
+                f"ratchet forward {fwd}",
+                max(3, int((40 if fwd == 100 else 8) * k)),
+                "bench_ratchet_forward",
+                {"n": fwd},
+                {"securemsg": functools.partial(_forward_state, fwd)},
+                blocks=3,
+            )
+            for fwd in (100, 1000)
+        ],
+        Scenario(
+            "sealed_v1_rt",
+            "sealed sender v1 RT",
+            n(300),
+            "bench_sealed_sender_v1",
+            {"size": 100},
+            {"securemsg": lambda: _state(_securemsg_sealed_v1())},
+        ),
+        Scenario(
             "group_rt_100b",
             "group RT 100 B",
             n(600),
@@ -440,15 +628,18 @@ def scenarios(quick: bool) -> list[Scenario]:
             {"size": 100},
             {"securemsg": lambda: _state(_SecuremsgGroup())},
         ),
-        Scenario(
-            f"sealed_v2_{ssv2_n}",
-            f"sealed sender v2, {ssv2_n} recipients",
-            n(8),
-            "bench_sealed_sender_v2",
-            {"recipients": ssv2_n},
-            {"securemsg": lambda: _state(_securemsg_sealed_v2(ssv2_n))},
-            blocks=2,
-        ),
+        *[
+            Scenario(
+                f"sealed_v2_{r}" + (f"x{d}" if d > 1 else ""),
+                f"sealed sender v2, {r} recipients" + (f" x {d} devices" if d > 1 else ""),
+                max(3, int(k * max(4, 4000 // (r * d)))),
+                "bench_sealed_sender_v2",
+                {"recipients": r, "devices": d},
+                {"securemsg": functools.partial(_ssv2_state, r, d)},
+                blocks=2 if r * d >= 100 else 3,
+            )
+            for r, d in ssv2_cases
+        ],
         Scenario(
             "safety_number",
             "safety number",
@@ -458,6 +649,18 @@ def scenarios(quick: bool) -> list[Scenario]:
             {"securemsg": lambda: _state(_securemsg_safety_number())},
             blocks=3,
         ),
+        *[
+            Scenario(
+                f"kem_{op}",
+                f"Kyber1024 {op}",
+                n(200),
+                "bench_kem_keygen" if op == "keygen" else None,
+                {},
+                {"securemsg": functools.partial(_kem_state, op)},
+                blocks=3,
+            )
+            for op in ("keygen", "encaps", "decaps")
+        ],
     ]
 
 
@@ -483,14 +686,14 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def run(quick: bool, progress_out: Any) -> dict[str, Any]:
+def run(quick: bool, progress_out: Any, only: list[str] | None = None) -> dict[str, Any]:
     from peer_client import LibsignalPeer
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     peer = LibsignalPeer().start()
     node_version = peer.call("ping").get("libsignal_version")
     results: dict[str, dict[str, Result]] = {}
-    scens = scenarios(quick)
+    scens = [s for s in scenarios(quick) if not only or s.name in only]
     t_start = time.time()
     try:
         with Progress(
@@ -578,7 +781,7 @@ def check_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
         a, b = med(s, num), med(s, den)
         return None if a is None or b is None else a / b
 
-    ssv2 = next((k for k in sc if k.startswith("sealed_v2_")), "sealed_v2_1000")
+    ssv2 = "sealed_v2_1000" if "sealed_v2_1000" in sc else "sealed_v2_100"
     rows = [
         ("1:1 RT 100 B: securemsg / floor", ratio("rt_100b", "securemsg", "floor"), "<=", 1.3),
         ("1:1 RT 100 B: msg/s vs libsignal", ratio("rt_100b", "libsignal", "securemsg"), ">=", 4.0),
@@ -713,9 +916,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="~1 minute smoke run (fewer iterations)")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     ap.add_argument("--chart", metavar="PATH", help="draw a PNG chart (matplotlib, Agg)")
+    ap.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated scenario names to run (e.g. rt_100b,group_rt_100b); default all",
+    )
     args = ap.parse_args(argv)
     console = Console(stderr=True)
-    data = run(args.quick, console)
+    only = [n.strip() for n in args.only.split(",")] if args.only else None
+    data = run(args.quick, console, only)
     data["targets"] = check_targets(data)
     print_report(data, Console(width=150))
     if args.json:

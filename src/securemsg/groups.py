@@ -4,9 +4,13 @@ Theory of operation
 -------------------
 Each function is load -> pure core (:mod:`securemsg.protocol.sender_keys`) -> save, inside one
 ``store.transaction()``: the new record is computed first and written only when the operation
-succeeded, so an error leaves the store unchanged. Records are stored as bytes
-(:meth:`SenderKeyRecord.to_bytes`), keyed by (sender address, distribution id); for our own
-chain the "sender" is our own address. libsignal vocabulary and semantics (``group_cipher.rs``).
+succeeded, so an error leaves the store unchanged. The store holds
+:class:`~securemsg.protocol.sender_keys.SenderKeyRecord` values (immutable: a new record is
+stored after each step, the loaded one is never modified), keyed by (sender address,
+distribution id); for our own chain the "sender" is our own address. The memory store keeps
+the objects, so a group message costs no record (de)serialization; the SQLite store keeps
+bytes and a decoded copy of the newest record per key. libsignal vocabulary and semantics
+(``group_cipher.rs``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import uuid
 
 from securemsg.crypto.rng import Rng
-from securemsg.errors import DecodeError, NoSessionError, StorageError, UsageError
+from securemsg.errors import NoSessionError, StorageError, UsageError
 from securemsg.limits import DEFAULT_LIMITS, Limits
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.sender_keys import (
@@ -45,13 +49,10 @@ def _check(address: object, distribution_id: object | None = None) -> None:
 def _load(
     store: ProtocolStore, sender: ProtocolAddress, distribution_id: uuid.UUID
 ) -> SenderKeyRecord | None:
-    data = store.load_sender_key(sender, distribution_id)
-    if data is None:
-        return None
-    try:
-        return SenderKeyRecord.from_bytes(data)
-    except DecodeError:
-        raise StorageError("stored sender key record is corrupt") from None
+    record = store.load_sender_key(sender, distribution_id)
+    if record is not None and not isinstance(record, SenderKeyRecord):
+        raise StorageError("the store returned something other than a SenderKeyRecord")
+    return record
 
 
 def create_sender_key_distribution_message(
@@ -69,7 +70,7 @@ def create_sender_key_distribution_message(
         record = _load(store, sender, distribution_id)
         message, new_record = create_distribution(record, distribution_id, rng)
         if new_record is not record:
-            store.store_sender_key(sender, distribution_id, new_record.to_bytes())
+            store.store_sender_key(sender, distribution_id, new_record)
     return message
 
 
@@ -92,7 +93,7 @@ def process_sender_key_distribution_message(
     with store.transaction():
         record = _load(store, sender, message.distribution_id)
         new_record = process_distribution(record, message, limits)
-        store.store_sender_key(sender, message.distribution_id, new_record.to_bytes())
+        store.store_sender_key(sender, message.distribution_id, new_record)
 
 
 def group_encrypt(
@@ -116,7 +117,7 @@ def group_encrypt(
         if record is None:
             raise NoSessionError("no sender key state for this distribution id")
         message, new_record = sender_key_encrypt(record, distribution_id, plaintext, rng)
-        store.store_sender_key(sender, distribution_id, new_record.to_bytes())
+        store.store_sender_key(sender, distribution_id, new_record)
     return message
 
 
@@ -145,5 +146,5 @@ def group_decrypt(
         if record is None:
             raise NoSessionError("no sender key state for this distribution id")
         plaintext, new_record = sender_key_decrypt(record, message, limits)
-        store.store_sender_key(sender, message.distribution_id, new_record.to_bytes())
+        store.store_sender_key(sender, message.distribution_id, new_record)
     return plaintext

@@ -17,7 +17,8 @@ The concerns (after libsignal ``rust/protocol/src/storage/traits.rs``):
   of the same (Kyber id, signed prekey id, base key) triple).
 * :class:`SessionStore` -- one :class:`~securemsg.protocol.session_record.SessionRecord` per
   remote (name, device id).
-* :class:`SenderKeyStore` -- group sender-key records per (sender, distribution id).
+* :class:`SenderKeyStore` -- one :class:`~securemsg.protocol.sender_keys.SenderKeyRecord` per
+  (sender, distribution id), for groups.
 * :class:`ProtocolStore` -- all of the above plus :meth:`ProtocolStore.transaction`, which makes
   everything written inside it commit atomically or not at all.
 
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         PreKeyRecord,
         SignedPreKeyRecord,
     )
+    from securemsg.protocol.sender_keys import SenderKeyRecord
     from securemsg.protocol.session_record import SessionRecord
 
 __all__ = [
@@ -280,25 +282,31 @@ class SessionStore(Protocol):
 class SenderKeyStore(Protocol):
     """Group sender-key records, one per (sender address, distribution id).
 
-    The record is opaque bytes here; the sender-keys layer owns its format.
+    Records are :class:`~securemsg.protocol.sender_keys.SenderKeyRecord` values, as sessions
+    are: the group recipes build a new record and store it rather than mutating the one they
+    loaded, so a store may hand out the object it holds (the memory store does; the SQLite
+    store keeps ``to_bytes()`` and decodes on load).
     """
 
     def store_sender_key(
-        self, sender: ProtocolAddress, distribution_id: uuid.UUID, record: bytes
+        self, sender: ProtocolAddress, distribution_id: uuid.UUID, record: SenderKeyRecord
     ) -> None:
         """Store ``record`` for ``(sender, distribution_id)``, replacing any previous one.
 
         Raises:
-            UsageError: ``record`` is not bytes or ``distribution_id`` is not a UUID.
+            UsageError: ``record`` is not a SenderKeyRecord or ``distribution_id`` is not a UUID.
             StorageError: the store failed; the previous record is unchanged.
         """
         ...
 
-    def load_sender_key(self, sender: ProtocolAddress, distribution_id: uuid.UUID) -> bytes | None:
+    def load_sender_key(
+        self, sender: ProtocolAddress, distribution_id: uuid.UUID
+    ) -> SenderKeyRecord | None:
         """Return the record for ``(sender, distribution_id)``, or None if there is none.
 
         Raises:
-            StorageError: the store failed.
+            UsageError: ``distribution_id`` is not a UUID.
+            StorageError: the store failed or the stored record does not decode.
         """
         ...
 
@@ -454,8 +462,23 @@ def _check_registration_id(value: int) -> int:
     return int(value)
 
 
-def _check_sender_key_args(distribution_id: uuid.UUID, record: bytes | None = None) -> None:
-    if not isinstance(distribution_id, uuid.UUID):
+_record_types: dict[str, type] = {}
+
+
+def _sender_key_record_type() -> type:
+    """The SenderKeyRecord class, imported on first use (base.py imports no protocol code)."""
+    cls = _record_types.get("sender_key")
+    if cls is None:
+        from securemsg.protocol.sender_keys import SenderKeyRecord
+
+        cls = _record_types["sender_key"] = SenderKeyRecord
+    return cls
+
+
+def _check_sender_key_args(distribution_id: uuid.UUID, record: object = None) -> None:
+    """Raise UsageError unless ``distribution_id`` is a UUID and ``record`` (when given) a
+    SenderKeyRecord (internal)."""
+    if type(distribution_id) is not uuid.UUID and not isinstance(distribution_id, uuid.UUID):
         raise UsageError("distribution_id must be a uuid.UUID")
-    if record is not None and not isinstance(record, bytes | bytearray | memoryview):
-        raise UsageError("sender key record must be bytes")
+    if record is not None and not isinstance(record, _sender_key_record_type()):
+        raise UsageError("sender key record must be a SenderKeyRecord")

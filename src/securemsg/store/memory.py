@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         PreKeyRecord,
         SignedPreKeyRecord,
     )
+    from securemsg.protocol.sender_keys import SenderKeyRecord
     from securemsg.protocol.session_record import SessionRecord
     from securemsg.store.base import ManagedProtocolStore
 
@@ -97,7 +98,7 @@ class InMemoryProtocolStore:
         # (kyber id, signed prekey id, base key bytes) used with a last-resort key
         self._kyber_seen: dict[tuple[int, int, bytes], None] = {}
         self._sessions: dict[_AddressKey, SessionRecord] = {}
-        self._sender_keys: dict[tuple[str, int, uuid.UUID], bytes] = {}
+        self._sender_keys: dict[tuple[str, int, uuid.UUID], SenderKeyRecord] = {}
         self._depth = 0
         self._undo: list[tuple[dict[Any, Any], object, object]] = []
 
@@ -241,14 +242,15 @@ class InMemoryProtocolStore:
     # -- SenderKeyStore ------------------------------------------------------------------
 
     def store_sender_key(
-        self, sender: ProtocolAddress, distribution_id: uuid.UUID, record: bytes
+        self, sender: ProtocolAddress, distribution_id: uuid.UUID, record: SenderKeyRecord
     ) -> None:
-        """Store the opaque sender-key record for ``(sender, distribution_id)``."""
+        """Store the sender-key record for ``(sender, distribution_id)`` (kept as given)."""
         _check_sender_key_args(distribution_id, record)
-        key = (sender.name, sender.device_id, distribution_id)
-        self._put(self._sender_keys, key, bytes(record))
+        self._put(self._sender_keys, (sender.name, sender.device_id, distribution_id), record)
 
-    def load_sender_key(self, sender: ProtocolAddress, distribution_id: uuid.UUID) -> bytes | None:
+    def load_sender_key(
+        self, sender: ProtocolAddress, distribution_id: uuid.UUID
+    ) -> SenderKeyRecord | None:
         """Return the sender-key record for ``(sender, distribution_id)``, or None."""
         _check_sender_key_args(distribution_id)
         return self._sender_keys.get((sender.name, sender.device_id, distribution_id))

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         PreKeyRecord,
         SignedPreKeyRecord,
     )
+    from securemsg.protocol.sender_keys import SenderKeyRecord
     from securemsg.protocol.session_record import SessionRecord
     from securemsg.store.base import ManagedProtocolStore
 
@@ -128,6 +129,7 @@ class _Decoders:
     signed_pre_key: Callable[[bytes], SignedPreKeyRecord]
     kyber_pre_key: Callable[[bytes], KyberPreKeyRecord]
     session: Callable[[bytes], SessionRecord]
+    sender_key: Callable[[bytes], SenderKeyRecord]
 
 
 def _default_decoders() -> _Decoders:
@@ -138,6 +140,7 @@ def _default_decoders() -> _Decoders:
         PreKeyRecord,
         SignedPreKeyRecord,
     )
+    from securemsg.protocol.sender_keys import SenderKeyRecord
     from securemsg.protocol.session_record import SessionRecord
 
     return _Decoders(
@@ -147,6 +150,7 @@ def _default_decoders() -> _Decoders:
         signed_pre_key=SignedPreKeyRecord.from_bytes,
         kyber_pre_key=KyberPreKeyRecord.from_bytes,
         session=SessionRecord.from_bytes,
+        sender_key=SenderKeyRecord.from_bytes,
     )
 
 
@@ -169,6 +173,7 @@ class SqliteProtocolStore:
         "_identity_key_pair",
         "_path",
         "_reg_id",
+        "_sender_keys",
         "_sessions",
     )
 
@@ -185,6 +190,8 @@ class SqliteProtocolStore:
         # (decoding a record with SPQR state costs ~0.3 ms). Records are immutable values, and
         # only the newest record per address is kept: nothing here outlives what the table holds.
         self._sessions: dict[tuple[str, int], tuple[bytes, SessionRecord]] = {}
+        # The same for sender-key records, per (name, device id, distribution uuid bytes).
+        self._sender_keys: dict[tuple[str, int, bytes], tuple[bytes, SenderKeyRecord]] = {}
 
     # -- opening and closing --------------------------------------------------------------
 
@@ -323,6 +330,7 @@ class SqliteProtocolStore:
             raise UsageError("cannot close the store inside a transaction")
         conn, self._conn = self._conn, None
         self._sessions.clear()
+        self._sender_keys.clear()
         try:
             conn.close()
         except sqlite3.Error as exc:
@@ -604,29 +612,38 @@ class SqliteProtocolStore:
     # -- SenderKeyStore ------------------------------------------------------------------
 
     def store_sender_key(
-        self, sender: ProtocolAddress, distribution_id: uuid.UUID, record: bytes
+        self, sender: ProtocolAddress, distribution_id: uuid.UUID, record: SenderKeyRecord
     ) -> None:
-        """Store the opaque sender-key record for ``(sender, distribution_id)``."""
+        """Store the sender-key record for ``(sender, distribution_id)`` (as its ``to_bytes()``)."""
         _check_sender_key_args(distribution_id, record)
+        key = (sender.name, sender.device_id, distribution_id.bytes)
+        blob = record.to_bytes()
         with self.transaction():
-            self._exec(
-                "INSERT OR REPLACE INTO sender_keys VALUES (?, ?, ?, ?)",
-                (sender.name, sender.device_id, distribution_id.bytes, bytes(record)),
-            )
+            self._exec("INSERT OR REPLACE INTO sender_keys VALUES (?, ?, ?, ?)", (*key, blob))
+        # After a rollback the row differs from these bytes, so the next load decodes afresh.
+        self._sender_keys[key] = (blob, record)
 
-    def load_sender_key(self, sender: ProtocolAddress, distribution_id: uuid.UUID) -> bytes | None:
+    def load_sender_key(
+        self, sender: ProtocolAddress, distribution_id: uuid.UUID
+    ) -> SenderKeyRecord | None:
         """Return the sender-key record for ``(sender, distribution_id)``, or None."""
         _check_sender_key_args(distribution_id)
+        key = (sender.name, sender.device_id, distribution_id.bytes)
         row = self._fetchone(
             "SELECT record FROM sender_keys"
             " WHERE name = ? AND device_id = ? AND distribution_id = ?",
-            (sender.name, sender.device_id, distribution_id.bytes),
+            key,
         )
         if row is None:
+            self._sender_keys.pop(key, None)
             return None
-        if not isinstance(row[0], bytes):
-            raise StorageError("stored sender key is corrupt (not a blob)")
-        return row[0]
+        blob = row[0]
+        cached = self._sender_keys.get(key)
+        if cached is not None and type(blob) is bytes and cached[0] == blob:
+            return cached[1]
+        record = self._decode("sender key record", self._decoders().sender_key, blob)
+        self._sender_keys[key] = (bytes(blob), record)
+        return record
 
     # -- PreKeyInventory -----------------------------------------------------------------
 

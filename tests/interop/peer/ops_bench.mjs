@@ -218,6 +218,90 @@ export function benchOps({ SignalClient, Party, BadRequest }) {
       });
     },
 
+    // Encrypt + serialize on an established sending chain (no decrypt: the chain only advances).
+    async bench_session_encrypt(args) {
+      const size = count(args, 'size', 100, 16 << 20);
+      const [alice, bob] = await establishedPair();
+      const plaintext = Buffer.alloc(size, 0x61);
+      return timeLoop(args, async () => {
+        (await encrypt(alice, bob, plaintext)).serialize();
+      });
+    },
+
+    // Deserialize + decrypt of the first message on a new chain (it carries a new ratchet key:
+    // one DH ratchet step). Untimed before each: Bob replies (so Alice turns her ratchet) and
+    // Alice encrypts the message.
+    async bench_decrypt_first_on_chain(args) {
+      const size = count(args, 'size', 100, 16 << 20);
+      const [alice, bob] = await establishedPair();
+      const plaintext = Buffer.alloc(size, 0x61);
+      return timeLoop(args, async (body) => decrypt(bob, alice, CiphertextMessageType.Whisper, body), {
+        defaultIterations: 300,
+        prepare: async () => {
+          await roundTrip(bob, alice, Buffer.from('turn'));
+          return (await encrypt(alice, bob, plaintext)).serialize();
+        },
+      });
+    },
+
+    // Ratchet forward N: decrypting a message `n` ahead on the chain (n skipped message keys
+    // derived and kept). Untimed before each: Alice encrypts n messages that are never
+    // delivered, then the one that is. Bob's skipped keys accumulate up to libsignal's cap.
+    async bench_ratchet_forward(args) {
+      const n = count(args, 'n', 100, 2000);
+      const [alice, bob] = await establishedPair();
+      const plaintext = Buffer.alloc(100, 0x61);
+      const result = await timeLoop(args, async (body) => decrypt(bob, alice, CiphertextMessageType.Whisper, body), {
+        defaultIterations: 20,
+        prepare: async () => {
+          for (let i = 0; i < n; i++) await encrypt(alice, bob, plaintext);
+          return (await encrypt(alice, bob, plaintext)).serialize();
+        },
+      });
+      return { ...result, n };
+    },
+
+    // Sealed sender v1 RT on an established session: sealedSenderEncryptMessage (1:1 encrypt +
+    // seal) then sealedSenderDecryptMessage (unseal, validate the certificate, 1:1 decrypt).
+    async bench_sealed_sender_v1(args) {
+      const size = count(args, 'size', 100, 16 << 20);
+      const [alice, bob] = await establishedPair();
+      const trustRoot = PrivateKey.generate();
+      const trustPublic = trustRoot.getPublicKey();
+      const cert = senderCertificate(alice, trustRoot);
+      const plaintext = Buffer.alloc(size, 0x61);
+      return timeLoop(args, async () => {
+        const body = await SignalClient.sealedSenderEncryptMessage(
+          plaintext,
+          bob.address,
+          cert,
+          alice.sessionStore,
+          alice.identityStore,
+        );
+        const result = await SignalClient.sealedSenderDecryptMessage(
+          body,
+          trustPublic,
+          Date.now(),
+          null,
+          bob.address.name(),
+          bob.address.deviceId(),
+          bob.sessionStore,
+          bob.identityStore,
+          bob.preKeyStore,
+          bob.signedPreKeyStore,
+          bob.kyberPreKeyStore,
+        );
+        if (result.message().length !== size) throw new Error('bench: sealed sender v1 lost bytes');
+      });
+    },
+
+    // Kyber1024 key generation (the only KEM operation the Node API exposes).
+    async bench_kem_keygen(args) {
+      return timeLoop(args, () => {
+        KEMKeyPair.generate();
+      }, { defaultIterations: 200 });
+    },
+
     // Sealed sender v2: sealedSenderMultiRecipientEncrypt of a sender-key message to
     // `recipients` (each `devices` devices, all with established sessions).
     async bench_sealed_sender_v2(args) {

@@ -70,9 +70,12 @@ def test_wrong_signing_key_is_refused_without_state_change() -> None:
         rng=rng,
     )
     before = b.load_sender_key(ALICE, DIST)
+    assert before is not None
+    encoded = before.to_bytes()
     with pytest.raises(InvalidSignatureError):
         groups.group_decrypt(forged.to_bytes(), ALICE, b)
-    assert b.load_sender_key(ALICE, DIST) == before
+    assert b.load_sender_key(ALICE, DIST) is before
+    assert before.to_bytes() == encoded
     assert groups.group_decrypt(real.to_bytes(), ALICE, b) == b"hello"
 
 
@@ -116,9 +119,8 @@ def test_at_most_five_states_and_repeated_skdm_does_not_rewind() -> None:
         s, r = store(b"s%d" % i)
         skdm = groups.create_sender_key_distribution_message(ALICE, DIST, s, rng=r)
         groups.process_sender_key_distribution_message(ALICE, skdm, b)
-    data = b.load_sender_key(ALICE, DIST)
-    assert data is not None
-    record = SenderKeyRecord.from_bytes(data)
+    record = b.load_sender_key(ALICE, DIST)
+    assert record is not None
     assert len(record.states) == 5
     a, b2, rng = setup()
     skdm = groups.create_sender_key_distribution_message(ALICE, DIST, a, rng=rng)
@@ -135,8 +137,9 @@ def test_record_round_trip() -> None:
         m = groups.group_encrypt(ALICE, DIST, b"x", a, rng=rng)
     groups.group_decrypt(m.to_bytes(), ALICE, b)
     for s in (a, b):
-        data = s.load_sender_key(ALICE, DIST)
-        assert data is not None
+        record = s.load_sender_key(ALICE, DIST)
+        assert record is not None
+        data = record.to_bytes()
         assert SenderKeyRecord.from_bytes(data).to_bytes() == data
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from securemsg.protocol.keys import (
     PreKeyRecord,
     SignedPreKeyRecord,
 )
+from securemsg.protocol.sender_keys import SenderKeyRecord, create_distribution
 from securemsg.protocol.session_record import SessionRecord
 from securemsg.store.memory import InMemoryProtocolStore
 from securemsg.store.sqlite import SqliteProtocolStore
@@ -65,6 +67,12 @@ class Records:
     def session(i: int) -> SessionRecord:
         # an archive-only record: archived sessions are opaque bytes until used
         return SessionRecord(None, (hashlib.shake_256(b"s" + bytes([i])).digest(48),))
+
+    @staticmethod
+    @functools.cache
+    def sender_key(i: int) -> SenderKeyRecord:
+        _message, record = create_distribution(None, uuid.UUID(int=i), _rng("sk", i))
+        return record
 
     @staticmethod
     @functools.cache

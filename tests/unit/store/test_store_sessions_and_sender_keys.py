@@ -1,7 +1,8 @@
-"""Sessions per (name, device) and opaque sender-key records per (sender, distribution id)."""
+"""Sessions per (name, device) and sender-key records per (sender, distribution id)."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from typing import Any
 
@@ -9,6 +10,8 @@ import pytest
 
 from securemsg.errors import UsageError
 from securemsg.protocol.address import ProtocolAddress
+from securemsg.protocol.sender_keys import SenderKeyRecord
+from securemsg.store.sqlite import SqliteProtocolStore
 
 ALICE = ProtocolAddress("alice", 1)
 ALICE_2 = ProtocolAddress("alice", 2)
@@ -40,25 +43,28 @@ def test_session_device_ids_and_removal(store: Any, records: Any) -> None:
     assert store.get_session_device_ids("carol") == []
 
 
-def test_sender_keys_are_per_sender_device_and_distribution(store: Any) -> None:
+def test_sender_keys_are_per_sender_device_and_distribution(store: Any, records: Any) -> None:
+    def b(x: Any) -> bytes | None:
+        return None if x is None else x.to_bytes()
+
     assert store.load_sender_key(ALICE, DIST_A) is None
-    store.store_sender_key(ALICE, DIST_A, b"record-a")
-    store.store_sender_key(ALICE, DIST_B, bytearray(b"record-b"))
-    store.store_sender_key(ALICE_2, DIST_A, b"record-a2")
-    assert store.load_sender_key(ALICE, DIST_A) == b"record-a"
-    assert store.load_sender_key(ALICE, DIST_B) == b"record-b"
-    assert type(store.load_sender_key(ALICE, DIST_B)) is bytes
-    assert store.load_sender_key(ALICE_2, DIST_A) == b"record-a2"
+    store.store_sender_key(ALICE, DIST_A, records.sender_key(1))
+    store.store_sender_key(ALICE, DIST_B, records.sender_key(2))
+    store.store_sender_key(ALICE_2, DIST_A, records.sender_key(3))
+    assert b(store.load_sender_key(ALICE, DIST_A)) == records.sender_key(1).to_bytes()
+    assert b(store.load_sender_key(ALICE, DIST_B)) == records.sender_key(2).to_bytes()
+    assert type(store.load_sender_key(ALICE, DIST_B)) is SenderKeyRecord
+    assert b(store.load_sender_key(ALICE_2, DIST_A)) == records.sender_key(3).to_bytes()
     assert store.load_sender_key(BOB, DIST_A) is None
-    store.store_sender_key(ALICE, DIST_A, b"")
-    assert store.load_sender_key(ALICE, DIST_A) == b""
+    store.store_sender_key(ALICE, DIST_A, SenderKeyRecord())
+    assert b(store.load_sender_key(ALICE, DIST_A)) == SenderKeyRecord().to_bytes()
 
 
-def test_sender_key_argument_types_are_checked(store: Any) -> None:
+def test_sender_key_argument_types_are_checked(store: Any, records: Any) -> None:
     with pytest.raises(UsageError):
-        store.store_sender_key(ALICE, str(DIST_A), b"x")
+        store.store_sender_key(ALICE, str(DIST_A), records.sender_key(1))
     with pytest.raises(UsageError):
-        store.store_sender_key(ALICE, DIST_A, "not bytes")
+        store.store_sender_key(ALICE, DIST_A, records.sender_key(1).to_bytes())
     with pytest.raises(UsageError):
         store.load_sender_key(ALICE, str(DIST_A))
 
@@ -71,3 +77,35 @@ def test_memory_store_keeps_the_record_objects_it_was_given(records: Any) -> Non
     record = records.session(1)
     store.store_session(ALICE, record)
     assert store.load_session(ALICE) is record
+    store.store_sender_key(ALICE, DIST_A, records.sender_key(1))
+    assert store.load_sender_key(ALICE, DIST_A) is records.sender_key(1)
+
+
+def test_sqlite_sender_key_cache_never_serves_stale_records(db_path: Any, records: Any) -> None:
+    """The decoded record is reused only while the row holds exactly its bytes."""
+    store = SqliteProtocolStore.open(db_path, records.identity_key_pair(), 1)
+    other = SqliteProtocolStore.open(db_path)
+    try:
+        store.store_sender_key(ALICE, DIST_A, records.sender_key(1))
+        assert store.load_sender_key(ALICE, DIST_A) is records.sender_key(1)
+        # another connection replaces the row: the next load decodes the new bytes
+        other.store_sender_key(ALICE, DIST_A, records.sender_key(2))
+        loaded = store.load_sender_key(ALICE, DIST_A)
+        assert loaded is not None
+        assert loaded.to_bytes() == records.sender_key(2).to_bytes()
+        # a rolled-back write is not served from the cache either
+        with pytest.raises(RuntimeError), store.transaction():
+            store.store_sender_key(ALICE, DIST_A, records.sender_key(3))
+            raise RuntimeError("abort")
+        again = store.load_sender_key(ALICE, DIST_A)
+        assert again is not None
+        assert again.to_bytes() == records.sender_key(2).to_bytes()
+        # a row deleted elsewhere reads as absent
+        conn = sqlite3.connect(db_path)
+        conn.execute("DELETE FROM sender_keys")
+        conn.commit()
+        conn.close()
+        assert store.load_sender_key(ALICE, DIST_A) is None
+    finally:
+        other.close()
+        store.close()

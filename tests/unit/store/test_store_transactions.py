@@ -38,7 +38,7 @@ def snapshot(store: Any) -> dict[str, Any]:
             for i in store.get_kyber_pre_key_ids()
         },
         "sessions": [b(store.load_session(a)) for a in (ALICE, BOB)],
-        "sender_keys": [store.load_sender_key(a, DIST) for a in (ALICE, BOB)],
+        "sender_keys": [b(store.load_sender_key(a, DIST)) for a in (ALICE, BOB)],
     }
 
 
@@ -49,7 +49,7 @@ def seed(store: Any, records: Any) -> None:
     store.save_kyber_pre_key(1, records.kyber_pre_key(1))
     store.save_kyber_pre_key(2, records.kyber_pre_key(2), last_resort=True)
     store.store_session(ALICE, records.session(1))
-    store.store_sender_key(ALICE, DIST, b"sk1")
+    store.store_sender_key(ALICE, DIST, records.sender_key(1))
 
 
 def write_everything(store: Any, records: Any) -> None:
@@ -62,8 +62,8 @@ def write_everything(store: Any, records: Any) -> None:
     store.mark_kyber_pre_key_used(2, 1, records.base_key(1))  # last resort: triple remembered
     store.store_session(ALICE, records.session(2))
     store.store_session(BOB, records.session(3))
-    store.store_sender_key(ALICE, DIST, b"sk2")
-    store.store_sender_key(BOB, DIST, b"sk3")
+    store.store_sender_key(ALICE, DIST, records.sender_key(2))
+    store.store_sender_key(BOB, DIST, records.sender_key(3))
 
 
 def test_exception_inside_a_transaction_persists_nothing(store: Any, records: Any) -> None:
@@ -87,7 +87,7 @@ def test_completed_transaction_keeps_everything(store: Any, records: Any) -> Non
     after = snapshot(store)
     assert after["pre_keys"] == {2: records.pre_key(2).to_bytes()}
     assert 1 not in after["kyber"]
-    assert after["sender_keys"] == [b"sk2", b"sk3"]
+    assert after["sender_keys"] == [records.sender_key(i).to_bytes() for i in (2, 3)]
     with pytest.raises(InvalidPreKeyError):
         store.mark_kyber_pre_key_used(2, 1, records.base_key(1))
 
@@ -167,7 +167,7 @@ def _apply(store: Any, records: Any, op: tuple[str, int, int]) -> Any:
         elif kind == "identity":
             return store.save_identity(addr, records.identity_key(b))
         else:
-            store.store_sender_key(addr, DIST, bytes([b]))
+            store.store_sender_key(addr, DIST, records.sender_key(b))
     except InvalidPreKeyError:
         return "invalid"
     return None
