@@ -78,6 +78,21 @@ def _untrusted(address: ProtocolAddress, identity: IdentityKey) -> UntrustedIden
     )
 
 
+def _check_trust_and_commit(
+    store: ProtocolStore,
+    remote_address: ProtocolAddress,
+    their_identity: IdentityKey,
+    direction: Direction,
+    new_record: SessionRecord,
+) -> None:
+    """The common last step: refuse an untrusted identity, else commit identity + session."""
+    if not store.is_trusted_identity(remote_address, their_identity, direction):
+        raise _untrusted(remote_address, their_identity)
+    with store.transaction():
+        store.save_identity(remote_address, their_identity)
+        store.store_session(remote_address, new_record)
+
+
 def process_prekey_bundle(
     bundle: PreKeyBundle,
     remote_address: ProtocolAddress,
@@ -230,13 +245,9 @@ def message_encrypt(
             message=message,
         )
 
-    their_identity = state.remote_identity_key
-    if not store.is_trusted_identity(remote_address, their_identity, _SENDING):
-        raise _untrusted(remote_address, their_identity)
-    new_record = record.with_current(new_state)
-    with store.transaction():
-        store.save_identity(remote_address, their_identity)
-        store.store_session(remote_address, new_record)
+    _check_trust_and_commit(
+        store, remote_address, state.remote_identity_key, _SENDING, record.with_current(new_state)
+    )
     return result
 
 
@@ -315,12 +326,9 @@ def decrypt_signal_message(
     state = new_record.current
     if state is None:  # pragma: no cover - a successful decrypt always leaves a current session
         raise InvalidMessageError("decryption failed")
-    their_identity = state.remote_identity_key
-    if not store.is_trusted_identity(remote_address, their_identity, _RECEIVING):
-        raise _untrusted(remote_address, their_identity)
-    with store.transaction():
-        store.save_identity(remote_address, their_identity)
-        store.store_session(remote_address, new_record)
+    _check_trust_and_commit(
+        store, remote_address, state.remote_identity_key, _RECEIVING, new_record
+    )
     return plaintext
 
 
