@@ -166,6 +166,8 @@ class RelayConnection:
             raise _lost("timed out") from None
         finally:
             self._waiting.pop(request_id, None)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # closed while sending: the error is raised above, not lost
         if response.code != StatusCode.OK:
             name = StatusCode(response.code).name
             text = response.message or "refused"
