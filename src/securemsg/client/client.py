@@ -1018,7 +1018,8 @@ class Client:
                 try:
                     await self.maintain_keys()
                 except SecureMsgError as exc:
-                    _log.warning("prekey top-up failed: %s", exc)
+                    if not self._closing:  # a close racing the top-up is not worth a warning
+                        _log.warning("prekey top-up failed: %s", exc)
         if self._conn is conn:
             self._conn = None
             self._ready.clear()
