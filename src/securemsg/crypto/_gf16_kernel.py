@@ -67,11 +67,13 @@ class Gf16Kernel:
         """
         s = np.asarray(xs, dtype=np.int32)
         t = np.asarray(targets, dtype=np.int32)
-        logd = self._log[t[:, None] ^ s[None, :]]  # B x n, never the zero sentinel
-        logl = logd.sum(axis=1, dtype=np.int64)
-        lw = (logl[:, None] + np.asarray(logw, dtype=np.int64)[None, :] - logd) % _ORDER
+        logd = self._log[s[:, None] ^ t[None, :]]  # n x B, never the zero sentinel
+        logl = logd.sum(axis=0, dtype=np.int64)
+        lw = (logl[None, :] + np.asarray(logw, dtype=np.int64)[:, None] - logd) % _ORDER
         # int32 indices (all < 3 * ORDER): half the memory traffic of int64 for the gather.
-        terms = np.take(self._exp, lw.astype(np.int32)[:, :, None] + logrows[None, :, :])
-        out = np.bitwise_xor.reduce(terms, axis=1)
+        # Layout n x B x 16: the XOR runs over the leading axis, on contiguous B x 16 slabs
+        # viewed as uint64 (4 words at a time), ~8x faster than reducing a middle axis.
+        terms = np.take(self._exp, lw.astype(np.int32)[:, :, None] + logrows[:, None, :])
+        out = np.bitwise_xor.reduce(terms.view(np.uint64), axis=0).view(np.uint16)
         data: bytes = out.astype(">u2").tobytes()
         return data

@@ -51,6 +51,7 @@ from securemsg.errors import InvalidKeyError, InvalidSignatureError
 __all__ = ["DJB_TYPE", "KeyPair", "PrivateKey", "PublicKey"]
 
 DJB_TYPE = 0x05
+_OBJECT_NEW = object.__new__
 
 _P = 2**255 - 19
 _L = 2**252 + 27742317777372353535851937790883648493
@@ -134,10 +135,13 @@ class PublicKey:
     Immutable, hashable, compares by value (public data: no constant-time comparison needed).
     """
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_raw", "_serialized")
 
     def __init__(self, raw: bytes) -> None:  # raw = 32-byte u coordinate, unchecked
         self._raw = raw
+        # The 33-byte form is built once: it is serialized several times per message
+        # (wire encoding, MAC inputs, identity comparisons in the stores).
+        self._serialized = b"\x05" + raw
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PublicKey:
@@ -155,6 +159,13 @@ class PublicKey:
             raise InvalidKeyError("bad key type")
         if len(data) < 33:
             raise InvalidKeyError("bad key length")
+        if type(data) is bytes and len(data) == 33:
+            # The usual case (every received ratchet key): keep the input as the serialized
+            # form instead of rebuilding it.
+            key: PublicKey = _OBJECT_NEW(cls)
+            key._raw = data[1:]
+            key._serialized = data
+            return key
         return cls(bytes(data[1:33]))
 
     @classmethod
@@ -170,7 +181,7 @@ class PublicKey:
 
     def to_bytes(self) -> bytes:
         """The 33-byte serialized form ``0x05 || u``."""
-        return b"\x05" + self._raw
+        return self._serialized
 
     @property
     def raw(self) -> bytes:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
-from securemsg.crypto.primitives import hkdf_sha256, hmac_sha256
+from securemsg.crypto.primitives import hkdf_sha256, hmac_sha256, hmac_sha256_pair
 from securemsg.crypto.rng import Rng
 from securemsg.errors import DuplicateMessageError, MessageGapTooLargeError
 
@@ -70,7 +70,7 @@ def root_step(
 
 def chain_step(chain_key: bytes) -> tuple[bytes, bytes]:
     """Return ``(message_seed, next_chain_key)`` for a chain key."""
-    return hmac_sha256(chain_key, _MESSAGE_KEY_SEED), hmac_sha256(chain_key, _CHAIN_KEY_SEED)
+    return hmac_sha256_pair(chain_key, _MESSAGE_KEY_SEED, _CHAIN_KEY_SEED)
 
 
 def message_keys(seed: bytes, spqr_key: bytes | None) -> tuple[bytes, bytes, bytes]:
@@ -169,9 +169,8 @@ class RatchetState:
     def send(self) -> tuple[bytes, int, RatchetState]:
         """Take the next sending key: ``(message_seed, counter, advanced_state)``."""
         sc = self.sender_chain
-        ck = sc.chain_key
-        seed = hmac_sha256(ck, _MESSAGE_KEY_SEED)
-        new_sc = SenderChain(sc.ratchet_key_pair, hmac_sha256(ck, _CHAIN_KEY_SEED), sc.index + 1)
+        seed, next_ck = hmac_sha256_pair(sc.chain_key, _MESSAGE_KEY_SEED, _CHAIN_KEY_SEED)
+        new_sc = SenderChain(sc.ratchet_key_pair, next_ck, sc.index + 1)
         return (
             seed,
             sc.index,
@@ -258,10 +257,8 @@ class RatchetState:
                 raise MessageGapTooLargeError("message counter too far ahead", jump)
             ck = chain.chain_key
             if jump == 0:
-                seed = hmac_sha256(ck, _MESSAGE_KEY_SEED)
-                new_chain = ReceiverChain(
-                    chain.ratchet_key, hmac_sha256(ck, _CHAIN_KEY_SEED), index + 1, chain.skipped
-                )
+                seed, next_ck = hmac_sha256_pair(ck, _MESSAGE_KEY_SEED, _CHAIN_KEY_SEED)
+                new_chain = ReceiverChain(chain.ratchet_key, next_ck, index + 1, chain.skipped)
             else:
                 skipped = dict(chain.skipped)
                 first_kept = counter - max_message_keys  # older skipped seeds would be dropped
@@ -275,10 +272,8 @@ class RatchetState:
                 if excess > 0:
                     for old in list(skipped)[:excess]:
                         del skipped[old]
-                seed = hmac_sha256(ck, _MESSAGE_KEY_SEED)
-                new_chain = ReceiverChain(
-                    chain.ratchet_key, hmac_sha256(ck, _CHAIN_KEY_SEED), counter + 1, skipped
-                )
+                seed, next_ck = hmac_sha256_pair(ck, _MESSAGE_KEY_SEED, _CHAIN_KEY_SEED)
+                new_chain = ReceiverChain(chain.ratchet_key, next_ck, counter + 1, skipped)
 
         if pos == len(chains) - 1:
             new_chains = (*chains[:pos], new_chain)

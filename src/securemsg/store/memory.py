@@ -149,7 +149,7 @@ class InMemoryProtocolStore:
         """Trust ``identity_key`` for ``address``; True if it replaced a different key."""
         key = _addr(address)
         old = self._identities.get(key)
-        if old is not None and (old is identity_key or old.to_bytes() == identity_key.to_bytes()):
+        if old is not None and (old is identity_key or old.public_key == identity_key.public_key):
             return False
         self._put(self._identities, key, identity_key)
         return old is not None
@@ -159,7 +159,7 @@ class InMemoryProtocolStore:
     ) -> bool:
         """Trust on first use: unknown address or same key -> True; different key -> False."""
         known = self._identities.get(_addr(address))
-        return known is None or known is identity_key or known.to_bytes() == identity_key.to_bytes()
+        return known is None or known is identity_key or known.public_key == identity_key.public_key
 
     def get_identity(self, address: ProtocolAddress) -> IdentityKey | None:
         """Return the identity saved for ``address``, or None."""

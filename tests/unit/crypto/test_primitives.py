@@ -22,6 +22,7 @@ from securemsg.crypto.primitives import (
     constant_time_eq,
     hkdf_sha256,
     hmac_sha256,
+    hmac_sha256_pair,
 )
 from securemsg.errors import InvalidMessageError, UsageError
 
@@ -94,6 +95,27 @@ def test_hkdf_agrees_with_a_textbook_implementation(
     ikm: bytes, salt: bytes, info: bytes, length: int
 ) -> None:
     assert hkdf_sha256(ikm, salt, info, length) == _hkdf_by_the_book(ikm, salt, info, length)
+
+
+@settings(max_examples=100)
+@given(ikm=st.binary(max_size=100), info=st.binary(max_size=100), length=st.integers(1, 200))
+def test_hkdf_without_salt_agrees_with_the_textbook_zero_salt(
+    ikm: bytes, info: bytes, length: int
+) -> None:
+    assert hkdf_sha256(ikm, None, info, length) == _hkdf_by_the_book(ikm, bytes(32), info, length)
+
+
+def test_hkdf_longest_output_agrees_with_the_textbook() -> None:
+    n = 255 * 32
+    assert hkdf_sha256(b"ikm", b"salt", b"info", n) == _hkdf_by_the_book(
+        b"ikm", b"salt", b"info", n
+    )
+
+
+@settings(max_examples=100)
+@given(key=st.binary(max_size=150), a=st.binary(max_size=80), b=st.binary(max_size=80))
+def test_hmac_pair_is_two_hmacs(key: bytes, a: bytes, b: bytes) -> None:
+    assert hmac_sha256_pair(key, a, b) == (hmac_sha256(key, a), hmac_sha256(key, b))
 
 
 @pytest.mark.parametrize("length", [0, -1, 255 * 32 + 1])

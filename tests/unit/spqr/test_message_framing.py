@@ -105,3 +105,25 @@ def test_chunk_index_65535_accepted() -> None:
 def test_not_v1_is_unsupported_version(data: bytes) -> None:
     with pytest.raises(UnsupportedVersionError):
         decode_message(data)
+
+
+def _leb128(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+@pytest.mark.parametrize(
+    "value", [0, 1, 0x7F, 0x80, 0x81, 0x3FFF, 0x4000, 0x4001, 2**21, 2**32 - 1]
+)
+def test_varint_fast_paths_agree_with_plain_leb128(value: int) -> None:
+    assert encode_varint(value) == _leb128(value)
+    epoch = max(value, 1)
+    msg = SpqrMessage(epoch, value, MessageType.EK, value & 0xFFFF, bytes(range(32)))
+    assert decode_message(encode_message(*msg)) == msg

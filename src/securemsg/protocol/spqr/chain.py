@@ -86,25 +86,25 @@ class ChainHalf:
             InvalidMessageError: already requested, trimmed, too far ahead, or wiped half.
         """
         ctr = self.ctr
+        nxt = self.next
+        if at == ctr + 1 and nxt:  # the usual case: the next key in order (checks below pass)
+            nxt, key = _step(nxt, at)
+            return ChainHalf(at, nxt, self.history), key
         if at == ctr:
             raise InvalidMessageError("SPQR: key already requested")
         if at < ctr:
             if at + max_ooo < ctr:
                 raise InvalidMessageError("SPQR: key trimmed")
-            key = self.history.get(at)
-            if key is None:
+            old_key = self.history.get(at)
+            if old_key is None:
                 raise InvalidMessageError("SPQR: key already requested")
             remaining = dict(self.history)
             del remaining[at]
-            return ChainHalf(ctr, self.next, remaining), key
+            return ChainHalf(ctr, nxt, remaining), old_key
         if at - ctr > max_jump:
             raise InvalidMessageError("SPQR: key jump too large")
-        if not self.next:
+        if not nxt:
             raise InvalidMessageError("SPQR: chain wiped")
-        nxt = self.next
-        if at == ctr + 1:
-            nxt, key = _step(nxt, at)
-            return ChainHalf(at, nxt, self.history), key
         hist: dict[int, bytes] = {} if at > ctr + max_ooo else dict(self.history)
         lowest_kept = at - max_ooo
         while ctr + 1 < at:
@@ -254,10 +254,27 @@ class Chain:
             InternalError: the epoch went backwards or is not held (cannot happen through
                 the braid, which only moves forward).
         """
+        links = self.links
+        if epoch == self.send_epoch and epoch == self.current_epoch:
+            # Fast path (almost every message): sending on the newest link, nothing to drop.
+            link = links[-1]
+            half, index, key = link.send.next_key()
+            return (
+                Chain(
+                    self.a2b,
+                    epoch,
+                    epoch,
+                    self.next_root,
+                    (*links[:-1], ChainLink(half, link.recv)),
+                    self.max_jump,
+                    self.max_ooo,
+                ),
+                index,
+                key,
+            )
         pos = self._position(epoch)
         if epoch < self.send_epoch or pos is None:
             raise InternalError("SPQR chain: send epoch not available")
-        links = self.links
         if epoch != self.send_epoch:
             drop = max(0, pos - _EPOCHS_KEPT_BEFORE_SEND)
             links = tuple(

@@ -122,6 +122,7 @@ class _Parity:
 
 
 _PARITY_LRU: dict[bytes, _Parity] = {}
+_object_new = object.__new__
 
 
 def _parity_for(payload: bytes) -> _Parity:
@@ -184,7 +185,14 @@ class Encoder:
             if parity is None:
                 parity = _parity_for(self.payload)
             data = parity.chunk(x)
-        return Encoder(self.payload, (counter + 1) & 0xFFFFFFFF, parity), x, data
+        # The successor is built without __init__: its payload was validated when this
+        # encoder was made (one encoder per sent message, so this is on the hot path).
+        succ: Encoder = _object_new(Encoder)
+        succ.payload = self.payload
+        succ.next_index = (counter + 1) & 0xFFFFFFFF
+        succ.n = self.n
+        succ._parity = parity
+        return succ, x, data
 
 
 class Decoder:

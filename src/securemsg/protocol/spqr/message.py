@@ -70,10 +70,19 @@ class SpqrMessage(NamedTuple):
     chunk: bytes | None = None
 
 
+_ONE_BYTE: Final = tuple(bytes((i,)) for i in range(0x80))
+
+
+_tuple_new = tuple.__new__
+
+
 def encode_varint(value: int) -> bytes:
     """Minimal unsigned LEB128 of a u64."""
+    # Fast paths for the one- and two-byte forms (epochs, chunk indices, most key indices).
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -106,10 +115,18 @@ def encode_message(
     chunk: bytes | None = None,
 ) -> bytes:
     """Frame one SPQR message (minimal varints, no trailing bytes)."""
-    head = b"\x01" + encode_varint(epoch) + encode_varint(index) + bytes((mtype,))
     if chunk is None or chunk_index is None:
-        return head
-    return head + encode_varint(chunk_index) + chunk
+        return b"".join((b"\x01", encode_varint(epoch), encode_varint(index), _ONE_BYTE[mtype]))
+    return b"".join(
+        (
+            b"\x01",
+            encode_varint(epoch),
+            encode_varint(index),
+            _ONE_BYTE[mtype],
+            encode_varint(chunk_index),
+            chunk,
+        )
+    )
 
 
 def decode_message(data: bytes) -> SpqrMessage:
@@ -124,13 +141,21 @@ def decode_message(data: bytes) -> SpqrMessage:
         raise UnsupportedVersionError("pq_ratchet: empty (no SPQR) is refused", 0)
     if data[0] != VERSION_V1:
         raise UnsupportedVersionError("pq_ratchet: unknown version", data[0])
-    epoch, at = _varint(data, 1)
+    # One-byte varints are decoded inline (the usual epoch); longer ones by _varint.
+    n = len(data)
+    if n > 1 and data[1] < 0x80:
+        epoch, at = data[1], 2
+    else:
+        epoch, at = _varint(data, 1)
     if epoch == 0:
         raise DecodeError("pq_ratchet: epoch 0")
-    index, at = _varint(data, at)
+    if at < n and data[at] < 0x80:
+        index, at = data[at], at + 1
+    else:
+        index, at = _varint(data, at)
     if index > _U32_MAX:
         raise DecodeError("pq_ratchet: index does not fit 32 bits")
-    if at >= len(data):
+    if at >= n:
         raise DecodeError("pq_ratchet: missing type")
     t = data[at]
     if t > 6:
@@ -138,9 +163,13 @@ def decode_message(data: bytes) -> SpqrMessage:
     at += 1
     mtype = _TYPES[t]
     if t not in _CHUNKED_INTS:
-        return SpqrMessage(epoch, index, mtype)
-    chunk_index, at = _varint(data, at)
+        return _tuple_new(SpqrMessage, (epoch, index, mtype, None, None))
+    if at < n and data[at] < 0x80:
+        chunk_index, at = data[at], at + 1
+    else:
+        chunk_index, at = _varint(data, at)
     end = at + CHUNK_LENGTH
-    if end > len(data) or chunk_index > 0xFFFF:
+    if end > n or chunk_index > 0xFFFF:
         raise DecodeError("pq_ratchet: bad chunk")
-    return SpqrMessage(epoch, index, mtype, chunk_index, bytes(data[at:end]))
+    # tuple.__new__ skips the NamedTuple's Python-level __new__ (once per received message).
+    return _tuple_new(SpqrMessage, (epoch, index, mtype, chunk_index, bytes(data[at:end])))
