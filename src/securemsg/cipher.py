@@ -27,6 +27,7 @@ decryption, as libsignal does) — and saved on success.
 from __future__ import annotations
 
 from securemsg.crypto.curve import KeyPair, PublicKey
+from securemsg.crypto.primitives import constant_time_eq
 from securemsg.crypto.rng import Rng
 from securemsg.errors import (
     InvalidMessageError,
@@ -355,7 +356,8 @@ def decrypt_prekey_message(
         InvalidKeyError: the base key is not canonical, a DH is all zeros, or the Kyber
             ciphertext is malformed.
         DuplicateMessageError: the embedded message was already decrypted.
-        InvalidMessageError: the embedded message does not authenticate or decrypt.
+        InvalidMessageError: the embedded message does not authenticate or decrypt, or a
+            repeated PreKey message names another identity than its session's.
         UsageError: bad arguments.
         StorageError: the store failed.
     """
@@ -371,6 +373,14 @@ def decrypt_prekey_message(
     matched = record.promote_matching_session(message.message_version, base_key_bytes, limits)
     consumed = False
     if matched is not None:
+        # The outer PreKey fields are not MACed: the identity they name must be the one the
+        # matched session authenticates (its MAC covers it), or an attacker could have an
+        # unauthenticated identity saved.
+        cur = matched.current
+        if cur is None or not constant_time_eq(
+            cur.remote_identity, message.identity_key.to_bytes()
+        ):
+            raise InvalidMessageError("decryption failed")
         record = matched
     else:
         if message.message_version != SESSION_VERSION:

@@ -227,5 +227,7 @@ def sealed_sender_multi_recipient_message_for_single_recipient(
     if service_id is None:
         if len(parsed.recipients) + len(parsed.excluded_recipients) != 1:
             raise UsageError("message must have exactly one (included) recipient")
+        if not parsed.recipients:  # the one listed recipient is an excluded one
+            raise UsageError("not a recipient of this message")
         service_id = next(iter(parsed.recipients))
     return parsed.message_for_recipient(service_id)

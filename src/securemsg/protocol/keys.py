@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.kyber1024 import KyberKeyPair, KyberPublicKey
+from securemsg.crypto.primitives import constant_time_eq
 from securemsg.crypto.rng import Rng
 from securemsg.errors import DecodeError, UsageError
 from securemsg.limits import MAX_DEVICE_ID, REGISTRATION_ID_MASK
@@ -132,7 +133,7 @@ class IdentityKeyPair:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, IdentityKeyPair):
             return NotImplemented
-        return self.to_bytes() == other.to_bytes()
+        return constant_time_eq(self.to_bytes(), other.to_bytes())
 
     def __hash__(self) -> int:
         return hash(self.identity_key)
@@ -197,7 +198,7 @@ class PreKeyRecord:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PreKeyRecord):
             return NotImplemented
-        return self.to_bytes() == other.to_bytes()
+        return constant_time_eq(self.to_bytes(), other.to_bytes())
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -266,7 +267,7 @@ class SignedPreKeyRecord:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SignedPreKeyRecord):
             return NotImplemented
-        return self.to_bytes() == other.to_bytes()
+        return constant_time_eq(self.to_bytes(), other.to_bytes())
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -329,7 +330,7 @@ class KyberPreKeyRecord:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, KyberPreKeyRecord):
             return NotImplemented
-        return self.to_bytes() == other.to_bytes()
+        return constant_time_eq(self.to_bytes(), other.to_bytes())
 
     def __hash__(self) -> int:
         return hash(self.id)

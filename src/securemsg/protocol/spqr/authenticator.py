@@ -41,7 +41,8 @@ class Authenticator:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Authenticator):
             return NotImplemented
-        return self.root_key == other.root_key and self.mac_key == other.mac_key
+        same_root = constant_time_eq(self.root_key, other.root_key)
+        return constant_time_eq(self.mac_key, other.mac_key) and same_root
 
     __hash__ = None  # type: ignore[assignment]
 
