@@ -73,7 +73,7 @@ from securemsg.groups import (
     group_encrypt,
     process_sender_key_distribution_message,
 )
-from securemsg.limits import REGISTRATION_ID_MASK
+from securemsg.limits import MAX_DEVICE_ID, REGISTRATION_ID_MASK
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.keys import (
     IdentityKey,
@@ -762,16 +762,23 @@ class Client:
         resp = await self._request(FetchBundles(_aci_bytes(aci), device_id))
         if not isinstance(resp.body, Bundles):
             raise RelayError("relay sent no bundles", int(StatusCode.INTERNAL))
+        ids = [b.device_id for b in resp.body.bundles]
+        if len(set(ids)) != len(ids) or any(
+            not 1 <= d <= MAX_DEVICE_ID or (device_id and d != device_id) for d in ids
+        ):
+            raise DecodeError("relay sent bundles for impossible or unrequested devices")
+        bundles = [(b.device_id, self._bundle(b)) for b in resp.body.bundles]
         now = self._now()
-        for b in resp.body.bundles:
-            cipher.process_prekey_bundle(
-                self._bundle(b),
-                ProtocolAddress(aci, b.device_id),
-                self._store,
-                now=now,
-                rng=self._rng,
-                local_address=self._address,
-            )
+        with self._store.transaction():  # all bundles or none (one forged one changes nothing)
+            for dev, bundle in bundles:
+                cipher.process_prekey_bundle(
+                    bundle,
+                    ProtocolAddress(aci, dev),
+                    self._store,
+                    now=now,
+                    rng=self._rng,
+                    local_address=self._address,
+                )
 
     def _devices(self, aci: str) -> list[int]:
         return [
@@ -784,9 +791,22 @@ class Client:
         if not self._devices(aci):
             await self._fetch_sessions(aci)
 
-    async def _repair(self, result: object) -> None:
+    async def _repair(self, result: object, recipients: Sequence[str]) -> None:
+        """Drop and refetch sessions as a CONFLICT says, for the accounts we sent to only.
+
+        Raises:
+            RelayError: no details, or details naming an account not among ``recipients`` or
+                an impossible device id (a misbehaving relay; nothing is changed).
+        """
         if not isinstance(result, SendResult):
             raise RelayError("device list mismatch without details", int(StatusCode.CONFLICT))
+        allowed = {_aci_bytes(r) for r in recipients}
+        for m in result.mismatched:
+            ids = (*m.missing_devices, *m.extra_devices, *m.stale_devices)
+            if m.aci not in allowed or not all(1 <= d <= MAX_DEVICE_ID for d in ids):
+                raise RelayError(
+                    "relay sent an impossible device mismatch", int(StatusCode.INTERNAL)
+                )
         store = self._store
         for m in result.mismatched:
             aci = str(uuid.UUID(bytes=m.aci))
@@ -849,7 +869,7 @@ class Client:
                 return access is not None
             except RelayError as exc:
                 if exc.code == StatusCode.CONFLICT:
-                    await self._repair(exc.details)
+                    await self._repair(exc.details, [aci])
                     continue
                 if exc.code == StatusCode.UNAUTHENTICATED and access is not None:
                     _log.info("access key refused; sending identified instead")
@@ -976,7 +996,7 @@ class Client:
                 break
             except RelayError as exc:
                 if exc.code == StatusCode.CONFLICT:
-                    await self._repair(exc.details)
+                    await self._repair(exc.details, sealed_to)
                     await self._distribute_sender_key(group.group_id, context)
                     continue
                 if exc.code == StatusCode.UNAUTHENTICATED:

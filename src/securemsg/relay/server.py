@@ -100,18 +100,36 @@ def _now_ms() -> int:
 
 
 class _Connection:
-    """One device connection: its session and its outbound queue."""
+    """One device connection: its session and its outbound queue.
 
-    __slots__ = ("outbox", "pushed", "session", "ws")
+    ``queued_bytes`` counts the frames waiting for the writer; ``room`` is set while that is
+    at most ``limit``, and the reader waits for it before reading the next request, so a peer
+    that does not read its responses cannot grow the queue without bound.
+    """
 
-    def __init__(self, ws: ServerConnection, session: Session) -> None:
+    __slots__ = ("limit", "outbox", "pushed", "queued_bytes", "room", "session", "ws")
+
+    def __init__(self, ws: ServerConnection, session: Session, limit: int) -> None:
         self.ws = ws
         self.session = session
         self.outbox: asyncio.Queue[bytes | int] = asyncio.Queue()  # int = close code
         self.pushed: set[bytes] = set()
+        self.limit = limit
+        self.queued_bytes = 0
+        self.room = asyncio.Event()
+        self.room.set()
 
     def send(self, frame: rf.ServerFrame) -> None:
-        self.outbox.put_nowait(rf.encode_server_frame(frame))
+        data = rf.encode_server_frame(frame)
+        self.queued_bytes += len(data)
+        if self.queued_bytes > self.limit:
+            self.room.clear()
+        self.outbox.put_nowait(data)
+
+    def sent(self, size: int) -> None:
+        self.queued_bytes -= size
+        if self.queued_bytes <= self.limit:
+            self.room.set()
 
     def push(self, message: QueuedMessage) -> None:
         if message.id in self.pushed:
@@ -284,12 +302,13 @@ class RelayServer:
                 await conn.ws.close(item)
                 return
             await conn.ws.send(item)
+            conn.sent(len(item))
 
     async def _handle(self, ws: ServerConnection) -> None:
         service = self._service
         if service is None:
             return
-        conn = _Connection(ws, service.new_session())
+        conn = _Connection(ws, service.new_session(), self._config.max_outbox_bytes)
         self._connections.add(conn)
         writer = asyncio.create_task(self._writer(conn))
         try:
@@ -299,6 +318,7 @@ class RelayServer:
                 if not self._on_frame(service, conn, data):
                     closing = True
                     break
+                await conn.room.wait()  # backpressure: the peer must read its answers
             if closing:  # let the writer flush the last response and close
                 await asyncio.wait_for(writer, timeout=5.0)
         except (ConnectionClosed, TimeoutError):

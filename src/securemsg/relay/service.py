@@ -92,6 +92,10 @@ class RelayConfig:
         max_upload_keys: most one-time keys of one kind per request.
         max_stored_keys: most one-time keys of one kind stored per device.
         max_mailbox: most queued envelopes per device.
+        max_mailbox_bytes: most bytes of queued bodies per device (64 MiB), so one mailbox
+            cannot fill the disk or, read at once when its device connects, the memory.
+        max_outbox_bytes: the relay stops reading a connection's requests while more than
+            this many bytes of its responses and pushes wait to be written (8 MiB).
         bundle_burst: bundle fetches a device may make at once.
         bundle_refill_per_s: bundle fetches regained per second.
         sender_cert_ttl_ms: lifetime of an issued sender certificate (24 hours).
@@ -105,6 +109,8 @@ class RelayConfig:
     max_upload_keys: int = 100
     max_stored_keys: int = 500
     max_mailbox: int = 10_000
+    max_mailbox_bytes: int = 64 * 1024 * 1024
+    max_outbox_bytes: int = 8 * 1024 * 1024
     bundle_burst: int = 100
     bundle_refill_per_s: float = 1.0
     sender_cert_ttl_ms: int = _DAY_MS
@@ -518,7 +524,9 @@ class RelayService:
             raise _Refuse(rf.StatusCode.TOO_LARGE, "message body too large")
 
     def _queue(self, messages: list[QueuedMessage], rid: int) -> Outcome:
-        if not self.store.enqueue(messages, self.config.max_mailbox):
+        if not self.store.enqueue(
+            messages, self.config.max_mailbox, max_bytes_per_device=self.config.max_mailbox_bytes
+        ):
             raise _Refuse(rf.StatusCode.RATE_LIMITED, "mailbox full")
         return Outcome(rf.Response(rid, rf.StatusCode.OK, "", rf.SendResult()), tuple(messages))
 

@@ -206,8 +206,15 @@ class RelayStore(Protocol):
         kind per device in the same transaction."""
         ...
 
-    def enqueue(self, messages: Sequence[QueuedMessage], max_per_device: int) -> bool:
-        """Queue all ``messages`` or (if a mailbox would exceed the cap) none: False."""
+    def enqueue(
+        self,
+        messages: Sequence[QueuedMessage],
+        max_per_device: int,
+        *,
+        max_bytes_per_device: int | None = None,
+    ) -> bool:
+        """Queue all ``messages`` or (if a mailbox would exceed ``max_per_device`` messages
+        or ``max_bytes_per_device`` bytes of bodies) none: False."""
         ...
 
     def pending(self, aci: bytes, device_id: int) -> list[QueuedMessage]:
@@ -703,16 +710,29 @@ class SqliteRelayStore:
 
     # -- mailboxes ------------------------------------------------------------------------
 
-    def enqueue(self, messages: Sequence[QueuedMessage], max_per_device: int) -> bool:
+    def enqueue(
+        self,
+        messages: Sequence[QueuedMessage],
+        max_per_device: int,
+        *,
+        max_bytes_per_device: int | None = None,
+    ) -> bool:
         if not messages:
             return True
         with self._tx() as c:
             for box in sorted({(m.aci, m.device_id) for m in messages}):
-                adding = sum(1 for m in messages if (m.aci, m.device_id) == box)
+                adding = [m for m in messages if (m.aci, m.device_id) == box]
                 row = c.execute(
-                    "SELECT COUNT(*) FROM messages WHERE aci = ? AND device_id = ?", box
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM messages"
+                    " WHERE aci = ? AND device_id = ?",
+                    box,
                 ).fetchone()
-                if int(row[0]) + adding > max_per_device:
+                if int(row[0]) + len(adding) > max_per_device:
+                    return False
+                added_bytes = sum(len(m.body) for m in adding)
+                if max_bytes_per_device is not None and (
+                    int(row[1]) + added_bytes > max_bytes_per_device
+                ):
                     return False
             c.executemany(
                 "INSERT INTO messages (" + _MSG_COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
