@@ -86,9 +86,16 @@ def _check_trust_and_commit(
     direction: Direction,
     new_record: SessionRecord,
 ) -> None:
-    """The common last step: refuse an untrusted identity, else commit identity + session."""
+    """The common last step: refuse an untrusted identity, else commit the session.
+
+    The identity is saved with the session, in one transaction, when it is new or changed;
+    on an established session it is already saved, and the session is the only write.
+    """
     if not store.is_trusted_identity(remote_address, their_identity, direction):
         raise _untrusted(remote_address, their_identity)
+    if store.get_identity(remote_address) == their_identity:
+        store.store_session(remote_address, new_record)
+        return
     with store.transaction():
         store.save_identity(remote_address, their_identity)
         store.store_session(remote_address, new_record)
@@ -272,15 +279,9 @@ def message_decrypt(
         everything :func:`decrypt_prekey_message` / :func:`decrypt_signal_message` raise.
     """
     if message_type == _WHISPER:
-        return decrypt_signal_message(
-            SignalMessage.from_bytes(ciphertext),
-            remote_address,
-            store,
-            now=now,
-            rng=rng,
-            local_address=local_address,
-            limits=limits,
-        )
+        _check_common(remote_address, now, local_address)
+        message = SignalMessage.from_bytes(ciphertext)
+        return _decrypt_whisper(message, remote_address, store, rng, local_address, limits)
     if message_type == _PREKEY:
         return decrypt_prekey_message(
             PreKeySignalMessage.from_bytes(ciphertext),
@@ -318,6 +319,18 @@ def decrypt_signal_message(
     _check_common(remote_address, now, local_address)
     if not isinstance(message, SignalMessage):
         raise UsageError("message must be a SignalMessage")
+    return _decrypt_whisper(message, remote_address, store, rng, local_address, limits)
+
+
+def _decrypt_whisper(
+    message: SignalMessage,
+    remote_address: ProtocolAddress,
+    store: ProtocolStore,
+    rng: Rng,
+    local_address: ProtocolAddress | None,
+    limits: Limits,
+) -> bytes:
+    """:func:`decrypt_signal_message` after its argument checks."""
     record = store.load_session(remote_address)
     if record is None:
         raise NoSessionError("no session with " + str(remote_address))

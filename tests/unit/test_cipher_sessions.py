@@ -3,6 +3,7 @@ simultaneous initiation, self-sessions, and persistence through the SQLite store
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,9 @@ from session_parties import (
 from securemsg.errors import InvalidPreKeyError, MessageGapTooLargeError
 from securemsg.limits import Limits
 from securemsg.protocol.address import ProtocolAddress
+from securemsg.protocol.keys import IdentityKey
 from securemsg.protocol.session_record import SessionRecord
+from securemsg.store.base import Direction
 from securemsg.store.memory import InMemoryProtocolStore
 from securemsg.store.sqlite import SqliteProtocolStore
 from securemsg.wire.messages import PreKeySignalMessage, SignalMessage
@@ -172,3 +175,62 @@ def test_conversation_survives_reopening_sqlite_stores(tmp_path: Path) -> None:
     assert rec is not None and SessionRecord.from_bytes(rec.to_bytes()) == rec
     for s in (alice.store, bob.store):
         s.close()  # type: ignore[attr-defined]
+
+
+class _CountingStore(InMemoryProtocolStore):
+    """Counts the identity writes and transactions the cipher asks for."""
+
+    saves = 0
+    transactions = 0
+
+    def save_identity(self, address: ProtocolAddress, identity_key: IdentityKey) -> bool:
+        self.saves += 1
+        return super().save_identity(address, identity_key)
+
+    def transaction(self) -> AbstractContextManager[None]:
+        self.transactions += 1
+        return super().transaction()
+
+
+def _counting_party(seed: bytes, address: ProtocolAddress) -> Party:
+    plain = new_party(seed, address)
+    store = _CountingStore(
+        plain.store.get_identity_key_pair(), plain.store.get_local_registration_id()
+    )
+    return new_party(seed, address, store=store)
+
+
+def test_established_session_commits_only_the_session() -> None:
+    alice = _counting_party(b"alice", ALICE_ADDRESS)
+    bob = _counting_party(b"bob", BOB_ADDRESS)
+    alice.start_session(bob)
+    assert bob.decrypt(alice, alice.encrypt(bob, b"1")) == b"1"
+    assert alice.decrypt(bob, bob.encrypt(alice, b"2")) == b"2"
+    a_store, b_store = alice.store, bob.store
+    assert isinstance(a_store, _CountingStore) and isinstance(b_store, _CountingStore)
+    before = (a_store.saves, a_store.transactions, b_store.saves, b_store.transactions)
+    for i in range(5):
+        assert bob.decrypt(alice, alice.encrypt(bob, b"m%d" % i)) == b"m%d" % i
+    # The identity is already saved: each message is one session write, no transaction.
+    assert (a_store.saves, a_store.transactions, b_store.saves, b_store.transactions) == before
+
+
+def test_identity_trusted_by_policy_but_not_saved_is_saved_with_the_session() -> None:
+    class _TrustEveryone(_CountingStore):
+        def is_trusted_identity(
+            self, address: ProtocolAddress, identity_key: IdentityKey, direction: Direction
+        ) -> bool:
+            return True
+
+    alice, bob = established_pair()
+    seed_store = bob.store
+    store = _TrustEveryone(
+        seed_store.get_identity_key_pair(), seed_store.get_local_registration_id()
+    )
+    record = seed_store.load_session(alice.address)
+    assert record is not None
+    store.store_session(alice.address, record)  # the session, but no saved identity
+    bob = new_party(b"bob", BOB_ADDRESS, store=store)
+    assert bob.decrypt(alice, alice.encrypt(bob, b"x")) == b"x"
+    assert store.saves == 1 and store.transactions >= 1
+    assert store.get_identity(alice.address) == record.current.remote_identity_key  # type: ignore[union-attr]
