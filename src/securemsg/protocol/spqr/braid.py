@@ -23,6 +23,11 @@ and by send_ek when ct2 completes; the caller feeds them into the chain (Add Epo
 ``(state, secret)``; ``secret`` is ``(epoch, 32 bytes)`` or None. ``recv`` raises
 :class:`InvalidMessageError` (epoch from the future, bad MAC, ek not matching the header) and
 never changes the state it was called on.
+
+The state classes are slotted dataclasses, not frozen ones: a frozen dataclass costs four
+times as much to build (``object.__setattr__`` per field) and a new state is built for almost
+every message. They are immutable by convention, like every state object of
+:mod:`securemsg.protocol`: nothing assigns to a field after construction.
 """
 
 from __future__ import annotations
@@ -98,7 +103,7 @@ def _make_ct2(
     return Ct2Sampled(epoch, auth, Encoder(ct2 + mac))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Base:
     NAME: ClassVar[str] = ""
     KIND: ClassVar[int] = 0
@@ -130,7 +135,7 @@ def _dec_rec(d: Decoder) -> DecoderRecord:
 # ---------------------------------------------------------------------------- send_ek
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class KeysUnsampled(_Base):
     NAME: ClassVar[str] = "keys_unsampled"
     KIND: ClassVar[int] = 1
@@ -151,7 +156,7 @@ class KeysUnsampled(_Base):
         return self._record()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class KeysSampled(_Base):
     NAME: ClassVar[str] = "keys_sampled"
     KIND: ClassVar[int] = 2
@@ -182,7 +187,7 @@ class KeysSampled(_Base):
         return self._record(kem_seed=self.keypair.seed, encoder=_enc_rec(self.sending_hdr))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HeaderSent(_Base):
     NAME: ClassVar[str] = "header_sent"
     KIND: ClassVar[int] = 3
@@ -215,7 +220,7 @@ class HeaderSent(_Base):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ct1Received(_Base):
     NAME: ClassVar[str] = "ct1_received"
     KIND: ClassVar[int] = 4
@@ -243,7 +248,7 @@ class Ct1Received(_Base):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EkSentCt1Received(_Base):
     NAME: ClassVar[str] = "ek_sent_ct1_received"
     KIND: ClassVar[int] = 5
@@ -281,7 +286,7 @@ class EkSentCt1Received(_Base):
 # ---------------------------------------------------------------------------- send_ct
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NoHeaderReceived(_Base):
     NAME: ClassVar[str] = "no_header_received"
     KIND: ClassVar[int] = 6
@@ -308,7 +313,7 @@ class NoHeaderReceived(_Base):
         return self._record(decoder=_dec_rec(self.receiving_hdr))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HeaderReceived(_Base):
     NAME: ClassVar[str] = "header_received"
     KIND: ClassVar[int] = 7
@@ -332,7 +337,7 @@ class HeaderReceived(_Base):
         return self._record(header=self.header, decoder=_dec_rec(self.receiving_ek))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ct1Sampled(_Base):
     NAME: ClassVar[str] = "ct1_sampled"
     KIND: ClassVar[int] = 8
@@ -392,7 +397,7 @@ class Ct1Sampled(_Base):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EkReceivedCt1Sampled(_Base):
     NAME: ClassVar[str] = "ek_received_ct1_sampled"
     KIND: ClassVar[int] = 9
@@ -428,7 +433,7 @@ class EkReceivedCt1Sampled(_Base):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ct1Acknowledged(_Base):
     NAME: ClassVar[str] = "ct1_acknowledged"
     KIND: ClassVar[int] = 10
@@ -465,7 +470,7 @@ class Ct1Acknowledged(_Base):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ct2Sampled(_Base):
     NAME: ClassVar[str] = "ct2_sampled"
     KIND: ClassVar[int] = 11
