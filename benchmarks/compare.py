@@ -60,6 +60,8 @@ from typing import Any
 
 from benchmarks.bench_peers import PT_1M, PT_64K, PT_100, PyDoubleRatchetPair
 from benchmarks.floor import FloorPair
+from securemsg import cipher
+from securemsg.wire.messages import CiphertextMessageType, PreKeySignalMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "interop"))
@@ -180,9 +182,6 @@ class SecuremsgParty:
 
     def send(self, other: SecuremsgParty, plaintext: bytes) -> bytes:
         """One RT: we encrypt, serialize; ``other`` parses and decrypts."""
-        from securemsg import cipher
-        from securemsg.wire.messages import CiphertextMessageType, PreKeySignalMessage
-
         msg = cipher.message_encrypt(
             plaintext,
             other.address,
@@ -193,7 +192,7 @@ class SecuremsgParty:
         )
         mtype = (
             CiphertextMessageType.PREKEY
-            if isinstance(msg, PreKeySignalMessage)
+            if type(msg) is PreKeySignalMessage
             else CiphertextMessageType.WHISPER
         )
         return cipher.message_decrypt(
