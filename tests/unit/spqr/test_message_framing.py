@@ -127,3 +127,64 @@ def test_varint_fast_paths_agree_with_plain_leb128(value: int) -> None:
     epoch = max(value, 1)
     msg = SpqrMessage(epoch, value, MessageType.EK, value & 0xFFFF, bytes(range(32)))
     assert decode_message(encode_message(*msg)) == msg
+
+
+def _reference_decode(data: bytes) -> SpqrMessage | None:
+    """A plain, slow reading of the framing (None where decode_message must raise)."""
+
+    def varint(at: int) -> tuple[int, int] | None:
+        value = 0
+        for i in range(10):
+            if at + i >= len(data):
+                return None
+            value |= (data[at + i] & 0x7F) << (7 * i)
+            if not data[at + i] & 0x80:
+                return value & (2**64 - 1), at + i + 1
+        return None
+
+    if len(data) < 2 or data[0] != 1:
+        return None
+    got = varint(1)
+    if got is None or got[0] == 0:
+        return None
+    epoch, at = got
+    got = varint(at)
+    if got is None or got[0] > 2**32 - 1:
+        return None
+    index, at = got
+    if at >= len(data) or data[at] > 6:
+        return None
+    mtype = MessageType(data[at])
+    if mtype not in CHUNKED:
+        return SpqrMessage(epoch, index, mtype)
+    got = varint(at + 1)
+    if got is None or got[0] > 0xFFFF or got[1] + 32 > len(data):
+        return None
+    return SpqrMessage(epoch, index, mtype, got[0], data[got[1] : got[1] + 32])
+
+
+# Varints as they arrive: minimal or padded with 0x80 continuation bytes, possibly truncated.
+_raw_varint = st.builds(
+    lambda v, pad, cut: (
+        (_leb128(v)[:-1] + bytes([_leb128(v)[-1] | 0x80]) + b"\x80" * pad + b"\x00")
+        if pad
+        else _leb128(v)[: len(_leb128(v)) - cut]
+    ),
+    st.integers(0, 2**35),
+    st.integers(0, 2),
+    st.integers(0, 1),
+)
+
+
+@settings(max_examples=400)
+@given(_raw_varint, _raw_varint, st.integers(0, 7), _raw_varint, st.binary(max_size=34))
+def test_inline_varint_paths_agree_with_a_plain_reader(
+    epoch: bytes, index: bytes, mtype: int, chunk_index: bytes, rest: bytes
+) -> None:
+    data = b"\x01" + epoch + index + bytes([mtype]) + chunk_index + rest
+    expected = _reference_decode(data)
+    if expected is None:
+        with pytest.raises(DecodeError):
+            decode_message(data)
+    else:
+        assert decode_message(data) == expected

@@ -149,8 +149,11 @@ def decode_message(data: bytes) -> SpqrMessage:
         epoch, at = _varint(data, 1)
     if epoch == 0:
         raise DecodeError("pq_ratchet: epoch 0")
+    # The key index usually takes one or two bytes: both forms are decoded inline.
     if at < n and data[at] < 0x80:
         index, at = data[at], at + 1
+    elif at + 1 < n and data[at + 1] < 0x80:
+        index, at = (data[at] & 0x7F) | (data[at + 1] << 7), at + 2
     else:
         index, at = _varint(data, at)
     if index > _U32_MAX:
@@ -166,6 +169,8 @@ def decode_message(data: bytes) -> SpqrMessage:
         return _tuple_new(SpqrMessage, (epoch, index, mtype, None, None))
     if at < n and data[at] < 0x80:
         chunk_index, at = data[at], at + 1
+    elif at + 1 < n and data[at + 1] < 0x80:
+        chunk_index, at = (data[at] & 0x7F) | (data[at + 1] << 7), at + 2
     else:
         chunk_index, at = _varint(data, at)
     end = at + CHUNK_LENGTH
