@@ -94,6 +94,7 @@ _PLAINTEXT_IDENTIFIER = 0xC0
 _PADDING_BOUNDARY = b"\x80"
 
 _SignalMessagePb = wire_pb2.SignalMessage
+_tuple_new = tuple.__new__  # builds a NamedTuple message without its Python-level __new__
 _PreKeySignalMessagePb = wire_pb2.PreKeySignalMessage
 _SenderKeyMessagePb = wire_pb2.SenderKeyMessage
 _SenderKeyDistributionMessagePb = wire_pb2.SenderKeyDistributionMessage
@@ -302,9 +303,6 @@ class SignalMessage(NamedTuple):
         return self.serialized
 
 
-_tuple_new = tuple.__new__
-
-
 def _new_signal_message(
     message_version: int,
     ratchet_key: PublicKey,
@@ -462,15 +460,29 @@ class PreKeySignalMessage:
         return self.serialized
 
 
+# Distribution ids are few (one per group) and arrive with every group message; UUID() is
+# slow Python, so each is parsed once. UUIDs are immutable: sharing one object is safe.
+_UUIDS: dict[bytes, uuid.UUID] = {}
+_UUIDS_MAX = 1024
+
+
 def _parse_uuid(raw: bytes, what: str) -> uuid.UUID:
-    if len(raw) != _UUID_LENGTH:
-        raise DecodeError(what + ": distribution id must be 16 bytes")
-    return uuid.UUID(bytes=raw)
+    parsed = _UUIDS.get(raw)
+    if parsed is None:
+        if len(raw) != _UUID_LENGTH:
+            raise DecodeError(what + ": distribution id must be 16 bytes")
+        parsed = uuid.UUID(bytes=raw)
+        if len(_UUIDS) >= _UUIDS_MAX:
+            _UUIDS.clear()
+        _UUIDS[raw] = parsed
+    return parsed
 
 
-@dataclass(frozen=True, slots=True)
-class SenderKeyMessage:
+class SenderKeyMessage(NamedTuple):
     """A group message: ``0x33 || SenderKeyMessage proto || XEdDSA signature(64)``.
+
+    Immutable; a ``NamedTuple`` for the reason given at :class:`SignalMessage`. Build one with
+    :meth:`new` or :meth:`from_bytes`.
 
     Attributes:
         message_version: 3.
@@ -485,8 +497,21 @@ class SenderKeyMessage:
     distribution_id: uuid.UUID
     chain_id: int
     iteration: int
-    ciphertext: bytes = field(repr=False)
-    serialized: bytes = field(repr=False)
+    ciphertext: bytes
+    serialized: bytes
+
+    def __repr__(self) -> str:
+        return (
+            "SenderKeyMessage(message_version="
+            + str(self.message_version)
+            + ", distribution_id="
+            + str(self.distribution_id)
+            + ", chain_id="
+            + str(self.chain_id)
+            + ", iteration="
+            + str(self.iteration)
+            + ")"
+        )
 
     @classmethod
     def new(
@@ -520,13 +545,16 @@ class SenderKeyMessage:
             raise UsageError("invalid SenderKeyMessage field: " + type(exc).__name__) from None
         body = _V3_SK_BYTE + pb.SerializeToString()
         signature = signing_key.sign(body, rng)
-        return cls(
-            message_version,
-            distribution_id,
-            chain_id,
-            iteration,
-            bytes(ciphertext),
-            body + signature,
+        return _tuple_new(
+            cls,
+            (
+                message_version,
+                distribution_id,
+                chain_id,
+                iteration,
+                bytes(ciphertext),
+                body + signature,
+            ),
         )
 
     @classmethod
@@ -553,13 +581,16 @@ class SenderKeyMessage:
             and pb.HasField("ciphertext")
         ):
             raise DecodeError("SenderKeyMessage: missing required field")
-        return cls(
-            SENDERKEY_MESSAGE_CURRENT_VERSION,
-            _parse_uuid(pb.distribution_uuid, "SenderKeyMessage"),
-            pb.chain_id,
-            pb.iteration,
-            pb.ciphertext,
-            data,
+        return _tuple_new(
+            cls,
+            (
+                SENDERKEY_MESSAGE_CURRENT_VERSION,
+                _parse_uuid(pb.distribution_uuid, "SenderKeyMessage"),
+                pb.chain_id,
+                pb.iteration,
+                pb.ciphertext,
+                data,
+            ),
         )
 
     def verify_signature(self, public_key: PublicKey) -> None:
