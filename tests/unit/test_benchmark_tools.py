@@ -1,0 +1,34 @@
+"""The benchmark tools keep working: the floor is a real ratchet, the profiler runs.
+
+Speed itself is never asserted here (benchmarks/ measures it); these only keep the tools from
+rotting between benchmark runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import profile_rt
+from benchmarks.floor import FloorPair
+
+
+def test_floor_round_trips_and_ping_pong_return_the_plaintext() -> None:
+    pair = FloorPair()
+    for i in range(5):
+        assert pair.round_trip(b"m%d" % i) == b"m%d" % i
+        assert pair.ping_pong(b"p%d" % i) == b"p%d" % i
+
+
+def test_floor_rejects_a_tampered_message() -> None:
+    pair = FloorPair()
+    wire = bytearray(pair.alice.encrypt(b"x" * 100))
+    wire[-1] ^= 1
+    with pytest.raises(ValueError):
+        pair.bob.decrypt(bytes(wire))
+
+
+def test_profile_rt_reports_calls_and_bytecodes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert profile_rt.main(["--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "function calls" in out and "bytecodes" in out
+    assert out.count("  [") >= 3
