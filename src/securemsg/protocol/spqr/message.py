@@ -92,8 +92,23 @@ def encode_varint(value: int) -> bytes:
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
-    """Decode a varint at ``at``; return (value mod 2**64, next offset)."""
-    end = min(len(data), at + _MAX_VARINT_BYTES)
+    """Decode a varint at ``at``; return (value mod 2**64, next offset).
+
+    The forms of one to three bytes (every value below 2**21: epochs, chunk indices and the key
+    indices of all but very long chains) are decoded without a loop.
+    """
+    n = len(data)
+    if at + 2 < n:
+        b0 = data[at]
+        if b0 < 0x80:
+            return b0, at + 1
+        b1 = data[at + 1]
+        if b1 < 0x80:
+            return (b0 & 0x7F) | (b1 << 7), at + 2
+        b2 = data[at + 2]
+        if b2 < 0x80:
+            return (b0 & 0x7F) | ((b1 & 0x7F) << 7) | (b2 << 14), at + 3
+    end = min(n, at + _MAX_VARINT_BYTES)
     value = 0
     shift = 0
     i = at
@@ -141,7 +156,7 @@ def decode_message(data: bytes) -> SpqrMessage:
         raise UnsupportedVersionError("pq_ratchet: empty (no SPQR) is refused", 0)
     if data[0] != VERSION_V1:
         raise UnsupportedVersionError("pq_ratchet: unknown version", data[0])
-    # One-byte varints are decoded inline (the usual epoch); longer ones by _varint.
+    # One-byte varints are read inline (the usual epoch, short chains); the rest by _varint.
     n = len(data)
     if n > 1 and data[1] < 0x80:
         epoch, at = data[1], 2
@@ -149,11 +164,8 @@ def decode_message(data: bytes) -> SpqrMessage:
         epoch, at = _varint(data, 1)
     if epoch == 0:
         raise DecodeError("pq_ratchet: epoch 0")
-    # The key index usually takes one or two bytes: both forms are decoded inline.
     if at < n and data[at] < 0x80:
         index, at = data[at], at + 1
-    elif at + 1 < n and data[at + 1] < 0x80:
-        index, at = (data[at] & 0x7F) | (data[at + 1] << 7), at + 2
     else:
         index, at = _varint(data, at)
     if index > _U32_MAX:
@@ -169,8 +181,6 @@ def decode_message(data: bytes) -> SpqrMessage:
         return _tuple_new(SpqrMessage, (epoch, index, mtype, None, None))
     if at < n and data[at] < 0x80:
         chunk_index, at = data[at], at + 1
-    elif at + 1 < n and data[at + 1] < 0x80:
-        chunk_index, at = (data[at] & 0x7F) | (data[at + 1] << 7), at + 2
     else:
         chunk_index, at = _varint(data, at)
     end = at + CHUNK_LENGTH
