@@ -52,26 +52,57 @@ def _public_dec(algorithm: Any, mode: Any) -> Any:
     return Cipher(algorithm, mode).decryptor()
 
 
-def _pick_cipher_constructors() -> tuple[Any, Any]:
-    """The Rust constructors behind ``Cipher(...).encryptor()``/``.decryptor()`` if this
-    ``cryptography`` has them and they agree with the public API on a test block; else the
-    public API. (They are not public API: the self-test guards against a changed signature.)"""
+def _public_args(key: bytes, iv: bytes) -> tuple[Any, Any]:
+    return algorithms.AES(key), modes.CBC(iv)
+
+
+_object_new = object.__new__
+_AES = algorithms.AES
+_CBC = modes.CBC
+
+
+def _prebuilt_args(key: bytes, iv: bytes) -> tuple[Any, Any]:
+    # The same objects without their constructors' argument checks (type and size checks that
+    # our callers have already made): seven fewer Python calls per message and direction.
+    algorithm = _object_new(_AES)
+    algorithm.key = key
+    mode = _object_new(_CBC)
+    mode._initialization_vector = iv
+    return algorithm, mode
+
+
+def _pick_cipher_route() -> tuple[Any, Any, Any]:
+    """How AES-CBC contexts are built: ``(args, create_encryptor, create_decryptor)``.
+
+    Per message, building ``Cipher(AES(key), CBC(iv)).encryptor()`` costs more than the AES
+    itself. Where this ``cryptography`` allows, the context comes from the Rust constructors
+    behind ``Cipher`` and the argument objects are built without re-checking what the callers
+    checked. Neither is public API, so each shortcut is used only if it produces the same
+    bytes as the public route on a test block (and raises nothing); else the public route.
+    """
+    key, iv, block = bytes(range(32)), bytes(range(16)), bytes(range(16, 32))
+    public_ct = _public_enc(*_public_args(key, iv)).update(block)
+    enc, dec = _public_enc, _public_dec
     try:
         from cryptography.hazmat.bindings._rust import openssl as rust_openssl
 
-        enc = rust_openssl.ciphers.create_encryption_ctx
-        dec = rust_openssl.ciphers.create_decryption_ctx
-        args = (algorithms.AES(bytes(range(32))), modes.CBC(bytes(range(16))))
-        block = bytes(range(16, 32))
-        ct = enc(*args).update(block)
-        if ct == _public_enc(*args).update(block) and dec(*args).update(ct) == block:
-            return enc, dec
+        r_enc = rust_openssl.ciphers.create_encryption_ctx
+        r_dec = rust_openssl.ciphers.create_decryption_ctx
+        ct = r_enc(*_public_args(key, iv)).update(block)
+        if ct == public_ct and r_dec(*_public_args(key, iv)).update(ct) == block:
+            enc, dec = r_enc, r_dec
     except Exception:  # pragma: no cover - another cryptography version
         pass
-    return _public_enc, _public_dec  # pragma: no cover
+    try:
+        ct = enc(*_prebuilt_args(key, iv)).update(block)
+        if ct == public_ct and dec(*_prebuilt_args(key, iv)).update(ct) == block:
+            return _prebuilt_args, enc, dec
+    except Exception:  # pragma: no cover - another cryptography version
+        pass
+    return _public_args, enc, dec  # pragma: no cover
 
 
-_create_enc, _create_dec = _pick_cipher_constructors()
+_aes_cbc, _create_enc, _create_dec = _pick_cipher_route()
 
 
 __all__ = [
@@ -98,12 +129,6 @@ _ZERO_SALT_OUTER = _sha256(bytes(_BLOCK).translate(_PAD5C))
 _PKCS7 = tuple(bytes((n,)) * n for n in range(17))
 
 
-def _aes_cbc(key: bytes, iv: bytes) -> tuple[Any, Any]:
-    # The public argument objects. (Building them without their __init__ checks saves ~0.4 us
-    # but depends on private attribute names of one cryptography version: not worth it.)
-    return algorithms.AES(key), modes.CBC(iv)
-
-
 def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> bytes:
     """RFC 5869 HKDF-SHA256 (extract then expand).
 
@@ -121,23 +146,31 @@ def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> byt
     """
     if not 0 < length <= _HKDF_MAX:
         raise UsageError("HKDF output length out of range")
-    if salt is not None or length > 64:
+    if length > 96 or (salt is not None and len(salt) > _BLOCK):
         return HKDF(_SHA256, length, _ZERO_SALT if salt is None else salt, info).derive(ikm)
-    # Fast path for the SPQR chain step (no salt, 64 bytes, twice per round trip): RFC 5869
-    # over hashlib. The all-zero salt has constant pads, so its extract hash states are
-    # precomputed and copied; the PRK's pads are computed once for both expand blocks.
-    inner = _ZERO_SALT_INNER.copy()
-    inner.update(ikm)
-    outer = _ZERO_SALT_OUTER.copy()
-    outer.update(inner.digest())
-    k = outer.digest() + _ZERO_SALT  # PRK, zero-padded to the block size
+    # The per-message sizes (at most three output blocks): RFC 5869 over hashlib, which takes
+    # fewer Python-to-C calls than cryptography's HKDF object. The all-zero salt has constant
+    # pads, so its extract hash states are precomputed and copied.
+    if salt is None:
+        inner = _ZERO_SALT_INNER.copy()
+        inner.update(ikm)
+        outer = _ZERO_SALT_OUTER.copy()
+        outer.update(inner.digest())
+        k = outer.digest() + _ZERO_SALT  # PRK, zero-padded to the block size
+    else:
+        s = salt + bytes(_BLOCK - len(salt))
+        k = _sha256(s.translate(_PAD5C) + _sha256(s.translate(_PAD36) + ikm).digest()).digest()
+        k += _ZERO_SALT
     ipad = k.translate(_PAD36)
     opad = k.translate(_PAD5C)
     t1 = _sha256(opad + _sha256(ipad + info + b"\x01").digest()).digest()
     if length <= 32:
         return t1 if length == 32 else t1[:length]
     t2 = _sha256(opad + _sha256(ipad + t1 + info + b"\x02").digest()).digest()
-    return t1 + t2 if length == 64 else (t1 + t2)[:length]
+    if length <= 64:
+        return t1 + t2 if length == 64 else (t1 + t2)[:length]
+    t3 = _sha256(opad + _sha256(ipad + t2 + info + b"\x03").digest()).digest()
+    return (t1 + t2 + t3)[:length]
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:

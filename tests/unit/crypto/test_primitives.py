@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from securemsg.crypto import primitives
 from securemsg.crypto.primitives import (
     aes_256_cbc_decrypt,
     aes_256_cbc_encrypt,
@@ -103,6 +104,17 @@ def test_hkdf_without_salt_agrees_with_the_textbook_zero_salt(
     ikm: bytes, info: bytes, length: int
 ) -> None:
     assert hkdf_sha256(ikm, None, info, length) == _hkdf_by_the_book(ikm, bytes(32), info, length)
+
+
+@pytest.mark.parametrize("length", [1, 31, 32, 33, 63, 64, 65, 80, 95, 96, 97, 128])
+@pytest.mark.parametrize("salt", [None, b"", bytes(32), b"s" * 32, b"s" * 63, b"s" * 64, b"s" * 65])
+def test_hkdf_hashlib_route_boundaries_agree_with_the_textbook(
+    length: int, salt: bytes | None
+) -> None:
+    """Outputs up to 96 bytes with salts up to a block take the hashlib route; the rest don't."""
+    ikm, info = b"\x0b" * 22, b"WhisperMessageKeys"
+    expected = _hkdf_by_the_book(ikm, bytes(32) if salt is None else salt, info, length)
+    assert hkdf_sha256(ikm, salt, info, length) == expected
 
 
 def test_hkdf_longest_output_agrees_with_the_textbook() -> None:
@@ -287,3 +299,18 @@ def test_aes_gcm_siv_rejects_wrong_aad_nonce_and_short_input() -> None:
             aes_256_gcm_siv_decrypt(key, nonce, bytes(n))
     with pytest.raises(UsageError):
         aes_256_gcm_siv_encrypt(key, bytes(16), b"x")
+
+
+def test_cipher_route_is_the_public_api_when_a_shortcut_misbehaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def raising(key: bytes, iv: bytes) -> object:
+        raise AttributeError("a changed cryptography")
+
+    def wrong(key: bytes, iv: bytes) -> tuple[object, object]:
+        return primitives._public_args(bytes(32), iv)  # another key: other bytes out
+
+    for broken in (raising, wrong):
+        monkeypatch.setattr(primitives, "_prebuilt_args", broken)
+        args, _enc, _dec = primitives._pick_cipher_route()
+        assert args is primitives._public_args
