@@ -67,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "interop"))
 
 IMPLS = ("securemsg", "floor", "libsignal", "python-doubleratchet")
+_PREKEY, _WHISPER = CiphertextMessageType.PREKEY, CiphertextMessageType.WHISPER
 NOW_MS = 1_760_000_000_000
 
 
@@ -469,12 +470,27 @@ def _call(fn: Callable[[bytes], object], arg: bytes) -> Callable[[object], objec
 
 
 class _SecuremsgRoundTrip:
+    """One RT per call, as an application makes it: message_encrypt, to_bytes, message_decrypt
+    (the same calls as :meth:`SecuremsgParty.send`, without its extra frame)."""
+
     def __init__(self, plaintext: bytes) -> None:
         self.a, self.b = securemsg_pair()
         self.plaintext = plaintext
 
     def __call__(self, _ctx: object) -> None:
-        self.a.send(self.b, self.plaintext)
+        a, b = self.a, self.b
+        msg = cipher.message_encrypt(
+            self.plaintext, b.address, a.store, now=NOW_MS, rng=a.rng, local_address=a.address
+        )
+        cipher.message_decrypt(
+            msg.to_bytes(),
+            _PREKEY if type(msg) is PreKeySignalMessage else _WHISPER,
+            a.address,
+            b.store,
+            now=NOW_MS,
+            rng=b.rng,
+            local_address=b.address,
+        )
 
 
 def _state(
