@@ -47,6 +47,7 @@ from securemsg.crypto.primitives import (
 from securemsg.crypto.rng import Rng
 from securemsg.errors import (
     DecodeError,
+    InternalError,
     InvalidKeyError,
     InvalidMessageError,
     InvalidSignatureError,
@@ -553,9 +554,36 @@ def _derive_k(m: bytes) -> bytes:
     return hkdf_sha256(m, None, _LABEL_K, 32)
 
 
+# DH(our identity, their identity) is the same for every v2 message between two identities:
+# it is remembered, so a repeated send to a group costs one X25519 per recipient instead of two
+# (and a receiver pays one per message instead of two). The values are as secret as our identity
+# key, which this process holds anyway; they stay in this process. Bounded; cleared when full.
+_STATIC_AGREEMENTS: dict[tuple[bytes, bytes], bytes] = {}
+_STATIC_AGREEMENTS_MAX = 4096
+
+
+def _static_agreement(ours: IdentityKeyPair, theirs: PublicKey) -> bytes:
+    """``ours.private_key.agree(theirs)``, remembered per (our, their) identity key.
+
+    Raises:
+        InvalidKeyError: an all-zero Diffie-Hellman result (never remembered).
+    """
+    key = (ours.identity_key.public_key.raw, theirs.raw)
+    shared = _STATIC_AGREEMENTS.get(key)
+    if shared is None:
+        shared = ours.private_key.agree(theirs)
+        if len(_STATIC_AGREEMENTS) >= _STATIC_AGREEMENTS_MAX:
+            _STATIC_AGREEMENTS.clear()
+        _STATIC_AGREEMENTS[key] = shared
+    return shared
+
+
 def _xor_key(shared: bytes, e_pub: bytes, r_pub: bytes, m: bytes) -> bytes:
     pad = hkdf_sha256(shared + e_pub + r_pub, None, _LABEL_DH, _MESSAGE_KEY_LENGTH)
-    return bytes(a ^ b for a, b in zip(pad, m, strict=True))
+    if len(m) != _MESSAGE_KEY_LENGTH:
+        raise InternalError("sealed sender v2: message key of the wrong length")
+    x = int.from_bytes(pad, "big") ^ int.from_bytes(m, "big")
+    return x.to_bytes(_MESSAGE_KEY_LENGTH, "big")
 
 
 def _auth_tag(shared: bytes, e_pub: bytes, c: bytes, s_pub: bytes, r_pub: bytes) -> bytes:
@@ -597,7 +625,6 @@ def multi_recipient_encrypt(
     e_pub = e.public_key.to_bytes()
     ciphertext = aes_256_gcm_siv_encrypt(_derive_k(m), _ZERO_NONCE, usmc.serialized)
     s_pub = our_identity.identity_key.to_bytes()
-    our_private = our_identity.private_key
     out = bytearray((SEALED_SENDER_V2_SERVICE_ID_VERSION,))
     out += encode_varint(len(recipients) + len(excluded))
     for r in recipients:
@@ -617,7 +644,7 @@ def multi_recipient_encrypt(
         r_pub = r_key.to_bytes()
         c = _xor_key(e.private_key.agree(r_key), e_pub, r_pub, m)
         out += c
-        out += _auth_tag(our_private.agree(r_key), e_pub, c, s_pub, r_pub)
+        out += _auth_tag(_static_agreement(our_identity, r_key), e_pub, c, s_pub, r_pub)
     for sid in excluded:
         out += sid.to_fixed_width()
         out.append(0)
@@ -640,7 +667,7 @@ def _unseal_v2(data: bytes, our_identity: IdentityKeyPair) -> UnidentifiedSender
     )
     sender_key = usmc.sender.key
     at = _auth_tag(
-        our_identity.private_key.agree(sender_key),
+        _static_agreement(our_identity, sender_key),
         eph.to_bytes(),
         f.encrypted_message_key,
         sender_key.to_bytes(),

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from securemsg import sealed
-from securemsg.crypto.curve import PrivateKey
+from securemsg.crypto.curve import PrivateKey, PublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import (
     DecodeError,
@@ -19,6 +19,7 @@ from securemsg.errors import (
     PeerError,
     SealedSenderError,
 )
+from securemsg.protocol import sealed_sender as sealed_sender_module
 from securemsg.protocol.address import ProtocolAddress, ServiceId
 from securemsg.protocol.keys import IdentityKeyPair
 from securemsg.protocol.sealed_sender import (
@@ -196,3 +197,22 @@ def test_decoders_take_arbitrary_bytes(data: bytes) -> None:
             DecodeError, InvalidMessageError, InvalidKeyError, SealedSenderError
         ):
             unseal(prefix + data, BOB)
+
+
+def test_v2_remembered_static_agreement_is_per_identity_pair_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sealed_sender_module, "_STATIC_AGREEMENTS", {})
+    monkeypatch.setattr(sealed_sender_module, "_STATIC_AGREEMENTS_MAX", 2)
+    memo = sealed_sender_module._STATIC_AGREEMENTS
+    b_sid = ServiceId.aci(uuid.UUID(int=2))
+    for sender, recipient in ((ALICE, BOB), (CAROL, BOB), (ALICE, BOB), (BOB, CAROL)):
+        u = usmc(cert(sender))
+        to = MultiRecipient(b_sid, recipient.identity_key, ((1, 1),))
+        sent = SealedSenderV2SentMessage.parse(multi_recipient_encrypt(u, [to], sender, RNG))
+        # the receiver's remembered value is the sender's, seen from the other side
+        assert unseal(sent.message_for_recipient(b_sid), recipient).to_bytes() == u.to_bytes()
+        for (ours, theirs), shared in memo.items():
+            pair = next(k for k in (ALICE, BOB, CAROL) if k.identity_key.public_key.raw == ours)
+            assert shared == pair.private_key.agree(PublicKey.from_raw(theirs))
+        assert len(memo) <= 2
