@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from benchmarks.floor import FloorPair
+from benchmarks.floor_fast_routes import FastRoutesFloorPair
 
 T = TypeVar("T")
 
@@ -152,6 +153,11 @@ def test_floor_round_trip_1mib(benchmark: Any) -> None:
 def test_floor_ping_pong(benchmark: Any) -> None:
     pair = FloorPair()
     assert benchmark(pair.ping_pong, PT_100) == PT_100
+
+
+def test_floor_fast_routes_round_trip_100b(benchmark: Any) -> None:
+    pair = FastRoutesFloorPair()
+    assert benchmark(pair.round_trip, PT_100) == PT_100
 
 
 def test_python_doubleratchet_round_trip_100b(benchmark: Any) -> None:

@@ -21,10 +21,12 @@ deliberately self-contained (it does not import securemsg's crypto), so optimisi
 never moves the floor. It is NOT secure (fixed identities, no replay protection) and exists only
 to be timed.
 
-It is not the fastest Python possible. securemsg uses two faster routes: a :mod:`hashlib` HKDF
-for the salt-less SPQR step, and AES contexts built without the ``Cipher`` wrapper. A floor
-using them measured 28.9 µs against this one's 32.8 µs in one run (2026-11-30), which would put
-securemsg at 1.56x instead of 1.38x; docs/benchmarks.md quotes both.
+It is not the fastest Python possible. securemsg takes three faster routes: RFC 5869 over
+:mod:`hashlib` for every per-message HKDF, and AES contexts built by the Rust constructors behind
+``Cipher`` from argument objects built without re-checks (both guarded by an import-time self
+test). That floor, :mod:`benchmarks.floor_fast_routes`, measured 29.5 µs against this one's
+33.1 µs (2026-11-30), which puts securemsg at 1.48x it instead of about 1.32x this one;
+docs/benchmarks.md quotes both.
 
 :class:`FloorPair` also has the DH ratchet step (X25519 key generation + two agreements + two
 root-key HKDFs on the receiving side; the sender of the next message then has a fresh chain), so
@@ -163,10 +165,12 @@ class FloorPair:
         secret: the shared root secret (32 bytes).
     """
 
+    party_class: type[FloorParty] = FloorParty
+
     def __init__(self, secret: bytes = b"\x42" * 32) -> None:
         ida, idb = b"\x05" + b"\xaa" * 32, b"\x05" + b"\xbb" * 32
-        self.alice = FloorParty(secret, ida, idb)
-        self.bob = FloorParty(secret, idb, ida)
+        self.alice = self.party_class(secret, ida, idb)
+        self.bob = self.party_class(secret, idb, ida)
         a, b = self.alice, self.bob
         # Alice starts with a sending chain towards Bob's ratchet key (as after PQXDH).
         a.their_pub33 = b.dh_pub33

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import profile_rt
 from benchmarks.floor import FloorPair
+from benchmarks.floor_fast_routes import FastRoutesFloorPair
 
 
 def test_floor_round_trips_and_ping_pong_return_the_plaintext() -> None:
@@ -32,3 +33,15 @@ def test_profile_rt_reports_calls_and_bytecodes(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "function calls" in out and "bytecodes" in out
     assert out.count("  [") >= 3
+
+
+def test_fast_routes_floor_is_the_same_ratchet() -> None:
+    plain, fast = FloorPair(), FastRoutesFloorPair()
+    for i in range(3):
+        assert fast.round_trip(b"m%d" % i) == b"m%d" % i
+        assert fast.ping_pong(b"p%d" % i) == b"p%d" % i
+    # Same chain state in, same bytes out: only the primitive routes differ.
+    fast.alice.send_ck, fast.alice.send_pq = plain.alice.send_ck, plain.alice.send_pq
+    fast.alice.dh_pub33, fast.alice.send_index = plain.alice.dh_pub33, plain.alice.send_index
+    fast.alice.prev_counter = plain.alice.prev_counter
+    assert fast.alice.encrypt(b"same") == plain.alice.encrypt(b"same")
