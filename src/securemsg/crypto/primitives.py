@@ -228,8 +228,8 @@ def aes_256_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
     Raises:
         UsageError: the key is not 32 bytes or the IV not 16 bytes.
     """
-    _check_key(key)
-    if len(iv) != 16:
+    if len(key) != 32 or len(iv) != 16:
+        _check_key(key)
         raise UsageError("AES-CBC IV must be 16 bytes")
     padded = plaintext + _PKCS7[16 - (len(plaintext) & 15)]
     out: bytes = _create_enc(*_aes_cbc(key, iv)).update(padded)
@@ -244,8 +244,8 @@ def aes_256_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
         InvalidMessageError: the ciphertext is empty, not a multiple of 16 bytes, or its
             padding is wrong (one undifferentiated error: no padding oracle).
     """
-    _check_key(key)
-    if len(iv) != 16:
+    if len(key) != 32 or len(iv) != 16:
+        _check_key(key)
         raise UsageError("AES-CBC IV must be 16 bytes")
     n = len(ciphertext)
     if n == 0 or n & 15:

@@ -213,12 +213,11 @@ class RatchetState:
             InvalidKeyError: the DH with the peer's ratchet key is all zeros.
         """
         chains = self.receiver_chains
-        raw = their_ratchet_key.raw
         pos = len(chains) - 1  # the newest chain is by far the most likely
-        if pos < 0 or chains[pos].ratchet_key.raw != raw:
+        if pos < 0 or chains[pos].ratchet_key != their_ratchet_key:
             pos = -1
             for i, chain in enumerate(chains):
-                if chain.ratchet_key.raw == raw:
+                if chain.ratchet_key == their_ratchet_key:
                     pos = i
                     break
 
