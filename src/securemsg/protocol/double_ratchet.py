@@ -262,10 +262,11 @@ class RatchetState:
                 skipped = dict(chain.skipped)
                 first_kept = counter - max_message_keys  # older skipped seeds would be dropped
                 i = index
-                while i < counter:
-                    if i >= first_kept:
-                        skipped[i] = hmac_sha256(ck, _MESSAGE_KEY_SEED)
+                while i < first_kept:  # too old to keep: only the chain advances
                     ck = hmac_sha256(ck, _CHAIN_KEY_SEED)
+                    i += 1
+                while i < counter:
+                    skipped[i], ck = hmac_sha256_pair(ck, _MESSAGE_KEY_SEED, _CHAIN_KEY_SEED)
                     i += 1
                 excess = len(skipped) - max_message_keys
                 if excess > 0:
