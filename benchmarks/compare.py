@@ -922,6 +922,32 @@ def draw_chart(data: dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+def markdown_report(data: dict[str, Any]) -> str:
+    """The results and targets as Markdown tables (what docs/benchmarks.md shows)."""
+    lines = [
+        "| scenario | " + " | ".join(IMPLS) + " |",
+        "|---|" + "---:|" * len(IMPLS),
+    ]
+    for sc in data["scenarios"].values():
+        cells = [sc["label"]]
+        for impl in IMPLS:
+            r = sc["impls"].get(impl)
+            if r is None:
+                cells.append("-")
+                continue
+            cell = f"{r['median_us']:,.1f} [{r['iqr_us']:,.1f}]"
+            if sc["bytes"] >= 1024:
+                cell += f" ({r['mb_per_s']:,.0f} MB/s)"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| target | value | need | met |", "|---|---:|---:|---|"]
+    for t in data.get("targets", []):
+        value = "n/a" if t["value"] is None else f"{t['value']:.2f}x"
+        met = "yes" if t["met"] else "**no**"
+        lines.append(f"| {t['target']} | {value} | {t['op']} {t['limit']}x | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
@@ -931,6 +957,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="~1 minute smoke run (fewer iterations)")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     ap.add_argument("--chart", metavar="PATH", help="draw a PNG chart (matplotlib, Agg)")
+    ap.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
     ap.add_argument(
         "--only",
         metavar="NAMES",
@@ -946,6 +973,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
     if args.chart:
         draw_chart(data, args.chart)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_report(data))
     return 0
 
 

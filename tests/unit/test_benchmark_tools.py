@@ -45,3 +45,18 @@ def test_fast_routes_floor_is_the_same_ratchet() -> None:
     fast.alice.dh_pub33, fast.alice.send_index = plain.alice.dh_pub33, plain.alice.send_index
     fast.alice.prev_counter = plain.alice.prev_counter
     assert fast.alice.encrypt(b"same") == plain.alice.encrypt(b"same")
+
+
+def test_compare_markdown_report_lists_scenarios_and_targets() -> None:
+    from benchmarks.compare import markdown_report
+
+    stats = {"median_us": 40.0, "iqr_us": 1.0, "mb_per_s": 2.5}
+    data = {
+        "scenarios": {
+            "rt_64kib": {"label": "1:1 RT 64 KiB", "bytes": 65536, "impls": {"securemsg": stats}}
+        },
+        "targets": [{"target": "t", "value": 1.25, "op": "<=", "limit": 1.3, "met": True}],
+    }
+    report = markdown_report(data)
+    assert "| 1:1 RT 64 KiB | 40.0 [1.0] (2 MB/s) | - | - | - |" in report
+    assert "| t | 1.25x | <= 1.3x | yes |" in report
