@@ -96,6 +96,12 @@ class IdentityKeyStore(Protocol):
     id). Trust is *trust on first use*: an address we have never seen is trusted, and from then
     on only the key first saved for it is, until the application saves a different one (after
     the user compared safety numbers).
+
+    How :mod:`securemsg.cipher` uses it: for every message it asks :meth:`is_trusted_identity`
+    (the place for an application's own policy). A new session saves the identity in the same
+    transaction as the session; a message on an existing session calls :meth:`save_identity`
+    (again in one transaction with the session) only if :meth:`get_identity` does not already
+    return that key.
     """
 
     def get_identity_key_pair(self) -> IdentityKeyPair:
