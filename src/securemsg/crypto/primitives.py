@@ -158,7 +158,7 @@ def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> byt
         outer.update(inner.digest())
         k = outer.digest() + _ZERO_SALT  # PRK, zero-padded to the block size
     else:
-        s = salt + bytes(_BLOCK - len(salt))
+        s = bytes(salt) + bytes(_BLOCK - len(salt))  # bytes(): a memoryview salt too
         k = _sha256(s.translate(_PAD5C) + _sha256(s.translate(_PAD36) + ikm).digest()).digest()
         k += _ZERO_SALT
     ipad = k.translate(_PAD36)

@@ -314,3 +314,12 @@ def test_cipher_route_is_the_public_api_when_a_shortcut_misbehaves(
         monkeypatch.setattr(primitives, "_prebuilt_args", broken)
         args, _enc, _dec = primitives._pick_cipher_route()
         assert args is primitives._public_args
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+@pytest.mark.parametrize("salt", [None, b"s" * 32])
+def test_hkdf_takes_any_bytes_like_input(kind: type, salt: bytes | None) -> None:
+    ikm, info = b"k" * 32, b"WhisperMessageKeys"
+    expected = hkdf_sha256(ikm, salt, info, 80)
+    wrapped_salt = None if salt is None else kind(salt)
+    assert hkdf_sha256(kind(ikm), wrapped_salt, kind(info), 80) == expected
