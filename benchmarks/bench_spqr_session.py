@@ -168,14 +168,14 @@ def test_round_trip_conversation(benchmark: Any) -> None:
     step, epoch = conversation(8)
     benchmark.pedantic(step, rounds=3000, iterations=1, warmup_rounds=20)
     benchmark.extra_info["epoch_reached"] = epoch()
-    assert epoch() >= 5
+    assert benchmark.disabled or epoch() >= 5  # --benchmark-disable runs the step once
 
 
 def test_round_trip_ping_pong(benchmark: Any) -> None:
     step, epoch = conversation(1)
     benchmark.pedantic(step, rounds=3000, iterations=1, warmup_rounds=20)
     benchmark.extra_info["epoch_reached"] = epoch()
-    assert epoch() >= 5
+    assert benchmark.disabled or epoch() >= 5  # --benchmark-disable runs the step once
 
 
 def test_epoch_completing_message(benchmark: Any) -> None:
