@@ -8,17 +8,20 @@ fastest correct route was kept:
 * HMAC-SHA256 is the RFC 2104 construction over :mod:`hashlib` with the pad XOR done by
   ``bytes.translate`` (~1.6 us), which beats both ``hmac.digest`` and ``cryptography``'s HMAC
   object for short inputs.
-* HKDF-SHA256 is ``cryptography``'s one-shot (Rust) HKDF, except without a salt and for at
-  most 64 bytes (the SPQR chain step): there extract+expand over the :mod:`hashlib` HMAC with
-  precomputed zero-salt hash states is ~0.3-0.5 us faster (no ABC ``isinstance`` checks in a
-  constructor). With a salt or longer outputs the Rust HKDF measured as fast or faster. Both
-  routes are pinned by the RFC 5869 vectors and a textbook implementation in the tests.
+* HKDF-SHA256 for outputs of at most three blocks (96 bytes; every per-message derivation)
+  is extract+expand over that HMAC, with precomputed hash states for the all-zero salt. In
+  place, inside a round trip, it beats ``cryptography``'s Rust HKDF, whose constructor runs ABC
+  ``isinstance`` checks (~0.6 us per round trip); longer outputs and salts over one block use
+  the Rust HKDF. Both routes are pinned by the RFC 5869 vectors and a textbook implementation
+  in the tests, at every block and salt-length boundary.
 * AES-CBC contexts are created with ``cryptography``'s Rust constructors
-  (``create_encryption_ctx`` / ``create_decryption_ctx``) directly: ``Cipher(...).encryptor()``
+  (``create_encryption_ctx`` / ``create_decryption_ctx``) directly, from ``AES``/``CBC``
+  argument objects built without their constructors' checks: ``Cipher(...).encryptor()``
   adds ~1.5 us of Python-level checks (ABC ``isinstance``, mode/IV validation) per message,
-  and this module validates key and IV lengths itself. If that binding is missing (another
-  ``cryptography`` version), the public ``Cipher`` route is used. PKCS#7 padding is done in
-  Python (one concatenation) instead of through a padding context.
+  and this module validates key and IV lengths itself. Neither shortcut is public API, so each
+  is used only if an import-time self-test gets the public route's bytes; otherwise the public
+  ``Cipher`` route is used. PKCS#7 padding is done in Python (one concatenation) instead of
+  through a padding context.
 * Large inputs (>= 4 KiB) are MACed with :func:`hmac_sha256_parts` (hash updates over the
   pieces, no concatenated copy of the body).
 
