@@ -310,26 +310,19 @@ class Chain:
             InvalidMessageError: epoch not held, key already requested, trimmed, or a jump
                 larger than ``max_jump``.
         """
-        links = self.links
-        if epoch == self.current_epoch:
-            # The usual case: the newest link (key_at's own fast path takes the next index).
-            link = links[-1]
-            half, key = link.recv.key_at(index, self.max_jump, self.max_ooo)
-            new_links = (*links[:-1], ChainLink(link.send, half))
-        else:
-            pos = self._position(epoch)
-            if pos is None:
-                raise InvalidMessageError("SPQR: epoch out of range")
-            link = links[pos]
-            half, key = link.recv.key_at(index, self.max_jump, self.max_ooo)
-            new_links = self._replace_link(pos, ChainLink(link.send, half))
+        # The newest epoch is the usual case (key_at's own fast path takes the next index).
+        pos = len(self.links) - 1 if epoch == self.current_epoch else self._position(epoch)
+        if pos is None:
+            raise InvalidMessageError("SPQR: epoch out of range")
+        link = self.links[pos]
+        half, key = link.recv.key_at(index, self.max_jump, self.max_ooo)
         return (
             Chain(
                 self.a2b,
                 self.current_epoch,
                 self.send_epoch,
                 self.next_root,
-                new_links,
+                self._replace_link(pos, ChainLink(link.send, half)),
                 self.max_jump,
                 self.max_ooo,
             ),
