@@ -563,12 +563,15 @@ _STATIC_AGREEMENTS_MAX = 4096
 
 
 def _static_agreement(ours: IdentityKeyPair, theirs: PublicKey) -> bytes:
-    """``ours.private_key.agree(theirs)``, remembered per (our, their) identity key.
+    """``ours.private_key.agree(theirs)``, remembered per (our private, their public) key.
+
+    Keyed by our private key, not our public one, so the result never depends on the pair
+    being consistent.
 
     Raises:
         InvalidKeyError: an all-zero Diffie-Hellman result (never remembered).
     """
-    key = (ours.identity_key.public_key.raw, theirs.raw)
+    key = (ours.private_key.to_bytes(), theirs.raw)
     shared = _STATIC_AGREEMENTS.get(key)
     if shared is None:
         shared = ours.private_key.agree(theirs)

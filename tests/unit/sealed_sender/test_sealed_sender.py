@@ -213,6 +213,6 @@ def test_v2_remembered_static_agreement_is_per_identity_pair_and_bounded(
         # the receiver's remembered value is the sender's, seen from the other side
         assert unseal(sent.message_for_recipient(b_sid), recipient).to_bytes() == u.to_bytes()
         for (ours, theirs), shared in memo.items():
-            pair = next(k for k in (ALICE, BOB, CAROL) if k.identity_key.public_key.raw == ours)
+            pair = next(k for k in (ALICE, BOB, CAROL) if k.private_key.to_bytes() == ours)
             assert shared == pair.private_key.agree(PublicKey.from_raw(theirs))
         assert len(memo) <= 2
