@@ -45,7 +45,7 @@ TOO_LARGE: StatusCode
 INTERNAL: StatusCode
 
 class ClientFrame(_message.Message):
-    __slots__ = ("request_id", "authenticate", "register", "upload_pre_keys", "get_pre_key_counts", "rotate_signed_pre_key", "fetch_bundles", "get_devices", "send_message", "send_sealed", "send_multi_recipient", "ack", "get_sender_certificate", "get_server_trust_root")
+    __slots__ = ("request_id", "authenticate", "register", "upload_pre_keys", "get_pre_key_counts", "rotate_signed_pre_key", "fetch_bundles", "get_devices", "send_message", "send_sealed", "send_multi_recipient", "ack", "get_sender_certificate", "get_server_trust_root", "set_access_key")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHENTICATE_FIELD_NUMBER: _ClassVar[int]
     REGISTER_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class ClientFrame(_message.Message):
     ACK_FIELD_NUMBER: _ClassVar[int]
     GET_SENDER_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     GET_SERVER_TRUST_ROOT_FIELD_NUMBER: _ClassVar[int]
+    SET_ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     authenticate: Authenticate
     register: Register
@@ -74,7 +75,8 @@ class ClientFrame(_message.Message):
     ack: Ack
     get_sender_certificate: GetSenderCertificate
     get_server_trust_root: GetServerTrustRoot
-    def __init__(self, request_id: _Optional[int] = ..., authenticate: _Optional[_Union[Authenticate, _Mapping]] = ..., register: _Optional[_Union[Register, _Mapping]] = ..., upload_pre_keys: _Optional[_Union[UploadPreKeys, _Mapping]] = ..., get_pre_key_counts: _Optional[_Union[GetPreKeyCounts, _Mapping]] = ..., rotate_signed_pre_key: _Optional[_Union[RotateSignedPreKey, _Mapping]] = ..., fetch_bundles: _Optional[_Union[FetchBundles, _Mapping]] = ..., get_devices: _Optional[_Union[GetDevices, _Mapping]] = ..., send_message: _Optional[_Union[SendMessage, _Mapping]] = ..., send_sealed: _Optional[_Union[SendSealed, _Mapping]] = ..., send_multi_recipient: _Optional[_Union[SendMultiRecipient, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., get_sender_certificate: _Optional[_Union[GetSenderCertificate, _Mapping]] = ..., get_server_trust_root: _Optional[_Union[GetServerTrustRoot, _Mapping]] = ...) -> None: ...
+    set_access_key: SetAccessKey
+    def __init__(self, request_id: _Optional[int] = ..., authenticate: _Optional[_Union[Authenticate, _Mapping]] = ..., register: _Optional[_Union[Register, _Mapping]] = ..., upload_pre_keys: _Optional[_Union[UploadPreKeys, _Mapping]] = ..., get_pre_key_counts: _Optional[_Union[GetPreKeyCounts, _Mapping]] = ..., rotate_signed_pre_key: _Optional[_Union[RotateSignedPreKey, _Mapping]] = ..., fetch_bundles: _Optional[_Union[FetchBundles, _Mapping]] = ..., get_devices: _Optional[_Union[GetDevices, _Mapping]] = ..., send_message: _Optional[_Union[SendMessage, _Mapping]] = ..., send_sealed: _Optional[_Union[SendSealed, _Mapping]] = ..., send_multi_recipient: _Optional[_Union[SendMultiRecipient, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., get_sender_certificate: _Optional[_Union[GetSenderCertificate, _Mapping]] = ..., get_server_trust_root: _Optional[_Union[GetServerTrustRoot, _Mapping]] = ..., set_access_key: _Optional[_Union[SetAccessKey, _Mapping]] = ...) -> None: ...
 
 class ServerFrame(_message.Message):
     __slots__ = ("response", "push", "challenge", "queue_empty")
@@ -127,7 +129,7 @@ class OneTimePreKey(_message.Message):
     def __init__(self, id: _Optional[int] = ..., public_key: _Optional[bytes] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("aci", "device_id", "registration_id", "identity_key", "signed_pre_key", "last_resort_kyber_pre_key", "pre_keys", "kyber_pre_keys", "unidentified_access_key", "signature", "protocol_version")
+    __slots__ = ("aci", "device_id", "registration_id", "identity_key", "signed_pre_key", "last_resort_kyber_pre_key", "pre_keys", "kyber_pre_keys", "unidentified_access_key", "signature", "protocol_version", "registration_token")
     ACI_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     REGISTRATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +141,7 @@ class Register(_message.Message):
     UNIDENTIFIED_ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REGISTRATION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     aci: bytes
     device_id: int
     registration_id: int
@@ -150,7 +153,8 @@ class Register(_message.Message):
     unidentified_access_key: bytes
     signature: bytes
     protocol_version: int
-    def __init__(self, aci: _Optional[bytes] = ..., device_id: _Optional[int] = ..., registration_id: _Optional[int] = ..., identity_key: _Optional[bytes] = ..., signed_pre_key: _Optional[_Union[SignedPreKey, _Mapping]] = ..., last_resort_kyber_pre_key: _Optional[_Union[SignedPreKey, _Mapping]] = ..., pre_keys: _Optional[_Iterable[_Union[OneTimePreKey, _Mapping]]] = ..., kyber_pre_keys: _Optional[_Iterable[_Union[SignedPreKey, _Mapping]]] = ..., unidentified_access_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., protocol_version: _Optional[int] = ...) -> None: ...
+    registration_token: bytes
+    def __init__(self, aci: _Optional[bytes] = ..., device_id: _Optional[int] = ..., registration_id: _Optional[int] = ..., identity_key: _Optional[bytes] = ..., signed_pre_key: _Optional[_Union[SignedPreKey, _Mapping]] = ..., last_resort_kyber_pre_key: _Optional[_Union[SignedPreKey, _Mapping]] = ..., pre_keys: _Optional[_Iterable[_Union[OneTimePreKey, _Mapping]]] = ..., kyber_pre_keys: _Optional[_Iterable[_Union[SignedPreKey, _Mapping]]] = ..., unidentified_access_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., protocol_version: _Optional[int] = ..., registration_token: _Optional[bytes] = ...) -> None: ...
 
 class UploadPreKeys(_message.Message):
     __slots__ = ("pre_keys", "kyber_pre_keys", "signed_pre_key", "last_resort_kyber_pre_key")
@@ -217,10 +221,12 @@ class Bundles(_message.Message):
     def __init__(self, bundles: _Optional[_Iterable[_Union[DeviceBundle, _Mapping]]] = ...) -> None: ...
 
 class GetDevices(_message.Message):
-    __slots__ = ("aci",)
+    __slots__ = ("aci", "access_key")
     ACI_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
     aci: bytes
-    def __init__(self, aci: _Optional[bytes] = ...) -> None: ...
+    access_key: bytes
+    def __init__(self, aci: _Optional[bytes] = ..., access_key: _Optional[bytes] = ...) -> None: ...
 
 class DeviceInfo(_message.Message):
     __slots__ = ("device_id", "registration_id")
@@ -307,6 +313,12 @@ class SendResult(_message.Message):
     MISMATCHED_FIELD_NUMBER: _ClassVar[int]
     mismatched: _containers.RepeatedCompositeFieldContainer[MismatchedDevices]
     def __init__(self, mismatched: _Optional[_Iterable[_Union[MismatchedDevices, _Mapping]]] = ...) -> None: ...
+
+class SetAccessKey(_message.Message):
+    __slots__ = ("access_key",)
+    ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    access_key: bytes
+    def __init__(self, access_key: _Optional[bytes] = ...) -> None: ...
 
 class Envelope(_message.Message):
     __slots__ = ("id", "type", "source_aci", "source_device_id", "client_timestamp", "server_timestamp", "body")

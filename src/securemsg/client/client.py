@@ -713,6 +713,29 @@ class Client:
             spk, last_resort = self._new_signed_keys(store.get_identity_key_pair(), self._now())
         await self._request(RotateSignedPreKey(spk, last_resort))
 
+    async def rotate_access_key(self) -> bytes:
+        """Replace this account's unidentified-access key (e.g. after a contact card leaked).
+
+        A fresh 16-byte key is uploaded first and kept locally only once the relay accepted
+        it; from then on the relay refuses sealed sends and ``GetDevices`` with the old key.
+        Contacts learn the new key from the next message we send them, or from the new
+        :attr:`contact_card`. The key is per account: other devices of the account keep
+        announcing the old one until they are given the new key.
+
+        Returns:
+            The new access key.
+
+        Raises:
+            RelayError: refused or not connected (the old key then stays in use).
+        """
+        from securemsg.wire.relay_frames import SetAccessKey
+
+        key = self._rng.random_bytes(ACCESS_KEY_LENGTH)
+        await self._request(SetAccessKey(key))
+        self._store.set_meta("access_key", key)
+        self._access_key = key
+        return key
+
     # -- sending ----------------------------------------------------------------------------
 
     async def _sender_certificate(self) -> SenderCertificate:

@@ -20,12 +20,21 @@ Rules it enforces (see docs/relay-protocol.md):
 * **All or nothing**: every check runs before the single store call that changes anything, so
   a refused request changes nothing. Any unexpected exception becomes ``INTERNAL`` (logged by
   type only), never a crash.
-* **Rate limits** (bundle fetches per requesting device) are a token bucket in memory.
+* **Rate limits** are token buckets in memory: bundle fetches per requesting device,
+  registrations per relay, sealed sends per target device, and one-time prekey hand-outs
+  per target device (beyond that budget a bundle carries only the signed and last-resort
+  keys). An optional admission hook (:attr:`RelayConfig.admission`, e.g.
+  :class:`TokenAdmission`) decides which registrations are accepted at all.
+* **Range checks**: every integer from the wire that is stored must fit the store's signed
+  64-bit integers (timestamps below 2^63); anything else is ``BAD_REQUEST``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -34,7 +43,7 @@ from securemsg.crypto.curve import PrivateKey, PublicKey
 from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.primitives import constant_time_eq, hmac_sha256
 from securemsg.crypto.rng import Rng
-from securemsg.errors import PeerError, SecureMsgError, StorageError
+from securemsg.errors import PeerError, SecureMsgError, StorageError, UsageError
 from securemsg.limits import MAX_DEVICE_ID, REGISTRATION_ID_MASK
 from securemsg.protocol.address import ServiceId, ServiceIdKind
 from securemsg.protocol.sealed_sender import (
@@ -56,10 +65,12 @@ from securemsg.relay.store import (
 from securemsg.wire import relay_frames as rf
 
 __all__ = [
+    "AdmissionHook",
     "RelayConfig",
     "RelayService",
     "Outcome",
     "Session",
+    "TokenAdmission",
     "TokenBuckets",
     "access_key_digest",
     "generate_server_keys",
@@ -78,6 +89,11 @@ _IDENTIFIED_TYPES = frozenset(
     )
 )
 _DAY_MS = 24 * 60 * 60 * 1000
+_RELAY_WIDE = (b"", 0)  # the key of relay-wide token buckets
+
+#: Decides whether a (well-formed) registration is admitted; False refuses it with FORBIDDEN.
+#: It runs before the relay spends any work on the request's signatures.
+AdmissionHook = Callable[[rf.Register], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +116,22 @@ class RelayConfig:
         bundle_refill_per_s: bundle fetches regained per second.
         sender_cert_ttl_ms: lifetime of an issued sender certificate (24 hours).
         max_multi_recipients: most recipients of one sealed sender v2 message.
+        registration_burst: registrations (Register requests that pass the admission hook)
+            the relay accepts at once, across all connections (100). One Register or
+            Authenticate per connection is the per-connection limit.
+        registration_refill_per_s: registrations regained per second (10).
+        admission: optional :data:`AdmissionHook`; None admits every registration. The
+            built-in :class:`TokenAdmission` requires a registration token.
+        one_time_budget: one-time prekey hand-outs per target device per
+            ``one_time_budget_period_s`` (20). Beyond it, bundles of that device carry only
+            its signed and last-resort keys (PQXDH still works; the first message loses only
+            the extra forward secrecy a one-time key gives), so requesters, however many
+            accounts they use, cannot drain a device's one-time keys.
+        one_time_budget_period_s: the budget's period (one hour), refilled continuously.
+        sealed_burst: sealed copies (SendSealed and SendMultiRecipient) a device may be sent
+            at once (500), whoever sends them.
+        sealed_refill_per_s: sealed copies per device regained per second (50). Beyond the
+            rate, sealed sends to the device get RATE_LIMITED and queue nothing.
     """
 
     message_ttl_ms: int = 30 * _DAY_MS
@@ -115,6 +147,13 @@ class RelayConfig:
     bundle_refill_per_s: float = 1.0
     sender_cert_ttl_ms: int = _DAY_MS
     max_multi_recipients: int = 1_000
+    registration_burst: int = 100
+    registration_refill_per_s: float = 10.0
+    admission: AdmissionHook | None = None
+    one_time_budget: int = 20
+    one_time_budget_period_s: float = 3600.0
+    sealed_burst: int = 500
+    sealed_refill_per_s: float = 50.0
 
 
 @dataclass(slots=True)
@@ -157,23 +196,97 @@ class TokenBuckets:
 
     __slots__ = ("_burst", "_rate", "_state")
 
+    _PRUNE_AT = 100_000
+
     def __init__(self, burst: int, refill_per_s: float) -> None:
         """Each key starts with ``burst`` tokens and regains ``refill_per_s`` per second."""
         self._burst = float(burst)
         self._rate = refill_per_s / 1000.0
-        self._state: dict[tuple[bytes, int], tuple[float, int]] = {}
+        self._state: dict[Hashable, tuple[float, int]] = {}
 
-    def take(self, key: tuple[bytes, int], now: int) -> bool:
-        """Spend one token of ``key`` at ``now`` (ms); False if none is left."""
+    def _level(self, key: Hashable, now: int) -> float:
         tokens, last = self._state.get(key, (self._burst, now))
-        tokens = min(self._burst, tokens + max(0, now - last) * self._rate)
-        if tokens < 1.0:
-            self._state[key] = (tokens, now)
+        return min(self._burst, tokens + max(0, now - last) * self._rate)
+
+    def take(self, key: Hashable, now: int) -> bool:
+        """Spend one token of ``key`` at ``now`` (ms); False if none is left."""
+        return self.take_all((key,), now)
+
+    def take_all(self, keys: Iterable[Hashable], now: int) -> bool:
+        """Spend one token of every key (a key listed twice spends two), or none: False if
+        any of them has too few left."""
+        need: dict[Hashable, int] = {}
+        for k in keys:
+            need[k] = need.get(k, 0) + 1
+        levels = {k: self._level(k, now) for k in need}
+        if any(levels[k] < n for k, n in need.items()):
+            for k, level in levels.items():
+                self._state[k] = (level, now)
+            self._prune(now)
             return False
-        self._state[key] = (tokens - 1.0, now)
-        if len(self._state) > 100_000:  # bound memory: forget full buckets
-            self._state = {k: v for k, v in self._state.items() if v[0] < self._burst - 1}
+        for k, n in need.items():
+            self._state[k] = (levels[k] - n, now)
+        self._prune(now)
         return True
+
+    def _prune(self, now: int) -> None:
+        if len(self._state) > self._PRUNE_AT:  # bound memory: forget buckets full again
+            self._state = {
+                k: v
+                for k, v in self._state.items()
+                if v[0] + max(0, now - v[1]) * self._rate < self._burst
+            }
+
+
+class TokenAdmission:
+    """The built-in :data:`AdmissionHook`: admits a registration whose
+    ``registration_token`` is one of a fixed set of tokens (kept as SHA-256 digests and
+    compared in constant time). Tokens are reusable until the relay restarts with another
+    set; ``securemsg relay serve --registration-token-file`` loads them from a file."""
+
+    __slots__ = ("_digests",)
+
+    def __init__(self, tokens: Iterable[bytes | str]) -> None:
+        """Admit registrations carrying one of ``tokens``.
+
+        Raises:
+            UsageError: no token given, an empty token, or one longer than
+                :data:`~securemsg.wire.relay_frames.MAX_REGISTRATION_TOKEN` bytes.
+        """
+        digests: list[bytes] = []
+        for t in tokens:
+            raw = t.encode() if isinstance(t, str) else bytes(t)
+            if not 1 <= len(raw) <= rf.MAX_REGISTRATION_TOKEN:
+                raise UsageError("a registration token must be 1..256 bytes")
+            digests.append(hashlib.sha256(raw).digest())
+        if not digests:
+            raise UsageError("no registration tokens given")
+        self._digests = tuple(digests)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> TokenAdmission:
+        """Tokens from a text file, one per line (blank lines and ``#`` comments skipped).
+
+        Raises:
+            UsageError: the file holds no token, or a token is too long.
+            OSError: the file cannot be read.
+        """
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+        return cls(line for line in lines if line and not line.startswith("#"))
+
+    def __call__(self, request: rf.Register) -> bool:
+        """True if the request carries one of the tokens."""
+        if not request.registration_token:
+            return False
+        digest = hashlib.sha256(request.registration_token).digest()
+        found = False
+        for d in self._digests:  # no early exit
+            found |= constant_time_eq(d, digest)
+        return found
+
+    def __repr__(self) -> str:
+        return f"TokenAdmission({len(self._digests)} tokens)"
 
 
 def access_key_digest(access_key: bytes) -> bytes:
@@ -265,7 +378,13 @@ class RelayService:
         if self._server_cert.key_id in REVOKED_SERVER_CERTIFICATE_KEY_IDS:
             raise StorageError("the stored server certificate uses a revoked key id")
         self._server_private = PrivateKey.from_bytes(keys.server_private)
-        self._buckets = TokenBuckets(self.config.bundle_burst, self.config.bundle_refill_per_s)
+        cfg = self.config
+        self._buckets = TokenBuckets(cfg.bundle_burst, cfg.bundle_refill_per_s)
+        self._registrations = TokenBuckets(cfg.registration_burst, cfg.registration_refill_per_s)
+        self._one_time_budget = TokenBuckets(
+            cfg.one_time_budget, cfg.one_time_budget / max(cfg.one_time_budget_period_s, 1e-3)
+        )
+        self._sealed_buckets = TokenBuckets(cfg.sealed_burst, cfg.sealed_refill_per_s)
 
     @property
     def trust_root_public(self) -> PublicKey:
@@ -341,8 +460,12 @@ class RelayService:
         if isinstance(body, rf.FetchBundles):
             return self._fetch(s, rid, body, now)
         if isinstance(body, rf.GetDevices):
+            # Only the caller's own account, or one whose access key the caller holds: no
+            # existence oracle for an ACI the caller has no contact card of.
+            if body.aci != aci and not self._access_ok(body.aci, body.access_key):
+                raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "unidentified access refused")
             account = self.store.get_account(body.aci)
-            if account is None:
+            if account is None:  # pragma: no cover - checked just above
                 raise _Refuse(rf.StatusCode.NOT_FOUND, "no such account")
             devices = self.store.list_devices(body.aci)
             return self._ok(
@@ -358,6 +481,10 @@ class RelayService:
             if len(body.ids) > self.config.max_mailbox:
                 raise _Refuse(rf.StatusCode.TOO_LARGE, "too many ids")
             self.store.ack(aci, dev, body.ids)
+            return self._ok(rid)
+        if isinstance(body, rf.SetAccessKey):
+            if not self.store.set_access_key_digest(aci, access_key_digest(body.access_key)):
+                raise _Refuse(rf.StatusCode.NOT_FOUND, "no such account")  # pragma: no cover
             return self._ok(rid)
         if isinstance(body, rf.GetSenderCertificate):
             account = self.store.get_account(aci)
@@ -425,6 +552,9 @@ class RelayService:
             limit = self.config.max_upload_keys
             if len(body.pre_keys) > limit or len(body.kyber_pre_keys) > limit:
                 raise _Refuse(rf.StatusCode.TOO_LARGE, "too many one-time prekeys")
+            self._admit(body)
+            if not self._registrations.take(_RELAY_WIDE, now):
+                raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many registrations, try later")
             identity = _check_ec(body.identity_key)
             if not self._proof(s, identity, body.aci, body.device_id, body.signature):
                 raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "proof of possession failed")
@@ -452,6 +582,18 @@ class RelayService:
             return Outcome(rf.Response(rid, r.code, r.message), close=True)
         s.aci, s.device_id = body.aci, body.device_id
         return Outcome(rf.Response(rid, rf.StatusCode.OK), authenticated=True)
+
+    def _admit(self, body: rf.Register) -> None:
+        hook = self.config.admission
+        if hook is None:
+            return
+        try:
+            admitted = bool(hook(body))
+        except Exception as exc:  # fail closed: a broken hook admits nobody
+            _LOG.error("relay admission hook failed: %s", type(exc).__name__)
+            admitted = False
+        if not admitted:
+            raise _Refuse(rf.StatusCode.FORBIDDEN, "registration not admitted")
 
     @staticmethod
     def _one_time(k: rf.OneTimePreKey) -> KeyRow:
@@ -490,7 +632,15 @@ class RelayService:
             raise _Refuse(rf.StatusCode.BAD_REQUEST, "device id out of range")
         if not self._buckets.take((s.aci, s.device_id), now):
             raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many bundle fetches")
-        bundles = self.store.take_bundles(body.aci, body.device_id or None)
+        if body.device_id:
+            targets = [body.device_id]
+        else:
+            targets = [d.device_id for d in self.store.list_devices(body.aci)]
+        bundles: list[BundleRow] = []
+        for dev in targets:
+            # The budget is the target's, so fresh requester accounts do not reset it.
+            one_time = self._one_time_budget.take((body.aci, dev), now)
+            bundles.extend(self.store.take_bundles(body.aci, dev, one_time=one_time))
         if not bundles:
             raise _Refuse(rf.StatusCode.NOT_FOUND, "no such account or device")
         return self._ok(rid, rf.Bundles(tuple(_bundle(b) for b in bundles)))
@@ -515,6 +665,16 @@ class RelayService:
             return rf.MismatchedDevices(aci, missing, extra, stale)
         return None
 
+    @staticmethod
+    def _check_timestamp(ts: int) -> None:
+        if not 0 <= ts <= rf.MAX_TIMESTAMP:
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "timestamp out of range")
+
+    def _charge_sealed(self, queued: Sequence[QueuedMessage], now: int) -> None:
+        """Spend one sealed-send token per copy from each target device, or refuse them all."""
+        if not self._sealed_buckets.take_all(((m.aci, m.device_id) for m in queued), now):
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many sealed messages to this device")
+
     def _check_messages(self, messages: tuple[rf.OutgoingMessage, ...]) -> None:
         if not messages:
             raise _Refuse(rf.StatusCode.BAD_REQUEST, "no messages")
@@ -535,6 +695,7 @@ class RelayService:
 
     def _send_identified(self, s: Session, rid: int, body: rf.SendMessage, now: int) -> Outcome:
         assert s.aci is not None
+        self._check_timestamp(body.timestamp)
         self._check_messages(body.messages)
         if any(m.type not in _IDENTIFIED_TYPES for m in body.messages):
             raise _Refuse(rf.StatusCode.BAD_REQUEST, "unsupported envelope type")
@@ -582,6 +743,7 @@ class RelayService:
         )
 
     def _send_sealed(self, s: Session, rid: int, body: rf.SendSealed, now: int) -> Outcome:
+        self._check_timestamp(body.timestamp)
         self._check_messages(body.messages)
         if not self._access_ok(body.destination_aci, body.access_key):
             raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "unidentified access refused")
@@ -595,9 +757,11 @@ class RelayService:
             self._sealed(body.destination_aci, m.device_id, m.body, body.timestamp, now)
             for m in body.messages
         ]
+        self._charge_sealed(queued, now)
         return self._queue(queued, rid)
 
     def _send_multi(self, s: Session, rid: int, body: rf.SendMultiRecipient, now: int) -> Outcome:
+        self._check_timestamp(body.timestamp)
         try:
             parsed = SealedSenderV2SentMessage.parse(body.payload)
         except PeerError:
@@ -638,6 +802,7 @@ class RelayService:
             queued.extend(self._sealed(aci, d, received, body.timestamp, now) for d, _ in devs)
         if len(queued) > self.config.max_mailbox:
             raise _Refuse(rf.StatusCode.TOO_LARGE, "too many copies")
+        self._charge_sealed(queued, now)
         return self._queue(queued, rid)
 
     # -- housekeeping ---------------------------------------------------------------------

@@ -201,9 +201,16 @@ class RelayStore(Protocol):
         """(one-time EC, one-time Kyber) keys left."""
         ...
 
-    def take_bundles(self, aci: bytes, device_id: int | None) -> list[BundleRow]:
+    def take_bundles(
+        self, aci: bytes, device_id: int | None, *, one_time: bool = True
+    ) -> list[BundleRow]:
         """Bundles of one device (or all with None), consuming one one-time key of each
-        kind per device in the same transaction."""
+        kind per device in the same transaction. With ``one_time=False`` the bundles carry
+        only the signed and last-resort keys and nothing is consumed."""
+        ...
+
+    def set_access_key_digest(self, aci: bytes, digest: bytes) -> bool:
+        """Replace the account's access-key digest; False if there is no such account."""
         ...
 
     def enqueue(
@@ -535,6 +542,13 @@ class SqliteRelayStore:
         r = rows[0]
         return AccountRow(bytes(r[0]), bytes(r[1]), bytes(r[2]), str(r[3]))
 
+    def set_access_key_digest(self, aci: bytes, digest: bytes) -> bool:
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE accounts SET access_key_digest = ? WHERE aci = ?", (digest, aci)
+            )
+            return cur.rowcount > 0
+
     def _devices(self, where: str, params: Sequence[Any]) -> list[DeviceRow]:
         rows = self._read(
             "SELECT aci, device_id, registration_id, created_date, last_seen_date FROM devices"
@@ -640,7 +654,9 @@ class SqliteRelayStore:
         with self._errors():
             return self._counts(self._c(), aci, device_id)
 
-    def take_bundles(self, aci: bytes, device_id: int | None) -> list[BundleRow]:
+    def take_bundles(
+        self, aci: bytes, device_id: int | None, *, one_time: bool = True
+    ) -> list[BundleRow]:
         with self._tx() as c:
             acc = c.execute("SELECT identity_key FROM accounts WHERE aci = ?", (aci,)).fetchone()
             if acc is None:
@@ -672,22 +688,26 @@ class SqliteRelayStore:
                 ).fetchone()
                 if spk is None or lr is None:
                     raise StorageError("a device without signed prekeys (corrupt database)")
-                ec = c.execute(
-                    "SELECT key_id, public_key FROM one_time_pre_keys WHERE aci = ?"
-                    " AND device_id = ? ORDER BY key_id LIMIT 1",
-                    key,
-                ).fetchone()
+                ec = None
+                if one_time:
+                    ec = c.execute(
+                        "SELECT key_id, public_key FROM one_time_pre_keys WHERE aci = ?"
+                        " AND device_id = ? ORDER BY key_id LIMIT 1",
+                        key,
+                    ).fetchone()
                 if ec is not None:
                     c.execute(
                         "DELETE FROM one_time_pre_keys WHERE aci = ? AND device_id = ?"
                         " AND key_id = ?",
                         (aci, dev_id, ec[0]),
                     )
-                ky = c.execute(
-                    "SELECT key_id, public_key, signature FROM one_time_kyber_pre_keys"
-                    " WHERE aci = ? AND device_id = ? ORDER BY key_id LIMIT 1",
-                    key,
-                ).fetchone()
+                ky = None
+                if one_time:
+                    ky = c.execute(
+                        "SELECT key_id, public_key, signature FROM one_time_kyber_pre_keys"
+                        " WHERE aci = ? AND device_id = ? ORDER BY key_id LIMIT 1",
+                        key,
+                    ).fetchone()
                 if ky is not None:
                     c.execute(
                         "DELETE FROM one_time_kyber_pre_keys WHERE aci = ? AND device_id = ?"

@@ -39,6 +39,8 @@ __all__ = [
     "ENVELOPE_ID_LENGTH",
     "KYBER_KEY_LENGTH",
     "MAX_FRAME_SIZE",
+    "MAX_REGISTRATION_TOKEN",
+    "MAX_TIMESTAMP",
     "NONCE_LENGTH",
     "PROTOCOL_VERSION",
     "SIGNATURE_LENGTH",
@@ -73,6 +75,7 @@ __all__ = [
     "SendResult",
     "SendSealed",
     "SenderCertificateResponse",
+    "SetAccessKey",
     "ServerFrame",
     "ServerTrustRoot",
     "SignedPreKey",
@@ -94,6 +97,11 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_SIZE = 1 << 20
 #: Domain separation prefix of the proof-of-possession signature.
 AUTH_CONTEXT = b"securemsg-relay-auth-v1"
+
+#: Largest client timestamp the relay accepts (it stores them as signed 64-bit integers).
+MAX_TIMESTAMP = (1 << 63) - 1
+#: Longest registration token a Register may carry, in bytes.
+MAX_REGISTRATION_TOKEN = 256
 
 ACI_LENGTH = 16
 ACCESS_KEY_LENGTH = 16
@@ -189,6 +197,7 @@ class Register:
     unidentified_access_key: bytes = field(repr=False)
     signature: bytes = field(repr=False)
     protocol_version: int = PROTOCOL_VERSION
+    registration_token: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +233,11 @@ class FetchBundles:
 
 @dataclass(frozen=True, slots=True)
 class GetDevices:
-    """Ask for the device list (ids and registration ids) of an account."""
+    """Ask for the device list (ids and registration ids) of an account: the caller's own
+    (``access_key`` empty) or one whose access key the caller holds."""
 
     aci: bytes
+    access_key: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +294,13 @@ class Ack:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAccessKey:
+    """Replace the authenticated account's unidentified-access key (16 bytes)."""
+
+    access_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class GetSenderCertificate:
     """Ask for a sender certificate for the authenticated device."""
 
@@ -306,6 +324,7 @@ Request: TypeAlias = (
     | Ack
     | GetSenderCertificate
     | GetServerTrustRoot
+    | SetAccessKey
 )
 
 
@@ -532,6 +551,9 @@ def _encode_request(pb: Any, body: Request) -> None:
         _check_bytes(body.unidentified_access_key, None, "unidentified_access_key")
         _check_bytes(body.signature, None, "signature")
         _check_u32(body.protocol_version, "protocol_version")
+        _check_bytes(body.registration_token, None, "registration_token")
+        if len(body.registration_token) > MAX_REGISTRATION_TOKEN:
+            raise UsageError("registration_token is too long")
         r.aci, r.device_id, r.registration_id = (
             bytes(body.aci),
             body.device_id,
@@ -547,6 +569,7 @@ def _encode_request(pb: Any, body: Request) -> None:
         r.unidentified_access_key = bytes(body.unidentified_access_key)
         r.signature = bytes(body.signature)
         r.protocol_version = body.protocol_version
+        r.registration_token = bytes(body.registration_token)
     elif isinstance(body, UploadPreKeys):
         u = pb.upload_pre_keys
         u.SetInParent()
@@ -572,7 +595,10 @@ def _encode_request(pb: Any, body: Request) -> None:
         pb.fetch_bundles.device_id = body.device_id
     elif isinstance(body, GetDevices):
         _check_bytes(body.aci, ACI_LENGTH, "aci")
+        if body.access_key:
+            _check_bytes(body.access_key, ACCESS_KEY_LENGTH, "access_key")
         pb.get_devices.aci = bytes(body.aci)
+        pb.get_devices.access_key = bytes(body.access_key)
     elif isinstance(body, SendMessage):
         _check_bytes(body.destination_aci, ACI_LENGTH, "destination_aci")
         _check_u64(body.timestamp, "timestamp")
@@ -608,6 +634,9 @@ def _encode_request(pb: Any, body: Request) -> None:
         pb.get_sender_certificate.SetInParent()
     elif isinstance(body, GetServerTrustRoot):
         pb.get_server_trust_root.SetInParent()
+    elif isinstance(body, SetAccessKey):
+        _check_bytes(body.access_key, ACCESS_KEY_LENGTH, "access_key")
+        pb.set_access_key.access_key = bytes(body.access_key)
     else:
         raise UsageError("unknown request type")
 
@@ -746,6 +775,12 @@ def _get_one_time(pb: Any) -> OneTimePreKey:
     return OneTimePreKey(int(pb.id), _need(pb.public_key, EC_KEY_LENGTH, "prekey public key"))
 
 
+def _token(value: bytes) -> bytes:
+    if len(value) > MAX_REGISTRATION_TOKEN:
+        raise DecodeError("registration token is too long")
+    return bytes(value)
+
+
 def _get_outgoing(items: Any) -> tuple[OutgoingMessage, ...]:
     return tuple(
         OutgoingMessage(int(m.device_id), int(m.registration_id), int(m.type), bytes(m.body))
@@ -780,6 +815,7 @@ def _decode_request(pb: Any, kind: str) -> Request:
             ),
             signature=_need(r.signature, SIGNATURE_LENGTH, "signature"),
             protocol_version=int(r.protocol_version),
+            registration_token=_token(r.registration_token),
         )
     if kind == "upload_pre_keys":
         u = pb.upload_pre_keys
@@ -805,7 +841,9 @@ def _decode_request(pb: Any, kind: str) -> Request:
         f = pb.fetch_bundles
         return FetchBundles(_need(f.aci, ACI_LENGTH, "aci"), int(f.device_id))
     if kind == "get_devices":
-        return GetDevices(_need(pb.get_devices.aci, ACI_LENGTH, "aci"))
+        g = pb.get_devices
+        key = _need(g.access_key, ACCESS_KEY_LENGTH, "access key") if g.access_key else b""
+        return GetDevices(_need(g.aci, ACI_LENGTH, "aci"), key)
     if kind == "send_message":
         s = pb.send_message
         return SendMessage(
@@ -840,6 +878,8 @@ def _decode_request(pb: Any, kind: str) -> Request:
         return GetSenderCertificate()
     if kind == "get_server_trust_root":
         return GetServerTrustRoot()
+    if kind == "set_access_key":
+        return SetAccessKey(_need(pb.set_access_key.access_key, ACCESS_KEY_LENGTH, "access key"))
     raise DecodeError("unknown request")  # pragma: no cover - every oneof member is handled
 
 
