@@ -137,16 +137,33 @@ def relay() -> None:
     show_default=True,
     help="Port to listen on (0: pick a free one).",
 )
-def relay_serve(db: Path, host: str, port: int) -> None:
+@click.option(
+    "--registration-token-file",
+    "token_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Admit only registrations carrying one of these tokens (one per line; blank lines"
+    " and # comments skipped). Without it, registration is open (rate-limited).",
+)
+def relay_serve(db: Path, host: str, port: int, token_file: Path | None) -> None:
     """Serve the relay until interrupted (Ctrl-C).
 
     Prints the URL clients connect to and the trust-root public key they should pin
     (`securemsg client register --trust-root HEX`).
     """
     from securemsg.relay.server import RelayServer
+    from securemsg.relay.service import RelayConfig, TokenAdmission
+
+    config = RelayConfig()
+    if token_file is not None:
+        try:
+            admission = TokenAdmission.from_file(token_file)
+        except (OSError, UnicodeDecodeError, SecureMsgError) as exc:
+            raise click.UsageError(f"--registration-token-file: {exc}") from None
+        config = RelayConfig(admission=admission)
 
     async def serve() -> None:
-        server = RelayServer(db)
+        server = RelayServer(db, config=config)
         await server.start(host, port)
         click.echo(f"relay listening on {server.url}")
         click.echo(f"trust root: {server.trust_root_public.to_bytes().hex()}")

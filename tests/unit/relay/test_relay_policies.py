@@ -562,3 +562,29 @@ def test_client_rotate_access_key_locks_out_the_old_card(tmp_path: Path) -> None
             await reopened.close()
 
     run(body)
+
+
+def test_relay_serve_refuses_a_token_file_without_tokens(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from securemsg.cli.main import cli
+
+    empty = tmp_path / "tokens"
+    empty.write_text("# no tokens yet\n", encoding="utf-8")
+    db = tmp_path / "relay.db"
+    args = ["relay", "serve", "--db", str(db), "--port", "0", "--registration-token-file"]
+    result = CliRunner().invoke(cli, [*args, str(empty)])
+    assert result.exit_code == 2, result.output
+    assert "no registration tokens" in result.output
+    assert not db.exists()
+    help_text = CliRunner().invoke(cli, ["relay", "serve", "--help"]).output
+    assert "--registration-token-file" in help_text
+
+
+def test_store_access_key_digest_update_needs_an_account(harness: Harness) -> None:
+    assert not harness.store.set_access_key_digest(b"\x01" * 16, bytes(32))
+    alice = Device.new(25)
+    assert harness.register(alice).response.code == 0
+    assert harness.store.set_access_key_digest(alice.aci, b"\x07" * 32)
+    account = harness.store.get_account(alice.aci)
+    assert account is not None and account.access_key_digest == b"\x07" * 32
