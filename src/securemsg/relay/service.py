@@ -208,6 +208,10 @@ class TokenBuckets:
         tokens, last = self._state.get(key, (self._burst, now))
         return min(self._burst, tokens + max(0, now - last) * self._rate)
 
+    def available(self, key: Hashable, now: int) -> bool:
+        """Whether ``key`` has a token at ``now`` (nothing is spent or recorded)."""
+        return self._level(key, now) >= 1.0
+
     def take(self, key: Hashable, now: int) -> bool:
         """Spend one token of ``key`` at ``now`` (ms); False if none is left."""
         return self.take_all((key,), now)
@@ -638,9 +642,14 @@ class RelayService:
             targets = [d.device_id for d in self.store.list_devices(body.aci)]
         bundles: list[BundleRow] = []
         for dev in targets:
-            # The budget is the target's, so fresh requester accounts do not reset it.
-            one_time = self._one_time_budget.take((body.aci, dev), now)
-            bundles.extend(self.store.take_bundles(body.aci, dev, one_time=one_time))
+            # The budget is the target's, so fresh requester accounts do not reset it. It is
+            # spent only when a one-time key is handed out (so unknown targets cost no memory).
+            key = (body.aci, dev)
+            one_time = self._one_time_budget.available(key, now)
+            for b in self.store.take_bundles(body.aci, dev, one_time=one_time):
+                if b.pre_key is not None or not b.kyber_last_resort:
+                    self._one_time_budget.take(key, now)
+                bundles.append(b)
         if not bundles:
             raise _Refuse(rf.StatusCode.NOT_FOUND, "no such account or device")
         return self._ok(rid, rf.Bundles(tuple(_bundle(b) for b in bundles)))

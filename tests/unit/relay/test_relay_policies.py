@@ -588,3 +588,66 @@ def test_store_access_key_digest_update_needs_an_account(harness: Harness) -> No
     assert harness.store.set_access_key_digest(alice.aci, b"\x07" * 32)
     account = harness.store.get_account(alice.aci)
     assert account is not None and account.access_key_digest == b"\x07" * 32
+
+
+def test_multi_recipient_sends_spend_each_recipients_sealed_rate(tmp_path: Path) -> None:
+    from relay_harness import to_bundle
+
+    from securemsg import cipher
+    from securemsg.protocol.sealed_sender import SenderCertificate, UnidentifiedSenderMessageContent
+    from securemsg.sealed import sealed_sender_multi_recipient_encrypt
+    from securemsg.wire.messages import CiphertextMessageType
+
+    h = Harness(tmp_path / "r.db", sealed_burst=1, sealed_refill_per_s=0.0)
+    alice, bob, carol = Device.new(26), Device.new(27), Device.new(28)
+    for d in (alice, bob, carol):
+        assert h.register(d).response.code == 0
+    sa = h.session_of(alice)
+    assert alice.store is not None
+    for to in (bob, carol):
+        r = h.ask(sa, rf.FetchBundles(to.aci, 1)).response
+        assert isinstance(r.body, rf.Bundles)
+        cipher.process_prekey_bundle(
+            to_bundle(r.body.bundles[0]), to.address, alice.store, now=NOW, rng=alice.rng,
+            local_address=alice.address,
+        )  # fmt: skip
+    cr = h.ask(sa, rf.GetSenderCertificate()).response
+    assert isinstance(cr.body, rf.SenderCertificateResponse)
+    cert = SenderCertificate.from_bytes(cr.body.certificate)
+    usmc = UnidentifiedSenderMessageContent.new(
+        CiphertextMessageType.PLAINTEXT, cert, b"hello group"
+    )
+    payload = sealed_sender_multi_recipient_encrypt(
+        [bob.address, carol.address], usmc, alice.store, rng=alice.rng
+    )
+    access = (
+        rf.RecipientAccess(bob.aci, bob.access_key),
+        rf.RecipientAccess(carol.aci, carol.access_key),
+    )
+    anon = h.svc.new_session()
+    # Carol's device spends its only token on a flood message ...
+    assert h.ask(anon, _sealed(carol, carol.access_key)).response.code == 0
+    # ... so a fan-out including her is refused whole: Bob gets nothing either.
+    r = h.ask(anon, rf.SendMultiRecipient(payload, access, NOW)).response
+    assert r.code == rf.StatusCode.RATE_LIMITED
+    assert h.store.pending(bob.aci, 1) == []
+    # Without her it goes through and spends Bob's token.
+    only_bob = sealed_sender_multi_recipient_encrypt(
+        [bob.address], usmc, alice.store, rng=alice.rng
+    )
+    assert h.ask(anon, rf.SendMultiRecipient(only_bob, access[:1], NOW)).response.code == 0
+    assert len(h.store.pending(bob.aci, 1)) == 1
+    h.close()
+
+
+def test_the_prekey_budget_is_spent_only_on_handed_out_one_time_keys(harness: Harness) -> None:
+    target, asker = Device.new(29, n_pre_keys=0, n_kyber=0), Device.new(30)
+    assert harness.register(target).response.code == 0
+    assert harness.register(asker).response.code == 0
+    s = harness.session_of(asker)
+    for i in range(30):  # unknown targets: NOT_FOUND, and no budget state is kept for them
+        r = harness.ask(s, rf.FetchBundles(uuid.UUID(int=i + 1).bytes, 1)).response
+        assert r.code == rf.StatusCode.NOT_FOUND
+    for _ in range(30):  # a target without one-time keys: its budget stays full
+        assert harness.ask(s, rf.FetchBundles(target.aci, 1)).response.code == 0
+    assert len(harness.svc._one_time_budget._state) == 0
