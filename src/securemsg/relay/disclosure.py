@@ -105,7 +105,20 @@ SCHEMA_CLASSIFICATION: dict[tuple[str, str], tuple[ColumnClass, str]] = {
     ("messages", "source_device_id"): (_MD, "sender device of identified messages; 0 if sealed"),
     ("messages", "client_timestamp"): (_MD, "sender-supplied timestamp, relayed as is"),
     ("messages", "received_at"): (_MD, "relay receive time (ms), for expiry"),
-    ("messages", "body"): (_CT, "end-to-end encrypted envelope"),
+    ("messages", "body"): (
+        _CT,
+        "end-to-end encrypted envelope (for a multi-recipient send, this recipient's part)",
+    ),
+    ("messages", "shared_seq"): (_OP, "the shared body this envelope ends with, if any"),
+    ("messages", "size"): (_MD, "size of the whole envelope body in bytes"),
+    ("shared_bodies", "seq"): (_OP, "row number"),
+    ("shared_bodies", "body"): (
+        _CT,
+        "encrypted part common to a multi-recipient send, stored once; deleted with the last "
+        "envelope that refers to it",
+    ),
+    ("queue_usage", "singleton"): (_OP, "constant 1"),
+    ("queue_usage", "stored_bytes"): (_OP, "bytes of all queued envelopes, for the relay's budget"),
 }
 
 #: What the relay does not hold, for any account.

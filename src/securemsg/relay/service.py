@@ -47,6 +47,7 @@ from securemsg.relay.store import (
     BundleRow,
     CreateResult,
     DeviceRow,
+    EnqueueResult,
     KeyRow,
     NewDevice,
     QueuedMessage,
@@ -54,6 +55,7 @@ from securemsg.relay.store import (
     ServerKeysRow,
 )
 from securemsg.wire import relay_frames as rf
+from securemsg.wire.sealed_sender import AUTH_TAG_LENGTH, MESSAGE_KEY_LENGTH
 
 __all__ = [
     "RelayConfig",
@@ -78,6 +80,9 @@ _IDENTIFIED_TYPES = frozenset(
     )
 )
 _DAY_MS = 24 * 60 * 60 * 1000
+#: Bytes of a received sealed sender v2 message that are the recipient's own (version byte,
+#: encrypted message key C, authentication tag AT); the rest is shared by all recipients.
+_SSV2_RECIPIENT_PART = 1 + MESSAGE_KEY_LENGTH + AUTH_TAG_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,12 @@ class RelayConfig:
         bundle_refill_per_s: bundle fetches regained per second.
         sender_cert_ttl_ms: lifetime of an issued sender certificate (24 hours).
         max_multi_recipients: most recipients of one sealed sender v2 message.
+        max_total_queued_bytes: most bytes the relay stores for all queued envelopes together
+            (2 GiB), so many mailboxes at their cap cannot fill the disk. A sealed sender v2
+            message's shared part is stored, and counted, once however many recipients it
+            has; each recipient's own part counts per device. A send that would exceed it is
+            refused with ``RATE_LIMITED`` ("relay storage full") and queues nothing; it frees
+            up as envelopes are acknowledged or expire.
     """
 
     message_ttl_ms: int = 30 * _DAY_MS
@@ -115,6 +126,7 @@ class RelayConfig:
     bundle_refill_per_s: float = 1.0
     sender_cert_ttl_ms: int = _DAY_MS
     max_multi_recipients: int = 1_000
+    max_total_queued_bytes: int = 2 * 1024 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -523,11 +535,19 @@ class RelayService:
         if any(len(m.body) > self.config.max_body for m in messages):
             raise _Refuse(rf.StatusCode.TOO_LARGE, "message body too large")
 
-    def _queue(self, messages: list[QueuedMessage], rid: int) -> Outcome:
-        if not self.store.enqueue(
-            messages, self.config.max_mailbox, max_bytes_per_device=self.config.max_mailbox_bytes
-        ):
+    def _queue(self, messages: list[QueuedMessage], rid: int, shared: bytes = b"") -> Outcome:
+        result = self.store.enqueue(
+            messages,
+            self.config.max_mailbox,
+            max_bytes_per_device=self.config.max_mailbox_bytes,
+            shared=shared,
+            max_total_bytes=self.config.max_total_queued_bytes,
+        )
+        if result is EnqueueResult.MAILBOX_FULL:
             raise _Refuse(rf.StatusCode.RATE_LIMITED, "mailbox full")
+        if result is EnqueueResult.RELAY_FULL:
+            _LOG.warning("relay storage budget reached; a send was refused")
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "relay storage full")
         return Outcome(rf.Response(rid, rf.StatusCode.OK, "", rf.SendResult()), tuple(messages))
 
     def _new_id(self) -> bytes:
@@ -638,7 +658,11 @@ class RelayService:
             queued.extend(self._sealed(aci, d, received, body.timestamp, now) for d, _ in devs)
         if len(queued) > self.config.max_mailbox:
             raise _Refuse(rf.StatusCode.TOO_LARGE, "too many copies")
-        return self._queue(queued, rid)
+        # Each received form is 0x22 || C || AT (this recipient's) || E || ciphertext (the
+        # sent payload's tail, the same for all): the store keeps that tail once.
+        shared_len = len(queued[0].body) - _SSV2_RECIPIENT_PART
+        shared = body.payload[len(body.payload) - shared_len :] if shared_len > 0 else b""
+        return self._queue(queued, rid, shared)
 
     # -- housekeeping ---------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ column that could hold an IP address. Every ``sqlite3`` error becomes
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,7 @@ __all__ = [
     "BundleRow",
     "CreateResult",
     "DeviceRow",
+    "EnqueueResult",
     "KeyRow",
     "NewDevice",
     "QueuedMessage",
@@ -51,6 +53,8 @@ __all__ = [
     "ServerKeysRow",
     "SqliteRelayStore",
 ]
+
+_LOG = logging.getLogger("securemsg.relay")
 
 
 # ------------------------------------------------------------------------------------------
@@ -108,6 +112,17 @@ class CreateResult(Enum):
     CREATED = "created"
     DEVICE_EXISTS = "device-exists"
     IDENTITY_MISMATCH = "identity-mismatch"
+
+
+class EnqueueResult(Enum):
+    """What :meth:`RelayStore.enqueue` did. True only for :attr:`QUEUED`."""
+
+    QUEUED = "queued"
+    MAILBOX_FULL = "mailbox-full"
+    RELAY_FULL = "relay-full"
+
+    def __bool__(self) -> bool:
+        return self is EnqueueResult.QUEUED
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +227,24 @@ class RelayStore(Protocol):
         max_per_device: int,
         *,
         max_bytes_per_device: int | None = None,
-    ) -> bool:
-        """Queue all ``messages`` or (if a mailbox would exceed ``max_per_device`` messages
-        or ``max_bytes_per_device`` bytes of bodies) none: False."""
+        shared: bytes = b"",
+        max_total_bytes: int | None = None,
+    ) -> EnqueueResult:
+        """Queue all ``messages`` or none.
+
+        ``shared``, if given, is a part common to the bodies (a sealed sender v2 message's
+        shared ciphertext): every body that ends with it is stored as its own prefix plus a
+        reference to one stored copy of ``shared``. Bodies read back byte for byte the same.
+
+        Returns MAILBOX_FULL (nothing queued) if a mailbox would exceed ``max_per_device``
+        messages or ``max_bytes_per_device`` bytes of bodies (whole bodies: what the device
+        will be sent), RELAY_FULL if the bytes the relay stores for all queues (each shared
+        part once) would exceed ``max_total_bytes``.
+        """
+        ...
+
+    def queued_bytes(self) -> int:
+        """The bytes the relay stores for all queued envelopes (shared parts counted once)."""
         ...
 
     def pending(self, aci: bytes, device_id: int) -> list[QueuedMessage]:
@@ -323,6 +353,20 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX messages_by_mailbox ON messages (aci, device_id, seq)",
         "CREATE INDEX messages_by_age ON messages (received_at)",
     ),
+    # 2: multi-recipient bodies stored once, and the relay-wide count of queued bytes.
+    (
+        """CREATE TABLE shared_bodies (
+            seq INTEGER PRIMARY KEY,
+            body BLOB NOT NULL)""",
+        "ALTER TABLE messages ADD COLUMN shared_seq INTEGER REFERENCES shared_bodies (seq)",
+        "ALTER TABLE messages ADD COLUMN size INTEGER NOT NULL DEFAULT 0",
+        "UPDATE messages SET size = LENGTH(body)",
+        "CREATE INDEX messages_by_shared ON messages (shared_seq)",
+        """CREATE TABLE queue_usage (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            stored_bytes INTEGER NOT NULL)""",
+        "INSERT INTO queue_usage VALUES (1, (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages))",
+    ),
 )
 
 #: The schema version this code writes.
@@ -331,6 +375,15 @@ SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _MSG_COLUMNS = (
     "id, aci, device_id, type, source_aci, source_device_id, client_timestamp, received_at, body"
 )
+#: Reads a queued message with its shared part (appended in Python: SQL ``||`` makes text).
+_MSG_SELECT = (
+    "SELECT m.id, m.aci, m.device_id, m.type, m.source_aci, m.source_device_id,"
+    " m.client_timestamp, m.received_at, m.body, s.body FROM messages AS m"
+    " LEFT JOIN shared_bodies AS s ON s.seq = m.shared_seq"
+)
+#: The mode of the database and its companion files: the owner's only.
+_PRIVATE_MODE: Final = 0o600
+_COMPANIONS: Final = ("-wal", "-shm", "-journal")
 
 
 class _Rollback(Exception):
@@ -352,20 +405,59 @@ def _message(row: Sequence[Any]) -> QueuedMessage:
         source_device_id=int(row[5]),
         client_timestamp=int(row[6]),
         received_at=int(row[7]),
-        body=bytes(row[8]),
+        body=bytes(row[8]) + (b"" if row[9] is None else bytes(row[9])),
     )
+
+
+def _on_disk(path: str) -> bool:
+    return path not in ("", ":memory:") and not path.startswith("file:")
+
+
+def _make_private(path: str, *, create: bool) -> None:
+    """Give ``path`` mode 0600, creating it (empty, 0600 whatever the umask) if ``create``.
+    A file others could read is tightened with a warning; a missing companion is skipped."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, _PRIVATE_MODE)
+    except FileNotFoundError:
+        if create:
+            raise
+        return
+    try:
+        mode = os.fstat(fd).st_mode & 0o777
+        if mode != _PRIVATE_MODE:
+            if mode & 0o077:
+                _LOG.warning(
+                    "relay database file %s was readable by others (mode %o); now 0600",
+                    os.path.basename(path),
+                    mode,
+                )
+            os.fchmod(fd, _PRIVATE_MODE)
+    finally:
+        os.close(fd)
 
 
 class SqliteRelayStore:
     """:class:`RelayStore` on one SQLite file. Use from the thread that opened it; open one
-    store per thread (or process) to share a file."""
+    store per thread (or process) to share a file.
 
-    __slots__ = ("_conn", "_path")
+    Files: the database and its ``-wal`` / ``-shm`` companions are mode 0600 (created so
+    before SQLite opens them, which gives the companions the database file's mode; an
+    existing file others could read is tightened and logged). Retention: ``secure_delete``
+    zeroes deleted rows and freed pages, and after every commit that deleted envelopes (ack,
+    expiry) the WAL is checkpointed into the database and truncated to zero bytes
+    (``PRAGMA wal_checkpoint(TRUNCATE)``), so an acknowledged or expired envelope leaves no
+    copy in any file; at open, the same checkpoint scrubs what a crash left in the WAL.
+    """
+
+    __slots__ = ("_conn", "_path", "_residue")
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         """Wrap an open connection (internal: use :meth:`open`)."""
         self._conn: sqlite3.Connection | None = connection
         self._path = path
+        #: True while deleted envelopes may still have page images in the WAL.
+        self._residue = False
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> SqliteRelayStore:
@@ -375,6 +467,15 @@ class SqliteRelayStore:
             StorageError: cannot open, not a relay database, written by a newer version.
         """
         path_str = os.fspath(path)
+        if _on_disk(path_str):
+            try:
+                _make_private(path_str, create=True)
+                for suffix in _COMPANIONS:
+                    _make_private(path_str + suffix, create=False)
+            except OSError as exc:
+                raise StorageError(
+                    "cannot create the relay database file: " + (exc.strerror or "error")
+                ) from exc
         try:
             conn = sqlite3.connect(path_str, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
@@ -397,6 +498,10 @@ class SqliteRelayStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA secure_delete=ON")  # acked ciphertext is overwritten
+            conn.execute("PRAGMA temp_store=MEMORY")  # no temporary files on disk
+            secure = conn.execute("PRAGMA secure_delete").fetchone()
+            if secure is None or int(secure[0]) != 1:
+                raise StorageError("SQLite cannot overwrite deleted rows (secure_delete)")
         with self._tx() as c:
             app = int(c.execute("PRAGMA application_id").fetchone()[0])
             has = c.execute(
@@ -424,6 +529,41 @@ class SqliteRelayStore:
                 c.execute("INSERT INTO schema_version VALUES (1, ?)", (SCHEMA_VERSION,))
             elif version < SCHEMA_VERSION:
                 c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        # A crash between a deleting commit and its checkpoint leaves old pages in the WAL.
+        self._residue = True
+        self._checkpoint()
+        self._fix_companions()
+
+    def _fix_companions(self) -> None:
+        if _on_disk(self._path):
+            with suppress(OSError):
+                for suffix in _COMPANIONS:
+                    _make_private(self._path + suffix, create=False)
+
+    def _after_commit(self) -> None:
+        """Runs after every outer COMMIT: once envelopes were deleted, checkpoint the WAL
+        into the (secure-deleted) database and truncate it, so no copy of them is left."""
+        if self._residue:
+            self._checkpoint()
+
+    def _checkpoint(self) -> bool:
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            _LOG.warning(
+                "relay database checkpoint failed (%s); retried after the next commit",
+                type(exc).__name__,
+            )
+            return False
+        if row is not None and int(row[0]) != 0:
+            _LOG.warning("relay database checkpoint blocked by a reader; retried later")
+            return False
+        self._residue = False
+        self._fix_companions()
+        return True
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -458,6 +598,7 @@ class SqliteRelayStore:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise _db_error(exc) from exc
+        self._after_commit()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._errors():
@@ -710,32 +851,57 @@ class SqliteRelayStore:
 
     # -- mailboxes ------------------------------------------------------------------------
 
+    @staticmethod
+    def _usage(c: sqlite3.Connection) -> int:
+        row = c.execute("SELECT stored_bytes FROM queue_usage").fetchone()
+        if row is None:
+            raise StorageError("the relay's queue usage row is missing (corrupt database)")
+        return int(row[0])
+
+    @staticmethod
+    def _account(c: sqlite3.Connection, delta: int) -> None:
+        if delta:
+            c.execute("UPDATE queue_usage SET stored_bytes = stored_bytes + ?", (delta,))
+
     def enqueue(
         self,
         messages: Sequence[QueuedMessage],
         max_per_device: int,
         *,
         max_bytes_per_device: int | None = None,
-    ) -> bool:
+        shared: bytes = b"",
+        max_total_bytes: int | None = None,
+    ) -> EnqueueResult:
         if not messages:
-            return True
+            return EnqueueResult.QUEUED
+        cut = [len(shared) if shared and m.body.endswith(shared) else 0 for m in messages]
+        uses_shared = any(cut)
+        stored = sum(len(m.body) - n for m, n in zip(messages, cut, strict=True))
+        stored += len(shared) if uses_shared else 0
         with self._tx() as c:
             for box in sorted({(m.aci, m.device_id) for m in messages}):
                 adding = [m for m in messages if (m.aci, m.device_id) == box]
                 row = c.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM messages"
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
                     " WHERE aci = ? AND device_id = ?",
                     box,
                 ).fetchone()
                 if int(row[0]) + len(adding) > max_per_device:
-                    return False
+                    return EnqueueResult.MAILBOX_FULL
                 added_bytes = sum(len(m.body) for m in adding)
                 if max_bytes_per_device is not None and (
                     int(row[1]) + added_bytes > max_bytes_per_device
                 ):
-                    return False
+                    return EnqueueResult.MAILBOX_FULL
+            if max_total_bytes is not None and self._usage(c) + stored > max_total_bytes:
+                return EnqueueResult.RELAY_FULL
+            shared_seq: int | None = None
+            if uses_shared:
+                cur = c.execute("INSERT INTO shared_bodies (body) VALUES (?)", (shared,))
+                shared_seq = cur.lastrowid
             c.executemany(
-                "INSERT INTO messages (" + _MSG_COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (" + _MSG_COLUMNS + ", shared_seq, size)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         m.id,
@@ -746,49 +912,92 @@ class SqliteRelayStore:
                         m.source_device_id,
                         m.client_timestamp,
                         m.received_at,
-                        m.body,
+                        m.body[: len(m.body) - n],
+                        shared_seq if n else None,
+                        len(m.body),
                     )
-                    for m in messages
+                    for m, n in zip(messages, cut, strict=True)
                 ],
             )
-        return True
+            self._account(c, stored)
+        return EnqueueResult.QUEUED
+
+    def queued_bytes(self) -> int:
+        with self._errors():
+            return self._usage(self._c())
 
     def pending(self, aci: bytes, device_id: int) -> list[QueuedMessage]:
         rows = self._read(
-            "SELECT " + _MSG_COLUMNS + " FROM messages WHERE aci = ? AND device_id = ?"
-            " ORDER BY seq",
-            (aci, device_id),
+            _MSG_SELECT + " WHERE m.aci = ? AND m.device_id = ? ORDER BY m.seq", (aci, device_id)
         )
         return [_message(r) for r in rows]
 
+    @staticmethod
+    def _release_shared(c: sqlite3.Connection, seqs: set[int]) -> int:
+        """Delete the shared bodies among ``seqs`` no message references; bytes freed."""
+        freed = 0
+        for seq in sorted(seqs):
+            row = c.execute(
+                "SELECT LENGTH(body) FROM shared_bodies WHERE seq = ? AND NOT EXISTS"
+                " (SELECT 1 FROM messages WHERE shared_seq = ?)",
+                (seq, seq),
+            ).fetchone()
+            if row is not None:
+                c.execute("DELETE FROM shared_bodies WHERE seq = ?", (seq,))
+                freed += int(row[0])
+        return freed
+
     def ack(self, aci: bytes, device_id: int, ids: Sequence[bytes]) -> int:
         deleted = 0
+        freed = 0
+        shared: set[int] = set()
         with self._tx() as c:
             for i in ids:
-                cur = c.execute(
-                    "DELETE FROM messages WHERE id = ? AND aci = ? AND device_id = ?",
+                row = c.execute(
+                    "SELECT seq, LENGTH(body), shared_seq FROM messages"
+                    " WHERE id = ? AND aci = ? AND device_id = ?",
                     (i, aci, device_id),
-                )
-                deleted += max(cur.rowcount, 0)
+                ).fetchone()
+                if row is None:
+                    continue
+                c.execute("DELETE FROM messages WHERE seq = ?", (row[0],))
+                deleted += 1
+                freed += int(row[1])
+                if row[2] is not None:
+                    shared.add(int(row[2]))
+            if deleted:
+                freed += self._release_shared(c, shared)
+                self._account(c, -freed)
+                self._residue = True
         return deleted
 
     def expire(self, before_ms: int) -> int:
         with self._tx() as c:
+            row = c.execute(
+                "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages WHERE received_at < ?",
+                (before_ms,),
+            ).fetchone()
+            freed = int(row[0])
             cur = c.execute("DELETE FROM messages WHERE received_at < ?", (before_ms,))
-            return max(cur.rowcount, 0)
+            deleted = max(cur.rowcount, 0)
+            orphans = c.execute(
+                "SELECT seq FROM shared_bodies WHERE NOT EXISTS"
+                " (SELECT 1 FROM messages WHERE messages.shared_seq = shared_bodies.seq)"
+            ).fetchall()
+            freed += self._release_shared(c, {int(r[0]) for r in orphans})
+            if deleted or orphans:
+                self._account(c, -freed)
+                self._residue = True
+            return deleted
 
     # -- disclosure -----------------------------------------------------------------------
 
     def queued_for(self, aci: bytes) -> list[QueuedMessage]:
-        rows = self._read(
-            "SELECT " + _MSG_COLUMNS + " FROM messages WHERE aci = ? ORDER BY seq", (aci,)
-        )
+        rows = self._read(_MSG_SELECT + " WHERE m.aci = ? ORDER BY m.seq", (aci,))
         return [_message(r) for r in rows]
 
     def queued_from(self, aci: bytes) -> list[QueuedMessage]:
-        rows = self._read(
-            "SELECT " + _MSG_COLUMNS + " FROM messages WHERE source_aci = ? ORDER BY seq", (aci,)
-        )
+        rows = self._read(_MSG_SELECT + " WHERE m.source_aci = ? ORDER BY m.seq", (aci,))
         return [_message(r) for r in rows]
 
     def all_keys(self, aci: bytes, device_id: int) -> dict[str, list[KeyRow]]:
@@ -831,6 +1040,8 @@ class SqliteRelayStore:
         """
         if self._conn is None:
             return
+        if self._residue:
+            self._checkpoint()
         conn, self._conn = self._conn, None
         with self._errors():
             conn.close()
