@@ -146,8 +146,15 @@ def relay_serve(db: Path, host: str, port: int) -> None:
     from securemsg.relay.server import RelayServer
 
     async def serve() -> None:
+        created = not db.exists()
         server = RelayServer(db)
-        await server.start(host, port)
+        try:
+            await server.start(host, port)
+        except BaseException:
+            if created:  # e.g. the port is busy: leave no new database (and keys) behind
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(str(db) + suffix).unlink(missing_ok=True)
+            raise
         click.echo(f"relay listening on {server.url}")
         click.echo(f"trust root: {server.trust_root_public.to_bytes().hex()}")
         try:

@@ -278,6 +278,7 @@ class RelayService:
             raise StorageError("the stored server certificate uses a revoked key id")
         self._server_private = PrivateKey.from_bytes(keys.server_private)
         self._buckets = TokenBuckets(self.config.bundle_burst, self.config.bundle_refill_per_s)
+        self._budget_full = False
 
     @property
     def trust_root_public(self) -> PublicKey:
@@ -546,8 +547,11 @@ class RelayService:
         if result is EnqueueResult.MAILBOX_FULL:
             raise _Refuse(rf.StatusCode.RATE_LIMITED, "mailbox full")
         if result is EnqueueResult.RELAY_FULL:
-            _LOG.warning("relay storage budget reached; a send was refused")
+            if not self._budget_full:  # once per episode, not once per refused send
+                _LOG.warning("relay storage budget reached; sends are refused until it drains")
+            self._budget_full = True
             raise _Refuse(rf.StatusCode.RATE_LIMITED, "relay storage full")
+        self._budget_full = False
         return Outcome(rf.Response(rid, rf.StatusCode.OK, "", rf.SendResult()), tuple(messages))
 
     def _new_id(self) -> bytes:
