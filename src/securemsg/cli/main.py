@@ -183,7 +183,13 @@ def relay_serve(db: Path, host: str, port: int) -> None:
     show_default=True,
     help="Human-readable text or JSON.",
 )
-def relay_disclose(db: Path, account: str, fmt: str) -> None:
+@click.option(
+    "--scan-files",
+    is_flag=True,
+    help="Also search the bytes of the database, WAL and shared-memory files for the "
+    "account's identifier outside its live rows, and report any residue.",
+)
+def relay_disclose(db: Path, account: str, fmt: str, scan_files: bool) -> None:
     """Print everything the relay holds about one account.
 
     What a person answering a legal demand would have to hand over: account and device dates,
@@ -192,7 +198,8 @@ def relay_disclose(db: Path, account: str, fmt: str) -> None:
     """
     from securemsg.cli.disclose import disclosure_json, disclosure_text
 
-    click.echo(disclosure_json(db, account) if fmt == "json" else disclosure_text(db, account))
+    render = disclosure_json if fmt == "json" else disclosure_text
+    click.echo(render(db, account, scan_files=scan_files))
 
 
 # -- client --------------------------------------------------------------------------------

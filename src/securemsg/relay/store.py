@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import Any, Final, Protocol
 
 from securemsg.errors import StorageError
+from securemsg.relay.filescan import blank_live
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -46,6 +47,7 @@ __all__ = [
     "CreateResult",
     "DeviceRow",
     "EnqueueResult",
+    "FileScan",
     "KeyRow",
     "NewDevice",
     "QueuedMessage",
@@ -151,6 +153,19 @@ class QueuedMessage:
     client_timestamp: int
     received_at: int
     body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FileScan:
+    """What a byte scan of the relay's files found beyond the live rows.
+
+    Attributes:
+        files: each file scanned (name, size in bytes), sorted by name.
+        residue: (file name, occurrences) of the searched bytes that no live row explains.
+    """
+
+    files: tuple[tuple[str, int], ...]
+    residue: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +288,11 @@ class RelayStore(Protocol):
 
     def schema(self) -> dict[str, tuple[str, ...]]:
         """Every table of the relay schema and its columns."""
+        ...
+
+    def scan_residue(self, needles: Sequence[bytes]) -> FileScan:
+        """Search every file the store writes for ``needles`` (e.g. the forms of an ACI) and
+        count the occurrences no live row explains (disclosure)."""
         ...
 
     def close(self) -> None:
@@ -1029,6 +1049,58 @@ class SqliteRelayStore:
             cols = self._read("SELECT name FROM pragma_table_info(?)", (name,))
             out[str(name)] = tuple(str(c[0]) for c in cols)
         return out
+
+    def scan_residue(self, needles: Sequence[bytes]) -> FileScan:
+        """Scan the database file and its companions for ``needles``.
+
+        First a checkpoint empties the WAL into the database. The companions (``-wal``,
+        ``-shm``, ``-journal``) are then searched as they are: any occurrence there counts
+        (if the relay runs and wrote since, the WAL may also hold live rows). The database
+        is searched in an image of all its pages (free ones included) in which every byte of
+        a live cell or of the file's structure is zeroed
+        (:func:`securemsg.relay.filescan.blank_live`): what is found there no live row
+        explains.
+
+        Raises:
+            StorageError: the store is closed, a file cannot be read, or the image is
+                malformed.
+        """
+        needles = [bytes(n) for n in needles if n]
+        if not _on_disk(self._path):
+            return FileScan((), ())
+        self._checkpoint()
+        files: list[tuple[str, int]] = []
+        residue: list[tuple[str, int]] = []
+        base = os.path.basename(self._path)
+        for suffix in _COMPANIONS:
+            try:
+                with open(self._path + suffix, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError("cannot read " + base + suffix) from exc
+            files.append((base + suffix, len(data)))
+            hits = sum(data.count(n) for n in needles)
+            if hits:
+                residue.append((base + suffix, hits))
+        with self._errors():
+            conn = self._c()
+            conn.execute("BEGIN")  # one snapshot for the roots and the image
+            try:
+                roots = [
+                    int(r[0])
+                    for r in conn.execute("SELECT rootpage FROM sqlite_master WHERE rootpage > 0")
+                ]
+                image = conn.serialize()
+            finally:
+                conn.execute("COMMIT")
+        files.append((base, len(image)))
+        left = blank_live(image, roots)
+        hits = sum(left.count(n) for n in needles)
+        if hits:
+            residue.append((base, hits))
+        return FileScan(tuple(sorted(files)), tuple(sorted(residue)))
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -40,6 +41,8 @@ from relay_harness import NOW, Device, RawClient, run
 
 from securemsg.cli.main import cli
 from securemsg.crypto.rng import SystemRng
+from securemsg.errors import StorageError
+from securemsg.relay.filescan import blank_live
 from securemsg.relay.service import RelayService, Session
 from securemsg.relay.store import QueuedMessage, SqliteRelayStore
 from securemsg.wire import relay_frames as rf
@@ -345,3 +348,23 @@ def test_relay_serve_on_a_busy_port_leaves_no_new_database_behind(tmp_path: Path
             assert conn.execute("SELECT COUNT(*) FROM server_keys").fetchone()[0] == 1
         finally:
             conn.close()
+
+
+def test_the_residue_scan_rejects_a_malformed_image_with_a_typed_error(tmp_path: Path) -> None:
+    with SqliteRelayStore.open(tmp_path / "relay.db") as store:
+        _churn(store)
+        conn = store._c()
+        image = conn.serialize()
+        roots = [r[0] for r in conn.execute("SELECT rootpage FROM sqlite_master WHERE rootpage")]
+    # What no live row explains is at most stale 2-byte cell pointers and freeblock sizes.
+    assert re.search(rb"[^\x00]{3,}", blank_live(image, roots)) is None
+    bad_type = bytearray(image)
+    bad_type[image.index(b"SQLite format 3") + 100] = 0x42  # page 1's b-tree type
+    for broken, page_roots in (
+        (b"not a database" * 10, roots),
+        (image[:1000], roots),
+        (bytes(bad_type), roots),
+        (image, [len(image) // 512 + 10]),
+    ):
+        with pytest.raises(StorageError):
+            blank_live(broken, page_roots)
