@@ -19,7 +19,13 @@ A PostgreSQL implementation would use ``SELECT ... FOR UPDATE SKIP LOCKED`` in `
 
 :class:`SqliteRelayStore`: WAL journal, ``synchronous=FULL`` (a returned call is on disk),
 ``BEGIN IMMEDIATE`` per operation (writers serialize up front, so two connections on one file
-are safe), schema migrations appended to ``_MIGRATIONS``. Metadata minimisation is a schema
+are safe), schema migrations appended to ``_MIGRATIONS``. Retention is a file property too:
+``secure_delete`` plus a truncating WAL checkpoint after every commit that deleted envelopes
+leave nothing of an acknowledged or expired envelope in the database, WAL or SHM file, and
+all three are mode 0600 (see :class:`SqliteRelayStore`). A sealed sender v2 send's shared
+part is stored once in ``shared_bodies`` and referenced by its per-recipient rows (deleted
+with the last of them); ``queue_usage`` counts the bytes stored for all queues, for the
+relay-wide budget. Metadata minimisation is a schema
 property: dates (not times) for creation and last-seen, the access key only as a digest, no
 column that could hold an IP address. Every ``sqlite3`` error becomes
 :class:`~securemsg.errors.StorageError` and the operation is rolled back.
