@@ -500,7 +500,7 @@ class SqliteRelayStore:
                     _make_private(path_str + suffix, create=False)
             except OSError as exc:
                 raise StorageError(
-                    "cannot create the relay database file: " + (exc.strerror or "error")
+                    "cannot create or protect the relay database file: " + (exc.strerror or "error")
                 ) from exc
         try:
             conn = sqlite3.connect(path_str, timeout=_BUSY_TIMEOUT_S, isolation_level=None)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
 import signal
 import socket
 import sqlite3
@@ -109,7 +110,10 @@ class _RelayProcess:
             env=env,
         )
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()  # bounded by the test's overall timeout
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)  # bounded wait
+        if not ready:  # pragma: no cover - reported by the assertion below
+            self.kill()
+        line = self.proc.stdout.readline().decode() if ready else "(no output in 60 s)"
         assert line.startswith("relay listening on "), line
         self.url = line.split()[-1]
 
