@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -442,15 +443,18 @@ def _on_disk(path: str) -> bool:
 def _make_private(path: str, *, create: bool) -> None:
     """Give ``path`` mode 0600, creating it (empty, 0600 whatever the umask) if ``create``.
     A file others could read is tightened with a warning; a missing companion is skipped."""
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags, _PRIVATE_MODE)
+        fd = os.open(path, flags | (os.O_CREAT if create else 0), _PRIVATE_MODE)
     except FileNotFoundError:
         if create:
             raise
         return
     try:
-        mode = os.fstat(fd).st_mode & 0o777
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return  # not a database file: SQLite will say so; change nothing
+        mode = st.st_mode & 0o777
         if mode != _PRIVATE_MODE:
             if mode & 0o077:
                 _LOG.warning(

@@ -372,3 +372,12 @@ def test_the_residue_scan_rejects_a_malformed_image_with_a_typed_error(tmp_path:
     ):
         with pytest.raises(StorageError):
             blank_live(broken, page_roots)
+
+
+def test_a_path_that_is_not_a_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "relay.db"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    with pytest.raises(StorageError):
+        SqliteRelayStore.open(folder)
+    assert folder.stat().st_mode & 0o777 == 0o755
