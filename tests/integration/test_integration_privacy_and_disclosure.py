@@ -19,7 +19,9 @@ while the relay runs, and again after it stopped) and the captured logs:
   ``sqlite_master`` and ``PRAGMA table_info`` of the database the run produced), and the
   date columns hold dates only;
 * every row that mentions an account (its ACI in any form, its identity key, any prekey it
-  uploaded) appears in that account's disclosure report (JSON), nothing left out.
+  uploaded) appears in that account's disclosure report (JSON), nothing left out, and the
+  report's scan of the files' bytes finds the account's identifier nowhere else (no residue
+  of acknowledged envelopes, which used to stay readable in the WAL).
 
 The unit version of the scan (raw frames, no SDK) is tests/unit/relay/
 test_relay_disclosure_and_scan.py; the schema unit test is
@@ -288,7 +290,10 @@ def _mentions(value: Any, identifiers: dict[bytes, str]) -> str | None:
 def test_every_row_about_an_account_is_in_its_disclosure_report(demo: DemoRun) -> None:
     rows = read_all_rows(demo.db)
     with SqliteRelayStore.open(demo.db) as store:
-        reports = {aci: json.loads(disclose(store, aci).to_json()) for aci in demo.identifiers}
+        reports = {
+            aci: json.loads(disclose(store, aci, scan_files=True).to_json())
+            for aci in demo.identifiers
+        }
     kinds = {
         "signed_pre_keys": "signed prekey",
         "last_resort_kyber_pre_keys": "last-resort Kyber prekey",
@@ -299,6 +304,10 @@ def test_every_row_about_an_account_is_in_its_disclosure_report(demo: DemoRun) -
     for aci, idents in demo.identifiers.items():
         report = reports[aci]
         assert report["found"] and report["aci"] == aci
+        # Nothing about the account in any byte of the files beyond the rows checked below.
+        scan = report["file_scan"]
+        assert scan["residue"] == [], (demo.names[aci], scan)
+        assert {f[0] for f in scan["files"]} >= {"relay.db", "relay.db-wal", "relay.db-shm"}
         devices = {d["device_id"]: d for d in report["devices"]}
         for table, (cols, values) in rows.items():
             for raw in values:
@@ -340,7 +349,7 @@ def _check_message(row: dict[str, Any], aci: str, report: dict[str, Any], where:
         "recipient": _uuid_text(row["aci"]),
         "recipient_device_id": row["device_id"],
         "type": EnvelopeType(row["type"]).name,
-        "size_bytes": len(row["body"]),
+        "size_bytes": row["size"],  # the whole body (a shared part is stored apart)
         "received_at": datetime.fromtimestamp(row["received_at"] / 1000, tz=UTC)
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z"),

@@ -3,8 +3,10 @@
 Theory of operation
 -------------------
 Opens the relay's SQLite database with :class:`~securemsg.relay.store.SqliteRelayStore`,
-asks :func:`securemsg.relay.disclosure.disclose` for the account's report and renders it as
-text or JSON (both deterministic for a given database), then closes the store.
+asks :func:`securemsg.relay.disclosure.disclose` for the account's report (with
+``scan_files``, also searching the bytes of the database, WAL and shared-memory files for the
+account's identifier outside its live rows) and renders it as text or JSON (both
+deterministic for given files), then closes the store.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from securemsg.relay.store import SqliteRelayStore
 __all__ = ["disclosure_json", "disclosure_report", "disclosure_text"]
 
 
-def disclosure_report(db: str | os.PathLike[str], account: str) -> DisclosureReport:
-    """The disclosure report of ``account`` (an ACI string) from the relay database ``db``.
+def disclosure_report(
+    db: str | os.PathLike[str], account: str, *, scan_files: bool = False
+) -> DisclosureReport:
+    """The disclosure report of ``account`` (an ACI string) from the relay database ``db``
+    (with ``scan_files``: and the scan of its files' bytes).
 
     Raises:
         UsageError: ``account`` is not an ACI.
@@ -26,16 +31,16 @@ def disclosure_report(db: str | os.PathLike[str], account: str) -> DisclosureRep
     """
     store = SqliteRelayStore.open(db)
     try:
-        return disclose(store, account)
+        return disclose(store, account, scan_files=scan_files)
     finally:
         store.close()
 
 
-def disclosure_text(db: str | os.PathLike[str], account: str) -> str:
+def disclosure_text(db: str | os.PathLike[str], account: str, *, scan_files: bool = False) -> str:
     """The report as text (see :func:`disclosure_report`)."""
-    return disclosure_report(db, account).to_text()
+    return disclosure_report(db, account, scan_files=scan_files).to_text()
 
 
-def disclosure_json(db: str | os.PathLike[str], account: str) -> str:
+def disclosure_json(db: str | os.PathLike[str], account: str, *, scan_files: bool = False) -> str:
     """The report as JSON (see :func:`disclosure_report`)."""
-    return disclosure_report(db, account).to_json()
+    return disclosure_report(db, account, scan_files=scan_files).to_json()

@@ -163,8 +163,15 @@ def relay_serve(db: Path, host: str, port: int, token_file: Path | None) -> None
         config = RelayConfig(admission=admission)
 
     async def serve() -> None:
+        created = not db.exists()
         server = RelayServer(db, config=config)
-        await server.start(host, port)
+        try:
+            await server.start(host, port)
+        except BaseException:
+            if created:  # e.g. the port is busy: leave no new database (and keys) behind
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(str(db) + suffix).unlink(missing_ok=True)
+            raise
         click.echo(f"relay listening on {server.url}")
         click.echo(f"trust root: {server.trust_root_public.to_bytes().hex()}")
         try:
@@ -193,7 +200,13 @@ def relay_serve(db: Path, host: str, port: int, token_file: Path | None) -> None
     show_default=True,
     help="Human-readable text or JSON.",
 )
-def relay_disclose(db: Path, account: str, fmt: str) -> None:
+@click.option(
+    "--scan-files",
+    is_flag=True,
+    help="Also search the bytes of the database, WAL and shared-memory files for the "
+    "account's identifier outside its live rows, and report any residue.",
+)
+def relay_disclose(db: Path, account: str, fmt: str, scan_files: bool) -> None:
     """Print everything the relay holds about one account.
 
     What a person answering a legal demand would have to hand over: account and device dates,
@@ -202,7 +215,8 @@ def relay_disclose(db: Path, account: str, fmt: str) -> None:
     """
     from securemsg.cli.disclose import disclosure_json, disclosure_text
 
-    click.echo(disclosure_json(db, account) if fmt == "json" else disclosure_text(db, account))
+    render = disclosure_json if fmt == "json" else disclosure_text
+    click.echo(render(db, account, scan_files=scan_files))
 
 
 # -- client --------------------------------------------------------------------------------

@@ -10,6 +10,12 @@ it, identified envelopes it sent that are still queued) and returns a
 so the same database always gives the same bytes. Sealed envelopes say "sender not known to
 the relay" because the relay never stored one.
 
+The report also says what is recoverable from the relay's files beyond those rows: by
+design nothing (acknowledged and expired envelopes are overwritten and the WAL truncated, see
+:class:`~securemsg.relay.store.SqliteRelayStore`); with ``scan_files=True`` it checks this on
+the bytes of the database, its WAL and shared-memory file
+(:meth:`~securemsg.relay.store.RelayStore.scan_residue`) and reports any residue found.
+
 The report also states what is *not* held, and compares with Signal's published answer to
 legal demands (account creation date and last connection date only: the relay here holds a
 little more while messages wait in a mailbox, and says so).
@@ -29,11 +35,12 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from securemsg.errors import UsageError
-from securemsg.relay.store import KeyRow, QueuedMessage, RelayStore
+from securemsg.relay.store import FileScan, KeyRow, QueuedMessage, RelayStore
 from securemsg.wire.relay_frames import EnvelopeType
 
 __all__ = [
     "NOT_HELD",
+    "NOT_SCANNED",
     "SCHEMA_CLASSIFICATION",
     "SIGNAL_COMPARISON",
     "ColumnClass",
@@ -105,14 +112,29 @@ SCHEMA_CLASSIFICATION: dict[tuple[str, str], tuple[ColumnClass, str]] = {
     ("messages", "source_device_id"): (_MD, "sender device of identified messages; 0 if sealed"),
     ("messages", "client_timestamp"): (_MD, "sender-supplied timestamp, relayed as is"),
     ("messages", "received_at"): (_MD, "relay receive time (ms), for expiry"),
-    ("messages", "body"): (_CT, "end-to-end encrypted envelope"),
+    ("messages", "body"): (
+        _CT,
+        "end-to-end encrypted envelope (for a multi-recipient send, this recipient's part)",
+    ),
+    ("messages", "shared_seq"): (_OP, "the shared body this envelope ends with, if any"),
+    ("messages", "size"): (_MD, "size of the whole envelope body in bytes"),
+    ("shared_bodies", "seq"): (_OP, "row number"),
+    ("shared_bodies", "body"): (
+        _CT,
+        "encrypted part common to a multi-recipient send, stored once; deleted with the last "
+        "envelope that refers to it",
+    ),
+    ("queue_usage", "singleton"): (_OP, "constant 1"),
+    ("queue_usage", "stored_bytes"): (_OP, "bytes of all queued envelopes, for the relay's budget"),
 }
 
 #: What the relay does not hold, for any account.
 NOT_HELD: tuple[str, ...] = (
     "message contents (plaintext) of any message",
-    "messages after the recipient device acknowledged them (the row is deleted)",
-    "messages older than 30 days that were never delivered (deleted by the expiry sweep)",
+    "messages after the recipient device acknowledged them, in any file the relay writes "
+    "(the row is overwritten and the write-ahead log truncated at once)",
+    "messages older than 30 days that were never delivered (deleted and overwritten the same "
+    "way by the expiry sweep)",
     "the sender of sealed-sender messages",
     "private keys of any client (identity, prekeys, sessions, sender keys)",
     "session state, ratchet keys, message keys",
@@ -165,6 +187,29 @@ class _Queued:
 
 
 @dataclass(frozen=True, slots=True)
+class _FilesScan:
+    searched_for: tuple[str, ...]
+    files: tuple[tuple[str, int], ...]
+    residue: tuple[tuple[str, int], ...]
+
+
+#: What the report says about the files when they were not scanned.
+NOT_SCANNED = (
+    "nothing by design: deleted rows and freed pages are overwritten (secure_delete) and the "
+    "write-ahead log is checkpointed and truncated after every deletion; run with "
+    "--scan-files to check the bytes of the database, WAL and shared-memory files"
+)
+
+_FORMS = ("16 bytes", "hex", "hex (upper case)", "UUID text", "UUID text (upper case)")
+
+
+def _forms(raw: bytes) -> list[bytes]:
+    text = str(uuid.UUID(bytes=raw))
+    hexed = raw.hex()
+    return [raw, hexed.encode(), hexed.upper().encode(), text.encode(), text.upper().encode()]
+
+
+@dataclass(frozen=True, slots=True)
 class DisclosureReport:
     """Everything held about one account (see the module docstring).
 
@@ -177,6 +222,8 @@ class DisclosureReport:
         devices: each device's dates and public keys.
         queued_for_account: envelopes waiting for the account's devices.
         queued_from_account: identified envelopes the account sent, still waiting.
+        file_scan: if the files were scanned, what was searched for, the files (name, bytes)
+            and any residue (file, occurrences of the account's identifier in no live row).
         not_held: what the relay does not hold.
         signal_comparison: the comparison with Signal's published answer.
     """
@@ -189,6 +236,7 @@ class DisclosureReport:
     devices: tuple[_Device, ...] = ()
     queued_for_account: tuple[_Queued, ...] = ()
     queued_from_account: tuple[_Queued, ...] = field(default=())
+    file_scan: _FilesScan | None = None
     not_held: tuple[str, ...] = NOT_HELD
     signal_comparison: str = SIGNAL_COMPARISON
 
@@ -228,6 +276,8 @@ class DisclosureReport:
             f"({len(self.queued_from_account)}):",
         ]
         lines += [_queued_line(q) for q in self.queued_from_account] or ["  none"]
+        lines += ["", "Recoverable from the relay's files beyond the above:"]
+        lines += _scan_lines(self.file_scan)
         lines += ["", "Not held by the relay:"]
         lines += [f"  - {item}" for item in self.not_held]
         lines += ["", "Compared with Signal's published answer:", f"  {self.signal_comparison}"]
@@ -243,6 +293,19 @@ def _queued_line(q: _Queued) -> str:
         f"  to {q.recipient} device {q.recipient_device_id}: {q.type}, {q.size_bytes} bytes, "
         f"received {q.received_at}, from {q.sender}"
     )
+
+
+def _scan_lines(scan: _FilesScan | None) -> list[str]:
+    if scan is None:
+        return ["  " + NOT_SCANNED]
+    files = ", ".join(f"{name} ({size} bytes)" for name, size in scan.files)
+    what = "the account's identifier (" + ", ".join(scan.searched_for) + ")"
+    if not scan.residue:
+        return [f"  nothing: {what} appears in no byte of {files} outside the rows above"]
+    out = [f"  RESIDUE: {what} appears outside the rows above:"]
+    out += [f"    {name}: {count} occurrence(s)" for name, count in scan.residue]
+    out.append(f"  (scanned {files})")
+    return out
 
 
 def _iso(ms: int) -> str:
@@ -276,8 +339,13 @@ def _keys(kind: str, rows: list[KeyRow]) -> list[_Key]:
     return [_Key(kind, k.key_id, k.public_key.hex(), k.signature.hex()) for k in rows]
 
 
-def disclose(store: RelayStore, aci: bytes | str | uuid.UUID) -> DisclosureReport:
+def disclose(
+    store: RelayStore, aci: bytes | str | uuid.UUID, *, scan_files: bool = False
+) -> DisclosureReport:
     """Everything ``store`` holds about the account ``aci`` (16 bytes, UUID or its string).
+
+    With ``scan_files``, also search the bytes of every file the store writes for the
+    account's identifier outside its live rows (:meth:`RelayStore.scan_residue`).
 
     Raises:
         UsageError: ``aci`` is not a UUID, its string, or 16 bytes.
@@ -288,8 +356,11 @@ def disclose(store: RelayStore, aci: bytes | str | uuid.UUID) -> DisclosureRepor
     account = store.get_account(raw)
     queued_for = tuple(_queued(m) for m in store.queued_for(raw))
     queued_from = tuple(_queued(m) for m in store.queued_from(raw))
+    scan = _scan(store.scan_residue(_forms(raw))) if scan_files else None
     if account is None:
-        return DisclosureReport(text, False, None, None, None, (), queued_for, queued_from)
+        return DisclosureReport(
+            text, False, None, None, None, (), queued_for, queued_from, file_scan=scan
+        )
     devices = []
     for d in store.list_devices(raw):
         keys = store.all_keys(raw, d.device_id)
@@ -316,7 +387,12 @@ def disclose(store: RelayStore, aci: bytes | str | uuid.UUID) -> DisclosureRepor
         devices=tuple(devices),
         queued_for_account=queued_for,
         queued_from_account=queued_from,
+        file_scan=scan,
     )
+
+
+def _scan(found: FileScan) -> _FilesScan:
+    return _FilesScan(_FORMS, found.files, found.residue)
 
 
 def _aci_bytes(aci: bytes | str | uuid.UUID) -> bytes:

@@ -56,6 +56,7 @@ from securemsg.relay.store import (
     BundleRow,
     CreateResult,
     DeviceRow,
+    EnqueueResult,
     KeyRow,
     NewDevice,
     QueuedMessage,
@@ -63,6 +64,7 @@ from securemsg.relay.store import (
     ServerKeysRow,
 )
 from securemsg.wire import relay_frames as rf
+from securemsg.wire.sealed_sender import AUTH_TAG_LENGTH, MESSAGE_KEY_LENGTH
 
 __all__ = [
     "AdmissionHook",
@@ -94,6 +96,9 @@ _RELAY_WIDE = (b"", 0)  # the key of relay-wide token buckets
 #: Decides whether a (well-formed) registration is admitted; False refuses it with FORBIDDEN.
 #: It runs before the relay spends any work on the request's signatures.
 AdmissionHook = Callable[[rf.Register], bool]
+#: Bytes of a received sealed sender v2 message that are the recipient's own (version byte,
+#: encrypted message key C, authentication tag AT); the rest is shared by all recipients.
+_SSV2_RECIPIENT_PART = 1 + MESSAGE_KEY_LENGTH + AUTH_TAG_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,12 @@ class RelayConfig:
             at once (500), whoever sends them.
         sealed_refill_per_s: sealed copies per device regained per second (50). Beyond the
             rate, sealed sends to the device get RATE_LIMITED and queue nothing.
+        max_total_queued_bytes: most bytes the relay stores for all queued envelopes together
+            (2 GiB), so many mailboxes at their cap cannot fill the disk. A sealed sender v2
+            message's shared part is stored, and counted, once however many recipients it
+            has; each recipient's own part counts per device. A send that would exceed it is
+            refused with ``RATE_LIMITED`` ("relay storage full") and queues nothing; it frees
+            up as envelopes are acknowledged or expire.
     """
 
     message_ttl_ms: int = 30 * _DAY_MS
@@ -154,6 +165,7 @@ class RelayConfig:
     one_time_budget_period_s: float = 3600.0
     sealed_burst: int = 500
     sealed_refill_per_s: float = 50.0
+    max_total_queued_bytes: int = 2 * 1024 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -389,6 +401,7 @@ class RelayService:
             cfg.one_time_budget, cfg.one_time_budget / max(cfg.one_time_budget_period_s, 1e-3)
         )
         self._sealed_buckets = TokenBuckets(cfg.sealed_burst, cfg.sealed_refill_per_s)
+        self._budget_full = False
 
     @property
     def trust_root_public(self) -> PublicKey:
@@ -692,11 +705,22 @@ class RelayService:
         if any(len(m.body) > self.config.max_body for m in messages):
             raise _Refuse(rf.StatusCode.TOO_LARGE, "message body too large")
 
-    def _queue(self, messages: list[QueuedMessage], rid: int) -> Outcome:
-        if not self.store.enqueue(
-            messages, self.config.max_mailbox, max_bytes_per_device=self.config.max_mailbox_bytes
-        ):
+    def _queue(self, messages: list[QueuedMessage], rid: int, shared: bytes = b"") -> Outcome:
+        result = self.store.enqueue(
+            messages,
+            self.config.max_mailbox,
+            max_bytes_per_device=self.config.max_mailbox_bytes,
+            shared=shared,
+            max_total_bytes=self.config.max_total_queued_bytes,
+        )
+        if result is EnqueueResult.MAILBOX_FULL:
             raise _Refuse(rf.StatusCode.RATE_LIMITED, "mailbox full")
+        if result is EnqueueResult.RELAY_FULL:
+            if not self._budget_full:  # once per episode, not once per refused send
+                _LOG.warning("relay storage budget reached; sends are refused until it drains")
+            self._budget_full = True
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "relay storage full")
+        self._budget_full = False
         return Outcome(rf.Response(rid, rf.StatusCode.OK, "", rf.SendResult()), tuple(messages))
 
     def _new_id(self) -> bytes:
@@ -812,7 +836,11 @@ class RelayService:
         if len(queued) > self.config.max_mailbox:
             raise _Refuse(rf.StatusCode.TOO_LARGE, "too many copies")
         self._charge_sealed(queued, now)
-        return self._queue(queued, rid)
+        # Each received form is 0x22 || C || AT (this recipient's) || E || ciphertext (the
+        # sent payload's tail, the same for all): the store keeps that tail once.
+        shared_len = len(queued[0].body) - _SSV2_RECIPIENT_PART
+        shared = body.payload[len(body.payload) - shared_len :] if shared_len > 0 else b""
+        return self._queue(queued, rid, shared)
 
     # -- housekeeping ---------------------------------------------------------------------
 

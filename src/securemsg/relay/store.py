@@ -19,7 +19,13 @@ A PostgreSQL implementation would use ``SELECT ... FOR UPDATE SKIP LOCKED`` in `
 
 :class:`SqliteRelayStore`: WAL journal, ``synchronous=FULL`` (a returned call is on disk),
 ``BEGIN IMMEDIATE`` per operation (writers serialize up front, so two connections on one file
-are safe), schema migrations appended to ``_MIGRATIONS``. Metadata minimisation is a schema
+are safe), schema migrations appended to ``_MIGRATIONS``. Retention is a file property too:
+``secure_delete`` plus a truncating WAL checkpoint after every commit that deleted envelopes
+leave nothing of an acknowledged or expired envelope in the database, WAL or SHM file, and
+all three are mode 0600 (see :class:`SqliteRelayStore`). A sealed sender v2 send's shared
+part is stored once in ``shared_bodies`` and referenced by its per-recipient rows (deleted
+with the last of them); ``queue_usage`` counts the bytes stored for all queues, for the
+relay-wide budget. Metadata minimisation is a schema
 property: dates (not times) for creation and last-seen, the access key only as a digest, no
 column that could hold an IP address. Every ``sqlite3`` error becomes
 :class:`~securemsg.errors.StorageError` and the operation is rolled back.
@@ -27,8 +33,10 @@ column that could hold an IP address. Every ``sqlite3`` error becomes
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -37,6 +45,7 @@ from types import TracebackType
 from typing import Any, Final, Protocol
 
 from securemsg.errors import StorageError
+from securemsg.relay.filescan import blank_live
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -44,6 +53,8 @@ __all__ = [
     "BundleRow",
     "CreateResult",
     "DeviceRow",
+    "EnqueueResult",
+    "FileScan",
     "KeyRow",
     "NewDevice",
     "QueuedMessage",
@@ -51,6 +62,8 @@ __all__ = [
     "ServerKeysRow",
     "SqliteRelayStore",
 ]
+
+_LOG = logging.getLogger("securemsg.relay")
 
 
 # ------------------------------------------------------------------------------------------
@@ -110,6 +123,17 @@ class CreateResult(Enum):
     IDENTITY_MISMATCH = "identity-mismatch"
 
 
+class EnqueueResult(Enum):
+    """What :meth:`RelayStore.enqueue` did. True only for :attr:`QUEUED`."""
+
+    QUEUED = "queued"
+    MAILBOX_FULL = "mailbox-full"
+    RELAY_FULL = "relay-full"
+
+    def __bool__(self) -> bool:
+        return self is EnqueueResult.QUEUED
+
+
 @dataclass(frozen=True, slots=True)
 class BundleRow:
     """One device's bundle as handed out (one-time keys already deleted from the store)."""
@@ -136,6 +160,19 @@ class QueuedMessage:
     client_timestamp: int
     received_at: int
     body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FileScan:
+    """What a byte scan of the relay's files found beyond the live rows.
+
+    Attributes:
+        files: each file scanned (name, size in bytes), sorted by name.
+        residue: (file name, occurrences) of the searched bytes that no live row explains.
+    """
+
+    files: tuple[tuple[str, int], ...]
+    residue: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +256,24 @@ class RelayStore(Protocol):
         max_per_device: int,
         *,
         max_bytes_per_device: int | None = None,
-    ) -> bool:
-        """Queue all ``messages`` or (if a mailbox would exceed ``max_per_device`` messages
-        or ``max_bytes_per_device`` bytes of bodies) none: False."""
+        shared: bytes = b"",
+        max_total_bytes: int | None = None,
+    ) -> EnqueueResult:
+        """Queue all ``messages`` or none.
+
+        ``shared``, if given, is a part common to the bodies (a sealed sender v2 message's
+        shared ciphertext): every body that ends with it is stored as its own prefix plus a
+        reference to one stored copy of ``shared``. Bodies read back byte for byte the same.
+
+        Returns MAILBOX_FULL (nothing queued) if a mailbox would exceed ``max_per_device``
+        messages or ``max_bytes_per_device`` bytes of bodies (whole bodies: what the device
+        will be sent), RELAY_FULL if the bytes the relay stores for all queues (each shared
+        part once) would exceed ``max_total_bytes``.
+        """
+        ...
+
+    def queued_bytes(self) -> int:
+        """The bytes the relay stores for all queued envelopes (shared parts counted once)."""
         ...
 
     def pending(self, aci: bytes, device_id: int) -> list[QueuedMessage]:
@@ -250,6 +302,11 @@ class RelayStore(Protocol):
 
     def schema(self) -> dict[str, tuple[str, ...]]:
         """Every table of the relay schema and its columns."""
+        ...
+
+    def scan_residue(self, needles: Sequence[bytes]) -> FileScan:
+        """Search every file the store writes for ``needles`` (e.g. the forms of an ACI) and
+        count the occurrences no live row explains (disclosure)."""
         ...
 
     def close(self) -> None:
@@ -330,6 +387,20 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX messages_by_mailbox ON messages (aci, device_id, seq)",
         "CREATE INDEX messages_by_age ON messages (received_at)",
     ),
+    # 2: multi-recipient bodies stored once, and the relay-wide count of queued bytes.
+    (
+        """CREATE TABLE shared_bodies (
+            seq INTEGER PRIMARY KEY,
+            body BLOB NOT NULL)""",
+        "ALTER TABLE messages ADD COLUMN shared_seq INTEGER REFERENCES shared_bodies (seq)",
+        "ALTER TABLE messages ADD COLUMN size INTEGER NOT NULL DEFAULT 0",
+        "UPDATE messages SET size = LENGTH(body)",
+        "CREATE INDEX messages_by_shared ON messages (shared_seq)",
+        """CREATE TABLE queue_usage (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            stored_bytes INTEGER NOT NULL)""",
+        "INSERT INTO queue_usage VALUES (1, (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages))",
+    ),
 )
 
 #: The schema version this code writes.
@@ -338,6 +409,15 @@ SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _MSG_COLUMNS = (
     "id, aci, device_id, type, source_aci, source_device_id, client_timestamp, received_at, body"
 )
+#: Reads a queued message with its shared part (appended in Python: SQL ``||`` makes text).
+_MSG_SELECT = (
+    "SELECT m.id, m.aci, m.device_id, m.type, m.source_aci, m.source_device_id,"
+    " m.client_timestamp, m.received_at, m.body, s.body FROM messages AS m"
+    " LEFT JOIN shared_bodies AS s ON s.seq = m.shared_seq"
+)
+#: The mode of the database and its companion files: the owner's only.
+_PRIVATE_MODE: Final = 0o600
+_COMPANIONS: Final = ("-wal", "-shm", "-journal")
 
 
 class _Rollback(Exception):
@@ -359,20 +439,62 @@ def _message(row: Sequence[Any]) -> QueuedMessage:
         source_device_id=int(row[5]),
         client_timestamp=int(row[6]),
         received_at=int(row[7]),
-        body=bytes(row[8]),
+        body=bytes(row[8]) + (b"" if row[9] is None else bytes(row[9])),
     )
+
+
+def _on_disk(path: str) -> bool:
+    return path not in ("", ":memory:") and not path.startswith("file:")
+
+
+def _make_private(path: str, *, create: bool) -> None:
+    """Give ``path`` mode 0600, creating it (empty, 0600 whatever the umask) if ``create``.
+    A file others could read is tightened with a warning; a missing companion is skipped."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | (os.O_CREAT if create else 0), _PRIVATE_MODE)
+    except FileNotFoundError:
+        if create:
+            raise
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return  # not a database file: SQLite will say so; change nothing
+        mode = st.st_mode & 0o777
+        if mode != _PRIVATE_MODE:
+            if mode & 0o077:
+                _LOG.warning(
+                    "relay database file %s was readable by others (mode %o); now 0600",
+                    os.path.basename(path),
+                    mode,
+                )
+            os.fchmod(fd, _PRIVATE_MODE)
+    finally:
+        os.close(fd)
 
 
 class SqliteRelayStore:
     """:class:`RelayStore` on one SQLite file. Use from the thread that opened it; open one
-    store per thread (or process) to share a file."""
+    store per thread (or process) to share a file.
 
-    __slots__ = ("_conn", "_path")
+    Files: the database and its ``-wal`` / ``-shm`` companions are mode 0600 (created so
+    before SQLite opens them, which gives the companions the database file's mode; an
+    existing file others could read is tightened and logged). Retention: ``secure_delete``
+    zeroes deleted rows and freed pages, and after every commit that deleted envelopes (ack,
+    expiry) the WAL is checkpointed into the database and truncated to zero bytes
+    (``PRAGMA wal_checkpoint(TRUNCATE)``), so an acknowledged or expired envelope leaves no
+    copy in any file; at open, the same checkpoint scrubs what a crash left in the WAL.
+    """
+
+    __slots__ = ("_conn", "_path", "_residue")
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         """Wrap an open connection (internal: use :meth:`open`)."""
         self._conn: sqlite3.Connection | None = connection
         self._path = path
+        #: True while deleted envelopes may still have page images in the WAL.
+        self._residue = False
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> SqliteRelayStore:
@@ -382,6 +504,15 @@ class SqliteRelayStore:
             StorageError: cannot open, not a relay database, written by a newer version.
         """
         path_str = os.fspath(path)
+        if _on_disk(path_str):
+            try:
+                _make_private(path_str, create=True)
+                for suffix in _COMPANIONS:
+                    _make_private(path_str + suffix, create=False)
+            except OSError as exc:
+                raise StorageError(
+                    "cannot create or protect the relay database file: " + (exc.strerror or "error")
+                ) from exc
         try:
             conn = sqlite3.connect(path_str, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
@@ -404,6 +535,10 @@ class SqliteRelayStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA secure_delete=ON")  # acked ciphertext is overwritten
+            conn.execute("PRAGMA temp_store=MEMORY")  # no temporary files on disk
+            secure = conn.execute("PRAGMA secure_delete").fetchone()
+            if secure is None or int(secure[0]) != 1:
+                raise StorageError("SQLite cannot overwrite deleted rows (secure_delete)")
         with self._tx() as c:
             app = int(c.execute("PRAGMA application_id").fetchone()[0])
             has = c.execute(
@@ -431,6 +566,41 @@ class SqliteRelayStore:
                 c.execute("INSERT INTO schema_version VALUES (1, ?)", (SCHEMA_VERSION,))
             elif version < SCHEMA_VERSION:
                 c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        # A crash between a deleting commit and its checkpoint leaves old pages in the WAL.
+        self._residue = True
+        self._checkpoint()
+        self._fix_companions()
+
+    def _fix_companions(self) -> None:
+        if _on_disk(self._path):
+            with suppress(OSError):
+                for suffix in _COMPANIONS:
+                    _make_private(self._path + suffix, create=False)
+
+    def _after_commit(self) -> None:
+        """Runs after every outer COMMIT: once envelopes were deleted, checkpoint the WAL
+        into the (secure-deleted) database and truncate it, so no copy of them is left."""
+        if self._residue:
+            self._checkpoint()
+
+    def _checkpoint(self) -> bool:
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            _LOG.warning(
+                "relay database checkpoint failed (%s); retried after the next commit",
+                type(exc).__name__,
+            )
+            return False
+        if row is not None and int(row[0]) != 0:
+            _LOG.warning("relay database checkpoint blocked by a reader; retried later")
+            return False
+        self._residue = False
+        self._fix_companions()
+        return True
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -465,6 +635,7 @@ class SqliteRelayStore:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise _db_error(exc) from exc
+        self._after_commit()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._errors():
@@ -730,32 +901,57 @@ class SqliteRelayStore:
 
     # -- mailboxes ------------------------------------------------------------------------
 
+    @staticmethod
+    def _usage(c: sqlite3.Connection) -> int:
+        row = c.execute("SELECT stored_bytes FROM queue_usage").fetchone()
+        if row is None:
+            raise StorageError("the relay's queue usage row is missing (corrupt database)")
+        return int(row[0])
+
+    @staticmethod
+    def _account(c: sqlite3.Connection, delta: int) -> None:
+        if delta:
+            c.execute("UPDATE queue_usage SET stored_bytes = stored_bytes + ?", (delta,))
+
     def enqueue(
         self,
         messages: Sequence[QueuedMessage],
         max_per_device: int,
         *,
         max_bytes_per_device: int | None = None,
-    ) -> bool:
+        shared: bytes = b"",
+        max_total_bytes: int | None = None,
+    ) -> EnqueueResult:
         if not messages:
-            return True
+            return EnqueueResult.QUEUED
+        cut = [len(shared) if shared and m.body.endswith(shared) else 0 for m in messages]
+        uses_shared = any(cut)
+        stored = sum(len(m.body) - n for m, n in zip(messages, cut, strict=True))
+        stored += len(shared) if uses_shared else 0
         with self._tx() as c:
             for box in sorted({(m.aci, m.device_id) for m in messages}):
                 adding = [m for m in messages if (m.aci, m.device_id) == box]
                 row = c.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM messages"
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
                     " WHERE aci = ? AND device_id = ?",
                     box,
                 ).fetchone()
                 if int(row[0]) + len(adding) > max_per_device:
-                    return False
+                    return EnqueueResult.MAILBOX_FULL
                 added_bytes = sum(len(m.body) for m in adding)
                 if max_bytes_per_device is not None and (
                     int(row[1]) + added_bytes > max_bytes_per_device
                 ):
-                    return False
+                    return EnqueueResult.MAILBOX_FULL
+            if max_total_bytes is not None and self._usage(c) + stored > max_total_bytes:
+                return EnqueueResult.RELAY_FULL
+            shared_seq: int | None = None
+            if uses_shared:
+                cur = c.execute("INSERT INTO shared_bodies (body) VALUES (?)", (shared,))
+                shared_seq = cur.lastrowid
             c.executemany(
-                "INSERT INTO messages (" + _MSG_COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (" + _MSG_COLUMNS + ", shared_seq, size)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         m.id,
@@ -766,49 +962,92 @@ class SqliteRelayStore:
                         m.source_device_id,
                         m.client_timestamp,
                         m.received_at,
-                        m.body,
+                        m.body[: len(m.body) - n],
+                        shared_seq if n else None,
+                        len(m.body),
                     )
-                    for m in messages
+                    for m, n in zip(messages, cut, strict=True)
                 ],
             )
-        return True
+            self._account(c, stored)
+        return EnqueueResult.QUEUED
+
+    def queued_bytes(self) -> int:
+        with self._errors():
+            return self._usage(self._c())
 
     def pending(self, aci: bytes, device_id: int) -> list[QueuedMessage]:
         rows = self._read(
-            "SELECT " + _MSG_COLUMNS + " FROM messages WHERE aci = ? AND device_id = ?"
-            " ORDER BY seq",
-            (aci, device_id),
+            _MSG_SELECT + " WHERE m.aci = ? AND m.device_id = ? ORDER BY m.seq", (aci, device_id)
         )
         return [_message(r) for r in rows]
 
+    @staticmethod
+    def _release_shared(c: sqlite3.Connection, seqs: set[int]) -> int:
+        """Delete the shared bodies among ``seqs`` no message references; bytes freed."""
+        freed = 0
+        for seq in sorted(seqs):
+            row = c.execute(
+                "SELECT LENGTH(body) FROM shared_bodies WHERE seq = ? AND NOT EXISTS"
+                " (SELECT 1 FROM messages WHERE shared_seq = ?)",
+                (seq, seq),
+            ).fetchone()
+            if row is not None:
+                c.execute("DELETE FROM shared_bodies WHERE seq = ?", (seq,))
+                freed += int(row[0])
+        return freed
+
     def ack(self, aci: bytes, device_id: int, ids: Sequence[bytes]) -> int:
         deleted = 0
+        freed = 0
+        shared: set[int] = set()
         with self._tx() as c:
             for i in ids:
-                cur = c.execute(
-                    "DELETE FROM messages WHERE id = ? AND aci = ? AND device_id = ?",
+                row = c.execute(
+                    "SELECT seq, LENGTH(body), shared_seq FROM messages"
+                    " WHERE id = ? AND aci = ? AND device_id = ?",
                     (i, aci, device_id),
-                )
-                deleted += max(cur.rowcount, 0)
+                ).fetchone()
+                if row is None:
+                    continue
+                c.execute("DELETE FROM messages WHERE seq = ?", (row[0],))
+                deleted += 1
+                freed += int(row[1])
+                if row[2] is not None:
+                    shared.add(int(row[2]))
+            if deleted:
+                freed += self._release_shared(c, shared)
+                self._account(c, -freed)
+                self._residue = True
         return deleted
 
     def expire(self, before_ms: int) -> int:
         with self._tx() as c:
+            row = c.execute(
+                "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages WHERE received_at < ?",
+                (before_ms,),
+            ).fetchone()
+            freed = int(row[0])
             cur = c.execute("DELETE FROM messages WHERE received_at < ?", (before_ms,))
-            return max(cur.rowcount, 0)
+            deleted = max(cur.rowcount, 0)
+            orphans = c.execute(
+                "SELECT seq FROM shared_bodies WHERE NOT EXISTS"
+                " (SELECT 1 FROM messages WHERE messages.shared_seq = shared_bodies.seq)"
+            ).fetchall()
+            freed += self._release_shared(c, {int(r[0]) for r in orphans})
+            if deleted or orphans:
+                self._account(c, -freed)
+                self._residue = True
+            return deleted
 
     # -- disclosure -----------------------------------------------------------------------
 
     def queued_for(self, aci: bytes) -> list[QueuedMessage]:
-        rows = self._read(
-            "SELECT " + _MSG_COLUMNS + " FROM messages WHERE aci = ? ORDER BY seq", (aci,)
-        )
+        rows = self._read(_MSG_SELECT + " WHERE m.aci = ? ORDER BY m.seq", (aci,))
         return [_message(r) for r in rows]
 
     def queued_from(self, aci: bytes) -> list[QueuedMessage]:
-        rows = self._read(
-            "SELECT " + _MSG_COLUMNS + " FROM messages WHERE source_aci = ? ORDER BY seq", (aci,)
-        )
+        rows = self._read(_MSG_SELECT + " WHERE m.source_aci = ? ORDER BY m.seq", (aci,))
         return [_message(r) for r in rows]
 
     def all_keys(self, aci: bytes, device_id: int) -> dict[str, list[KeyRow]]:
@@ -841,6 +1080,58 @@ class SqliteRelayStore:
             out[str(name)] = tuple(str(c[0]) for c in cols)
         return out
 
+    def scan_residue(self, needles: Sequence[bytes]) -> FileScan:
+        """Scan the database file and its companions for ``needles``.
+
+        First a checkpoint empties the WAL into the database. The companions (``-wal``,
+        ``-shm``, ``-journal``) are then searched as they are: any occurrence there counts
+        (if the relay runs and wrote since, the WAL may also hold live rows). The database
+        is searched in an image of all its pages (free ones included) in which every byte of
+        a live cell or of the file's structure is zeroed
+        (:func:`securemsg.relay.filescan.blank_live`): what is found there no live row
+        explains.
+
+        Raises:
+            StorageError: the store is closed, a file cannot be read, or the image is
+                malformed.
+        """
+        needles = [bytes(n) for n in needles if n]
+        if not _on_disk(self._path):
+            return FileScan((), ())
+        self._checkpoint()
+        files: list[tuple[str, int]] = []
+        residue: list[tuple[str, int]] = []
+        base = os.path.basename(self._path)
+        for suffix in _COMPANIONS:
+            try:
+                with open(self._path + suffix, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError("cannot read " + base + suffix) from exc
+            files.append((base + suffix, len(data)))
+            hits = sum(data.count(n) for n in needles)
+            if hits:
+                residue.append((base + suffix, hits))
+        with self._errors():
+            conn = self._c()
+            conn.execute("BEGIN")  # one snapshot for the roots and the image
+            try:
+                roots = [
+                    int(r[0])
+                    for r in conn.execute("SELECT rootpage FROM sqlite_master WHERE rootpage > 0")
+                ]
+                image = conn.serialize()
+            finally:
+                conn.execute("COMMIT")
+        files.append((base, len(image)))
+        left = blank_live(image, roots)
+        hits = sum(left.count(n) for n in needles)
+        if hits:
+            residue.append((base, hits))
+        return FileScan(tuple(sorted(files)), tuple(sorted(residue)))
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -851,6 +1142,8 @@ class SqliteRelayStore:
         """
         if self._conn is None:
             return
+        if self._residue:
+            self._checkpoint()
         conn, self._conn = self._conn, None
         with self._errors():
             conn.close()

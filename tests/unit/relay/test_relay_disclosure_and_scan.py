@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import uuid
 from pathlib import Path
 
+from click.testing import CliRunner
 from relay_harness import NOW, Device, RawClient, registered, relay, run, to_bundle
 
 from securemsg import cipher, groups
+from securemsg.cli.main import cli
+from securemsg.crypto.rng import SystemRng
 from securemsg.protocol.sealed_sender import SenderCertificate, UnidentifiedSenderMessageContent
 from securemsg.relay.disclosure import SENDER_UNKNOWN, disclose
+from securemsg.relay.service import RelayService, Session
 from securemsg.relay.store import SqliteRelayStore
 from securemsg.sealed import (
     sealed_sender_decrypt,
@@ -199,6 +204,7 @@ def test_demo_sized_run_leaves_no_plaintext_key_or_address_and_is_disclosed(
 
     # Disclosure: what is still queued, dates, keys; deterministic.
     with SqliteRelayStore.open(db) as store:
+        scans = [disclose(store, d.aci, scan_files=True).file_scan for d in (alice, bob, carol)]
         carol_report = disclose(store, carol.aci)
         alice_report = disclose(store, str(uuid.UUID(bytes=alice.aci)))
         again = disclose(store, carol.aci)
@@ -219,3 +225,66 @@ def test_demo_sized_run_leaves_no_plaintext_key_or_address_and_is_disclosed(
     assert any("IP addresses" in item for item in data["not_held"])
     assert "creation date" in data["signal_comparison"] or "created" in data["signal_comparison"]
     assert not nobody.found and "holds no account" in nobody.to_text()
+    # Nothing about any of them is left in the files beyond the rows the reports list.
+    for scan in scans:
+        assert scan is not None and scan.residue == ()
+        assert {name for name, _ in scan.files} >= {"relay.db", "relay.db-wal", "relay.db-shm"}
+    assert carol_report.file_scan is None and "--scan-files" in carol_report.to_text()
+
+
+def _login(service: RelayService, device: Device, *, register: bool) -> Session:
+    s = service.new_session()
+    body = device.register(s.nonce) if register else device.authenticate(s.nonce)
+    assert service.handle(s, rf.ClientFrame(1, body), NOW).response.code == rf.StatusCode.OK
+    return s
+
+
+def test_disclosure_names_sender_pairs_and_scans_the_files_for_residue(tmp_path: Path) -> None:
+    """The sender's report lists the identified envelopes it sent that still wait (recipient,
+    sender pair); its file scan finds nothing once the others are acknowledged; and a row
+    deleted without overwriting (a relay without secure_delete) is reported as residue."""
+    db = tmp_path / "relay.db"
+    alice, bob = Device.new(41), Device.new(42)
+    with SqliteRelayStore.open(db) as store:
+        service = RelayService(store, SystemRng())
+        _login(service, bob, register=True)
+        _login(service, alice, register=True)
+        s = _login(service, alice, register=False)
+        for i in range(3):
+            out = rf.OutgoingMessage(1, bob.registration_id, 1, bytes([i]) * 300)
+            frame = rf.ClientFrame(2, rf.SendMessage(bob.aci, NOW + i, (out,)))
+            assert service.handle(s, frame, NOW).response.code == rf.StatusCode.OK
+        first, second, third = store.pending(bob.aci, 1)
+        assert store.ack(bob.aci, 1, [first.id, second.id]) == 2
+
+        report = disclose(store, alice.aci, scan_files=True)
+        alice_text = str(uuid.UUID(bytes=alice.aci))
+        bob_text = str(uuid.UUID(bytes=bob.aci))
+        (sent,) = report.queued_from_account
+        assert (sent.recipient, sent.sender) == (bob_text, f"{alice_text} device 1")
+        assert f"to {bob_text} device 1" in report.to_text()
+        assert report.file_scan is not None and report.file_scan.residue == ()
+        assert "nothing: the account's identifier" in report.to_text()
+        (waiting,) = disclose(store, bob.aci).queued_for_account
+        assert waiting.sender == f"{alice_text} device 1"
+
+        # A deletion that does not overwrite leaves the pair behind: the scan reports it.
+        raw = sqlite3.connect(db)
+        try:
+            raw.execute("PRAGMA secure_delete=OFF")
+            raw.execute("DELETE FROM messages WHERE id = ?", (third.id,))
+            raw.commit()
+        finally:
+            raw.close()
+        report = disclose(store, alice.aci, scan_files=True)
+        assert report.queued_from_account == ()
+        assert report.file_scan is not None
+        assert [name for name, _ in report.file_scan.residue] == ["relay.db"]
+        assert "RESIDUE" in report.to_text()
+        assert json.loads(report.to_json())["file_scan"]["residue"][0][0] == "relay.db"
+
+    runner = CliRunner()
+    args = ["relay", "disclose", "--db", str(db), "--account", alice_text, "--scan-files"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "RESIDUE" in result.output and "relay.db: " in result.output
