@@ -77,7 +77,8 @@ def _count(db: Path, table: str) -> int:
 def test_a_multi_recipient_send_to_300_stores_the_shared_part_once(tmp_path: Path) -> None:
     db = tmp_path / "relay.db"
     with SqliteRelayStore.open(db) as store:
-        service = RelayService(store, SystemRng())
+        # 300 registrations at one instant: past the default registration burst.
+        service = RelayService(store, SystemRng(), RelayConfig(registration_burst=300))
         devices = [Device.new(1000 + i, n_pre_keys=0, n_kyber=0) for i in range(300)]
         for d in devices:
             _register(service, d)
