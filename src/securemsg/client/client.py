@@ -1332,6 +1332,9 @@ class Client:
                 break
             if isinstance(item, QueueEmpty):
                 self._drained.set()
+                # Retry requests and resends left pending by a closed connection.
+                await self._send_retry_requests()
+                await self._send_resends()
             else:
                 try:
                     await self._handle_envelope(conn, item)
