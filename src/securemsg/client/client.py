@@ -314,7 +314,7 @@ def _failure_reason(exc: SecureMsgError, stage: str) -> str:
     if isinstance(exc, SealedSenderError):
         if exc.reason in ("untrusted", "revoked", "expired"):
             return "certificate-" + exc.reason
-        if exc.reason in ("self-send", "unexpected-type"):
+        if exc.reason in ("self-send", "unexpected-type", "no-trust-root"):
             return exc.reason
         if stage == "certificate":
             return "certificate-invalid"
@@ -1476,7 +1476,7 @@ class Client:
         distribution: uuid.UUID | None = None
         if sealed:
             if self._trust_root is None:
-                raise SealedSenderError("no trust root pinned", "untrusted")
+                raise SealedSenderError("no trust root pinned", "no-trust-root")
             usmc = sealed_sender_decrypt_to_usmc(envelope.body, store)
             attempt.stage = "certificate"
             cert = usmc.sender
