@@ -808,6 +808,11 @@ class Client:
         conn = self._unidentified_conn
         if conn is None or conn.closed.is_set():
             conn = await RelayConnection.open(self._relay_url)
+            try:  # this connection too must reach the relay we pinned
+                await self._check_trust_root(conn)
+            except BaseException:
+                await conn.close()
+                raise
             self._unidentified_conn = conn
         return conn
 
