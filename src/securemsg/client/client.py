@@ -307,7 +307,7 @@ _DESCRIPTIONS: Final[dict[str, str]] = {
 }
 
 
-def _failure_reason(exc: SecureMsgError, stage: str) -> str:
+def _failure_reason(exc: SecureMsgError, stage: str, sealed: bool) -> str:
     """A short reason code for a failed envelope (see :data:`_DESCRIPTIONS`)."""
     if stage == "content" and not isinstance(exc, StorageError):
         return "invalid-content"
@@ -319,7 +319,7 @@ def _failure_reason(exc: SecureMsgError, stage: str) -> str:
         if stage == "certificate":
             return "certificate-invalid"
         return "sealed-unopenable" if stage == "open" else "invalid-message"
-    if stage == "open" and isinstance(exc, PeerError):
+    if sealed and stage == "open" and isinstance(exc, PeerError):
         return "sealed-unopenable"
     for cls, reason in (
         (UnsupportedVersionError, "unsupported-version"),
@@ -1417,7 +1417,9 @@ class Client:
     def _record_failure(
         self, envelope: Envelope, now: int, attempt: _Attempt, exc: SecureMsgError
     ) -> None:
-        reason = _failure_reason(exc, attempt.stage)
+        reason = _failure_reason(
+            exc, attempt.stage, envelope.type == EnvelopeType.UNIDENTIFIED_SENDER
+        )
         sender = attempt.sender
         _log.warning(
             "undecryptable envelope: %s (%s)", _DESCRIPTIONS.get(reason, reason), type(exc).__name__

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from securemsg.crypto.rng import SystemRng
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.keys import IdentityKeyPair
 from securemsg.relay.server import RelayServer
+from securemsg.relay.service import Outcome, Session
+from securemsg.wire import relay_frames as rf
 from securemsg.wire.content import DecryptionErrorMessage, plaintext_content_for
 
 
@@ -83,6 +86,44 @@ def test_a_corrupted_sealed_envelope_is_retried_and_seen_exactly_once(tmp_path: 
             await alice.send_text(bob.aci, "third")
             again = await bob.receive(timeout=10)
             assert again is not None and again.text == "third"
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run(with_relay(tmp_path, body))
+
+
+def test_a_corrupted_identified_envelope_is_retried_too(tmp_path: Path) -> None:
+    async def body(relay: RelayServer) -> None:
+        alice, bob = await _pair(relay, tmp_path)
+        try:
+            await bob.send_text(alice.aci, "reply")  # Alice now sends SignalMessages
+            assert await alice.receive(timeout=10) is not None
+            service = relay.service
+            real = service.handle
+            corrupted: list[int] = []
+
+            def handle(session: Session, frame: rf.ClientFrame, now: int) -> Outcome:
+                b = frame.body
+                if isinstance(b, rf.SendMessage) and not corrupted:
+                    corrupted.append(b.timestamp)
+                    bad = tuple(  # the last byte of a SignalMessage is its MAC's
+                        dataclasses.replace(m, body=m.body[:-1] + bytes((m.body[-1] ^ 1,)))
+                        for m in b.messages
+                    )
+                    frame = dataclasses.replace(frame, body=dataclasses.replace(b, messages=bad))
+                return real(session, frame, now)
+
+            service.handle = handle  # type: ignore[method-assign]
+            ts = await alice.send_text(bob.aci, "identified, then damaged", sealed=False)
+            assert corrupted == [ts]
+            failure = await bob.receive_failure(timeout=10)
+            assert failure is not None and failure.reason == "invalid-message"
+            assert not failure.sealed and failure.sender_aci == alice.aci
+            got = await bob.receive(timeout=10)
+            assert got is not None and got.text == "identified, then damaged"
+            assert got.sealed  # the resend went sealed: Alice holds Bob's access key
+            assert await bob.receive(timeout=0.5) is None
         finally:
             await alice.close()
             await bob.close()
