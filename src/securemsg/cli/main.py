@@ -19,8 +19,8 @@ with 2. No traceback is shown for them. Async work runs in ``asyncio.run`` per c
 Client homes: ``client register`` creates the home directory ``0700`` and the device database
 ``0600``; a home or database file that other users can access is made private with a warning
 on stderr. A failed ``client register`` (relay unreachable, bad URL, another trust root than
-``--trust-root``) removes the database it created, and the home directory too if it created
-it: nothing is left behind. Sends are sealed or refused: ``--allow-identified`` lets a send
+``--trust-root``) removes the database and the directories it created: nothing is left
+behind. Sends are sealed or refused: ``--allow-identified`` lets a send
 that cannot be sealed go identified (the relay then learns the sender).
 """
 
@@ -262,7 +262,7 @@ def client_register(home: Path, relay_url: str, trust_root: str | None) -> None:
 
     HOME is created owner-only (0700) and the device database 0600. The relay's trust root is
     checked against --trust-root (one changed nibble is refused). If registration fails, the
-    files it created are removed (and HOME, if it created it).
+    files and directories it created are removed.
 
     Prints the account's ACI and its contact card (ACI:ACCESSKEY): give the card to people
     who should be able to send to you with sealed sender.
@@ -270,6 +270,7 @@ def client_register(home: Path, relay_url: str, trust_root: str | None) -> None:
     from securemsg.client import Client
 
     created_home = not home.exists()
+    new_dirs = [d for d in (home, *home.parents) if not d.exists()]  # deepest first
     path = home / _DEVICE_FILE
     created_db = False
 
@@ -300,9 +301,9 @@ def client_register(home: Path, relay_url: str, trust_root: str | None) -> None:
     except BaseException:
         if created_db:
             _remove_device(path)
-        if created_home:
+        for d in new_dirs:  # only directories we created, and only if empty
             with contextlib.suppress(OSError):
-                home.rmdir()  # only if empty: never remove anything we did not create
+                d.rmdir()
         raise
 
 
