@@ -337,6 +337,10 @@ def _failure_reason(exc: SecureMsgError, stage: str, sealed: bool) -> str:
     return "error"
 
 
+def _connection_lost(exc: SecureMsgError) -> bool:
+    return isinstance(exc, RelayError) and exc.code == CONNECTION_LOST
+
+
 def _aci_bytes(aci: str) -> bytes:
     return uuid.UUID(aci).bytes
 
@@ -1637,8 +1641,8 @@ class Client:
                 )
                 outcome = "sent" if sent else "not-sent"
             except SecureMsgError as exc:
-                if self._closing:
-                    return  # closing: the request stays pending for the next connection
+                if self._closing or _connection_lost(exc):
+                    return  # the request stays pending for the next connection
                 _log.warning("retry request not sent: %s (%s)", exc, type(exc).__name__)
             self._store.failure_set_retry(row.seq, outcome)
 
@@ -1696,7 +1700,7 @@ class Client:
                     record = store.load_session(address)
                     if record is None or record.current is None:  # archived: start anew
                         await self._fetch_sessions(aci, device)
-                    store.sent_count_resend(aci, ts)
+                    store.sent_count_resend(aci, ts)  # attempts count: a bound on a replayer
                     await self._send_content(
                         aci,
                         decode_padded_content(sent.content),
@@ -1704,7 +1708,7 @@ class Client:
                         record=False,
                     )
             except SecureMsgError as exc:
-                if self._closing:
+                if self._closing or _connection_lost(exc):
                     return  # the resend stays queued for the next connection
                 _log.warning("resend failed: %s (%s)", exc, type(exc).__name__)
             store.resend_done(aci, device, ts)
