@@ -16,15 +16,17 @@ and the client's own tables, all prefixed ``client_``:
 * ``client_inbox`` -- every envelope we processed, keyed by the relay's envelope id and by
   (sender, device, sender timestamp); decrypted messages wait here (``delivered = 0``) until
   the application has taken them.
-* ``client_failures`` -- envelopes that could not be decrypted: when, why (a reason code and
-  words), the sender if it is known, whether a retry request was sent, and the envelope's
+* ``client_failures`` -- envelopes that could not be decrypted: when, why (a reason code),
+  the sender if it is known, the retry request and whether it was sent, and the envelope's
   bytes (ciphertext) so nothing is silently lost. Bounded: the newest
   :data:`MAX_FAILURES` rows, none older than :data:`FAILURE_TTL_MS`. Each waits
   (``delivered = 0``) until the application took it as an event.
 * ``client_sent`` -- the contents we sent recently, per recipient and timestamp, so a retry
   request can be answered by sending the same content again. Bounded: the newest
   :data:`MAX_SENT_RECORDS` rows, none older than :data:`SENT_RECORD_TTL_MS` (one day, as
-  Signal's clients keep their send log).
+  Signal's clients keep their send log), each sent again at most a few times.
+* ``client_resend`` -- resends asked for by retry requests and not yet done (durable, so a
+  crash between acknowledging the request and sending loses nothing).
 
 File modes: the database, its ``-wal``/``-shm`` and ``-journal`` files hold private keys, so
 :meth:`ClientStore.open_client` creates the database ``0600`` whatever the umask (SQLite gives
