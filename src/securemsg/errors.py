@@ -15,13 +15,15 @@ tell a bug in its own code from a hostile or broken peer::
     │   ├── DuplicateMessageError   a message key that was already used
     │   ├── MessageGapTooLargeError a counter too far ahead of the chain
     │   ├── InvalidPreKeyError      a prekey id that is unknown, used or replayed
-    │   └── SealedSenderError       a sealed-sender envelope or certificate was refused
+    │   ├── SealedSenderError       a sealed-sender envelope or certificate was refused
+    │   └── TrustRootMismatch       the relay presents another trust root than the pinned one
     ├── UntrustedIdentityError      the peer's identity key changed: needs a user decision
     ├── NoSessionError              no usable session with that address
     ├── FingerprintError            safety numbers do not match or are not comparable
     ├── StorageError                a store failed or a stored record is corrupt
     ├── InternalError               a bug in securemsg
     └── RelayError                  the relay refused a request (``code``)
+        └── SealedDeliveryRefused   a sealed send cannot be had; nothing was sent identified
 
 Contract shared by all of them: **raising leaves stored state unchanged** unless the class says
 otherwise. Values a caller branches on are attributes, never parsed from the message text, and
@@ -43,9 +45,11 @@ __all__ = [
     "NoSessionError",
     "PeerError",
     "RelayError",
+    "SealedDeliveryRefused",
     "SealedSenderError",
     "SecureMsgError",
     "StorageError",
+    "TrustRootMismatch",
     "UnsupportedVersionError",
     "UntrustedIdentityError",
     "UsageError",
@@ -149,6 +153,24 @@ class SealedSenderError(PeerError):
         self.reason = reason
 
 
+class TrustRootMismatch(PeerError):
+    """The relay presents a trust root other than the one this client pinned.
+
+    The client refuses to register or connect: a relay with another trust root can issue
+    sender certificates the pinned root does not vouch for (sealed messages would then fail
+    validation, or be trusted when they should not). Nothing is written.
+
+    Attributes:
+        pinned: the pinned trust-root public key (33 bytes; public, not a secret).
+        presented: the key the relay presented (33 bytes).
+    """
+
+    def __init__(self, message: str, pinned: bytes, presented: bytes) -> None:
+        super().__init__(message)
+        self.pinned = pinned
+        self.presented = presented
+
+
 class UntrustedIdentityError(SecureMsgError):
     """The peer's identity key differs from the one we trust for that address.
 
@@ -214,3 +236,25 @@ class RelayError(SecureMsgError):
         super().__init__(message)
         self.code = code
         self.details = details
+
+
+class SealedDeliveryRefused(RelayError):
+    """A send asked for sealed sender and it cannot be had; nothing was sent identified.
+
+    Raised instead of silently falling back to an identified send (which would tell the relay
+    who is sending to whom). Either the relay refused the unidentified delivery (``reason``
+    ``"refused"``, ``code`` is the relay's status, normally ``UNAUTHENTICATED``) or we hold
+    no access key for a recipient (``reason`` ``"no-access-key"``, ``code`` is
+    ``UNAUTHENTICATED``, nothing was contacted). Identified delivery happens only when the
+    caller opts in (``allow_identified``).
+
+    Attributes:
+        code: as :class:`RelayError`.
+        reason: ``"refused"`` or ``"no-access-key"``.
+        recipient: the recipient's ACI (for a group send: the first one concerned).
+    """
+
+    def __init__(self, message: str, code: int, reason: str, recipient: str) -> None:
+        super().__init__(message, code)
+        self.reason = reason
+        self.recipient = recipient

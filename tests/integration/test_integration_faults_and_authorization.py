@@ -149,7 +149,7 @@ def test_prekey_exhaustion_falls_back_to_signed_and_last_resort_keys(tmp_path: P
             last_resort = bob.store.get_kyber_pre_key_ids(last_resort=True)
             senders = [await new_client(relay, tmp_path / f"s{i}.db") for i in range(4)]
             for i, s in enumerate(senders):  # two take the one-time keys, two fall back
-                await s.send_text(bob.aci, f"hello {i}")
+                await s.send_text(bob.aci, f"hello {i}", allow_identified=True)
                 assert await receive_n(bob, 1) == [f"hello {i}"]
             counts = await bob.prekey_counts()
             assert (counts.ec_count, counts.kyber_count) == (0, 0)  # low water 0: no top-up
@@ -173,7 +173,7 @@ def test_sdk_cannot_take_over_another_account_or_read_its_mailbox(tmp_path: Path
             bob = await new_client(relay, tmp_path / "bob.db")
             bob_aci = bob.aci
             await bob.close()
-            await alice.send_text(bob_aci, "for bob only")
+            await alice.send_text(bob_aci, "for bob only", allow_identified=True)
 
             # Mallory: the same ACI, her own identity key (the relay stores no password).
             mallory = await Client.create(
@@ -194,7 +194,7 @@ def test_sdk_cannot_take_over_another_account_or_read_its_mailbox(tmp_path: Path
             await bob.connect()
             assert await receive_n(bob, 1) == ["for bob only"]
             carol = await new_client(relay, tmp_path / "carol.db")
-            await carol.send_text(bob_aci, "new session to the real bob")
+            await carol.send_text(bob_aci, "new session to the real bob", allow_identified=True)
             assert await receive_n(bob, 1) == ["new session to the real bob"]
             for c in (alice, bob, carol):
                 await c.close()

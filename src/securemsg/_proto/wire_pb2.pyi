@@ -66,3 +66,19 @@ class SenderKeyDistributionMessage(_message.Message):
     chain_key: bytes
     signing_key: bytes
     def __init__(self, distribution_uuid: _Optional[bytes] = ..., chain_id: _Optional[int] = ..., iteration: _Optional[int] = ..., chain_key: _Optional[bytes] = ..., signing_key: _Optional[bytes] = ...) -> None: ...
+
+class DecryptionErrorMessage(_message.Message):
+    __slots__ = ("ratchet_key", "timestamp", "device_id")
+    RATCHET_KEY_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    ratchet_key: bytes
+    timestamp: int
+    device_id: int
+    def __init__(self, ratchet_key: _Optional[bytes] = ..., timestamp: _Optional[int] = ..., device_id: _Optional[int] = ...) -> None: ...
+
+class ServiceContent(_message.Message):
+    __slots__ = ("decryption_error_message",)
+    DECRYPTION_ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    decryption_error_message: bytes
+    def __init__(self, decryption_error_message: _Optional[bytes] = ...) -> None: ...

@@ -15,12 +15,21 @@ One click group with these commands:
 Expected failures (a refused request, an unreachable relay, a bad argument, a missing home
 directory) print one line ``Error: ...`` and exit with status 1; click's usage errors exit
 with 2. No traceback is shown for them. Async work runs in ``asyncio.run`` per command.
+
+Client homes: ``client register`` creates the home directory ``0700`` and the device database
+``0600``; a home or database file that other users can access is made private with a warning
+on stderr. A failed ``client register`` (relay unreachable, bad URL, another trust root than
+``--trust-root``) removes the database and the directories it created: nothing is left
+behind. Sends are sealed or refused: ``--allow-identified`` lets a send
+that cannot be sealed go identified (the relay then learns the sender).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import stat
 import sys
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
@@ -29,12 +38,13 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from securemsg.errors import SecureMsgError
+from securemsg.errors import SealedDeliveryRefused, SecureMsgError
 
 __all__ = ["cli", "main"]
 
 _T = TypeVar("_T")
 _DEVICE_FILE = "device.db"
+_DB_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
 
 class _Group(click.Group):
@@ -235,10 +245,38 @@ def client() -> None:
     """A client device in a directory: register, send, receive, chat."""
 
 
-async def _open(home: Path) -> Any:
+def _private_home(home: Path) -> None:
+    """Make an existing home directory owner-only (``0700``), warning if it was not."""
+    mode = stat.S_IMODE(home.stat().st_mode)
+    if mode & 0o077:
+        click.echo(
+            f"warning: {home} was accessible to other users (mode {mode:o}); changed to 0700",
+            err=True,
+        )
+        home.chmod(0o700)
+
+
+async def _open(home: Path, *, allow_identified: bool = False) -> Any:
     from securemsg.client import Client
 
-    return await Client.open(home / _DEVICE_FILE)
+    if home.is_dir():
+        _private_home(home)
+    return await Client.open(home / _DEVICE_FILE, allow_identified=allow_identified)
+
+
+def _remove_device(path: Path) -> None:
+    for suffix in _DB_SIDE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(path) + suffix)
+
+
+_allow_identified_option = click.option(
+    "--allow-identified",
+    is_flag=True,
+    default=False,
+    help="If a message cannot be sent sealed (no access key for the recipient, or the relay "
+    "refuses), send it identified instead of failing. The relay then learns who sent it.",
+)
 
 
 @client.command("register")
@@ -253,20 +291,34 @@ async def _open(home: Path) -> Any:
 def client_register(home: Path, relay_url: str, trust_root: str | None) -> None:
     """Create a new device in HOME and register it with the relay.
 
+    HOME is created owner-only (0700) and the device database 0600. The relay's trust root is
+    checked against --trust-root (one changed nibble is refused). If registration fails, the
+    files and directories it created are removed.
+
     Prints the account's ACI and its contact card (ACI:ACCESSKEY): give the card to people
     who should be able to send to you with sealed sender.
     """
     from securemsg.client import Client
 
+    created_home = not home.exists()
+    new_dirs = [d for d in (home, *home.parents) if not d.exists()]  # deepest first
+    path = home / _DEVICE_FILE
+    created_db = False
+
     async def go() -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        path = home / _DEVICE_FILE
+        nonlocal created_db
+        if created_home:
+            home.mkdir(parents=True, mode=0o700)
+            home.chmod(0o700)  # mkdir's mode is filtered by the umask
+        else:
+            _private_home(home)
         if path.exists():  # an earlier attempt created the device but did not register it
             c = await Client.open(path, relay_url=relay_url)
             if c.registered:
                 await c.close()
                 raise click.ClickException(f"{home} already holds a registered device")
         else:
+            created_db = True
             c = await Client.create(path, relay_url, trust_root)
         try:
             await c.register()
@@ -275,7 +327,15 @@ def client_register(home: Path, relay_url: str, trust_root: str | None) -> None:
         finally:
             await c.close()
 
-    _run(go())
+    try:
+        _run(go())
+    except BaseException:
+        if created_db:
+            _remove_device(path)
+        for d in new_dirs:  # only directories we created, and only if empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
 
 
 @client.command("whoami")
@@ -316,22 +376,47 @@ def _print_message(console: Console, m: Any) -> None:
     console.print(f"{m.sender_aci}{where}: {m.text}  ({how})", markup=False)
 
 
+_RETRY_WORDS = {
+    "sent": "a retry request was sent to the sender",
+    "pending": "a retry request will be sent to the sender",
+    "not-sent": "no retry request: it could not be sent sealed",
+    "failed": "sending a retry request failed",
+    "impossible": "no retry request possible (sender unknown or resending cannot help)",
+}
+
+
+def _print_failure(console: Console, f: Any) -> None:
+    who = f.sender_aci if f.sender_aci else "an unknown sender"
+    how = "sealed" if f.sealed else "identified"
+    retry = _RETRY_WORDS.get(f.retry, f.retry)
+    console.print(
+        f"could not decrypt a message from {who} ({how}): {f.description}; {retry}",
+        markup=False,
+    )
+
+
 @client.command("send")
 @_home_option
 @click.option(
     "--to", "to", required=True, help="The recipient's ACI, or their contact card (ACI:ACCESSKEY)."
 )
+@_allow_identified_option
 @click.argument("text")
-def client_send(home: Path, to: str, text: str) -> None:
-    """Send TEXT to one account (sealed if its access key is known)."""
+def client_send(home: Path, to: str, text: str, allow_identified: bool) -> None:
+    """Send TEXT to one account, sealed (the relay does not learn the sender).
+
+    Without the recipient's access key (give their contact card as --to, or add-contact it
+    first), or if the relay refuses sealed delivery, the send fails and nothing is sent,
+    unless --allow-identified.
+    """
 
     async def go() -> None:
-        c = await _open(home)
+        c = await _open(home, allow_identified=allow_identified)
         try:
             aci = c.add_contact(to) if ":" in to else to
             await c.connect()
             await c.send_text(aci, text)
-            sealed = c.store.get_access_key(aci) is not None
+            sealed = c.last_send_sealed
             click.echo(f"sent to {aci} ({'sealed' if sealed else 'identified'})")
         finally:
             await c.close()
@@ -349,7 +434,11 @@ def client_send(home: Path, to: str, text: str) -> None:
     help="Keep listening this many seconds after the backlog.",
 )
 def client_receive(home: Path, wait: float) -> None:
-    """Fetch and print the messages waiting on the relay (each is shown once)."""
+    """Fetch and print the messages waiting on the relay (each is shown once).
+
+    A message that could not be decrypted is shown too, with the reason in words (it stays in
+    the device's failure record; if the sender is known, a retry request is sent).
+    """
     console = _console()
 
     async def go() -> None:
@@ -360,9 +449,18 @@ def client_receive(home: Path, wait: float) -> None:
             count = 0
             while True:
                 m = await c.receive(timeout=wait if wait else 0.2)
+                failure = await c.receive_failure(timeout=0)
+                if failure is not None:
+                    _print_failure(console, failure)
+                    count += 1
                 if m is None:
-                    break
+                    if failure is None:
+                        break
+                    continue
                 _print_message(console, m)
+                count += 1
+            while (failure := await c.receive_failure(timeout=0)) is not None:
+                _print_failure(console, failure)
                 count += 1
             if count == 0:
                 click.echo("no new messages")
@@ -375,15 +473,17 @@ def client_receive(home: Path, wait: float) -> None:
 @client.command("chat")
 @_home_option
 @click.option("--to", "to", required=True, help="The other side's ACI or contact card.")
-def client_chat(home: Path, to: str) -> None:
+@_allow_identified_option
+def client_chat(home: Path, to: str, allow_identified: bool) -> None:
     """Chat with one account: each line you type is sent; incoming messages are printed.
 
-    Ends at end of input (Ctrl-D).
+    Lines are sent sealed; one that cannot be is refused (an error line), unless
+    --allow-identified. Ends at end of input (Ctrl-D).
     """
     console = _console()
 
     async def go() -> None:
-        c = await _open(home)
+        c = await _open(home, allow_identified=allow_identified)
         try:
             aci = c.add_contact(to) if ":" in to else to
             await c.connect()
@@ -392,18 +492,27 @@ def client_chat(home: Path, to: str) -> None:
                 async for m in c:
                     _print_message(console, m)
 
-            task = asyncio.get_running_loop().create_task(printer())
+            async def failure_printer() -> None:
+                while (f := await c.receive_failure()) is not None:
+                    _print_failure(console, f)
+
+            loop = asyncio.get_running_loop()
+            tasks = [loop.create_task(printer()), loop.create_task(failure_printer())]
             try:
                 while True:
                     line = await asyncio.to_thread(sys.stdin.readline)
                     if not line:
                         break
                     if line.strip():
-                        await c.send_text(aci, line.rstrip("\n"))
+                        try:
+                            await c.send_text(aci, line.rstrip("\n"))
+                        except SealedDeliveryRefused as exc:
+                            click.echo(f"not sent: {exc}", err=True)
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         finally:
             await c.close()
 

@@ -33,8 +33,27 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   hands each inbox message to the application exactly once.
 * **Connection loss** is followed by a bounded number of reconnect attempts.
 
-Undecryptable envelopes are recorded (``kind = "error"``) and acknowledged so they cannot
-block the queue; :attr:`Client.errors` counts them. Errors are securemsg's typed errors:
+* **What the client refuses from its relay.** A relay whose trust root differs from the
+  pinned one (checked at :meth:`Client.register` and on every connection:
+  :class:`~securemsg.errors.TrustRootMismatch`, nothing written). A send that asked for
+  sealed sender and cannot have it (no access key, or the relay refuses unidentified
+  delivery) raises :class:`~securemsg.errors.SealedDeliveryRefused` and sends nothing
+  identified, unless the caller allowed identified delivery (``allow_identified``, per
+  client or per call). Group sends (the sender-key distribution and the message) follow
+  the same rule.
+* **Retry requests.** An envelope that cannot be decrypted is acknowledged (it cannot block
+  the queue) but never silently dropped: it is kept in a bounded failure record with its
+  ciphertext and a reason (:meth:`Client.failures`), and handed to the application once as
+  a :class:`DecryptionFailure` (:meth:`Client.receive_failure`). If the sender is
+  authenticated (identified envelope, or sealed with a valid certificate) and decryption
+  proper failed, the client sends libsignal's ``DecryptionErrorMessage`` (in a
+  ``PlaintextContent``, sealed when it can) to the sender's device. A sender receiving one
+  looks up the content it sent at that timestamp (kept one day, bounded) and sends it
+  again, archiving its session first if the request names the session's current sending
+  ratchet key; the recipient's inbox deduplicates by (sender, device, timestamp), so the
+  application sees the message once.
+
+:attr:`Client.errors` counts undecryptable envelopes. Errors are securemsg's typed errors:
 :class:`~securemsg.errors.RelayError` for the relay (``code``), ``UsageError`` for misuse.
 """
 
@@ -52,19 +71,28 @@ from typing import Final
 
 from securemsg import cipher
 from securemsg.client.connection import CONNECTION_LOST, RelayConnection
-from securemsg.client.store import ClientStore, InboxRow
+from securemsg.client.store import ClientStore, FailureRow, InboxRow
 from securemsg.crypto.curve import PublicKey
 from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.rng import Rng, SystemRng
 from securemsg.errors import (
     DecodeError,
     DuplicateMessageError,
+    InvalidKeyError,
     InvalidMessageError,
+    InvalidPreKeyError,
+    InvalidSignatureError,
+    MessageGapTooLargeError,
     NoSessionError,
+    PeerError,
     RelayError,
+    SealedDeliveryRefused,
     SealedSenderError,
     SecureMsgError,
     StorageError,
+    TrustRootMismatch,
+    UnsupportedVersionError,
+    UntrustedIdentityError,
     UsageError,
 )
 from securemsg.groups import (
@@ -91,16 +119,21 @@ from securemsg.protocol.sealed_sender import (
 from securemsg.sealed import (
     sealed_sender_decrypt_to_usmc,
     sealed_sender_encrypt,
+    sealed_sender_encrypt_from_usmc,
     sealed_sender_multi_recipient_encrypt,
 )
 from securemsg.wire.content import (
     Content,
+    DecryptionErrorMessage,
     GroupContext,
     decode_padded_content,
+    decryption_error_from_plaintext,
     encode_padded_content,
+    plaintext_content_for,
 )
 from securemsg.wire.messages import (
     CiphertextMessageType,
+    PlaintextContent,
     PreKeySignalMessage,
     SenderKeyDistributionMessage,
     SenderKeyMessage,
@@ -141,8 +174,10 @@ from securemsg.wire.relay_frames import (
 __all__ = [
     "DEFAULT_PREKEY_BATCH",
     "DEFAULT_PREKEY_LOW_WATER",
+    "MAX_RESENDS",
     "SIGNED_PREKEY_ROTATION_MS",
     "Client",
+    "DecryptionFailure",
     "ReceivedMessage",
 ]
 
@@ -164,6 +199,9 @@ _RECONNECT_ATTEMPTS: Final = 8
 _SEND_ATTEMPTS: Final = 3
 #: The relay accepts registration ids 1..16380.
 _MAX_REGISTRATION_ID: Final = 16380
+#: A sent content is sent again at most this many times in answer to retry requests (a
+#: relay replaying one request cannot make us send it again and again).
+MAX_RESENDS: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +216,10 @@ class ReceivedMessage:
         server_timestamp: when the relay accepted it (Unix ms).
         group_id: the group's id for a group message, else None.
         group_title: the group's title for a group message, else None.
-        sealed: True if the relay did not learn the sender.
+        sealed: True if the message came as sealed sender (an ``UNIDENTIFIED_SENDER``
+            envelope, sent over an unauthenticated connection): the relay was not told who
+            sent it, and the sender was taken from a certificate that validated against our
+            pinned trust root. False if it came identified (the relay knows the sender).
         envelope_id: the relay's id of the envelope it came in.
     """
 
@@ -191,6 +232,113 @@ class ReceivedMessage:
     group_title: str | None
     sealed: bool
     envelope_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptionFailure:
+    """An envelope that could not be decrypted, as the application sees it (an event).
+
+    The envelope is acknowledged (it cannot block the queue) but not lost: it is kept in a
+    bounded local record (:meth:`Client.failures`) with its ciphertext.
+
+    Attributes:
+        envelope_id: the relay's id of the envelope.
+        server_timestamp: when the relay accepted it (Unix ms).
+        sent_timestamp: the timestamp the sender gave it (Unix ms; its id on their side).
+        sealed: whether it came as sealed sender.
+        sender_aci: the sender, if known (identified envelope, or a sealed one whose
+            certificate validated); else None.
+        sender_device: the sender's device, if known.
+        reason: a short machine-readable reason, e.g. ``"invalid-message"``,
+            ``"certificate-untrusted"``, ``"sealed-unopenable"``, ``"no-session"``.
+        description: the reason in words, for people.
+        retry: what became of the retry request: ``"sent"``, ``"pending"``, ``"not-sent"``
+            (no sealed route and identified sends are not allowed), ``"failed"`` (the send
+            failed), ``"impossible"`` (sender unknown or not worth a retry).
+        recorded_at: when we recorded it (Unix ms).
+    """
+
+    envelope_id: bytes
+    server_timestamp: int
+    sent_timestamp: int
+    sealed: bool
+    sender_aci: str | None
+    sender_device: int | None
+    reason: str
+    description: str
+    retry: str
+    recorded_at: int
+
+
+class _Attempt:
+    """What is known about an envelope while it is being decrypted (for the failure record)."""
+
+    __slots__ = ("contents", "msg_type", "sender", "stage")
+
+    def __init__(self) -> None:
+        self.stage = "open"
+        self.sender: ProtocolAddress | None = None
+        self.msg_type: CiphertextMessageType | None = None
+        self.contents = b""
+
+
+_DESCRIPTIONS: Final[dict[str, str]] = {
+    "no-trust-root": "no trust root is pinned, so a sealed message cannot be checked",
+    "sealed-unopenable": "the sealed envelope could not be opened (damaged, or not for us)",
+    "certificate-untrusted": "the sender certificate is not signed by the pinned trust root "
+    "(the relay may be using another trust root)",
+    "certificate-revoked": "the sender certificate's server key is revoked",
+    "certificate-expired": "the sender certificate has expired",
+    "certificate-invalid": "the sender certificate did not validate",
+    "self-send": "a sealed message claiming to come from this very device",
+    "unexpected-type": "the sealed envelope holds a message type we do not accept",
+    "invalid-message": "the message failed authentication: damaged, forged, or the session "
+    "with the sender is out of step",
+    "no-session": "there is no session (or sender key) with the sender to decrypt it",
+    "untrusted-identity": "the sender's identity key changed: compare safety numbers",
+    "invalid-prekey": "the message used a prekey this device no longer has",
+    "gap-too-large": "the message is too far ahead of the sender's chain",
+    "malformed": "the message bytes are malformed",
+    "unsupported-version": "the message uses a protocol version we do not speak",
+    "invalid-key": "the message carries an unusable key",
+    "invalid-signature": "the message's signature did not verify",
+    "invalid-content": "the message decrypted but its content was refused",
+    "error": "the message could not be processed",
+}
+
+
+def _failure_reason(exc: SecureMsgError, stage: str, sealed: bool) -> str:
+    """A short reason code for a failed envelope (see :data:`_DESCRIPTIONS`)."""
+    if stage == "content" and not isinstance(exc, StorageError):
+        return "invalid-content"
+    if isinstance(exc, SealedSenderError):
+        if exc.reason in ("untrusted", "revoked", "expired"):
+            return "certificate-" + exc.reason
+        if exc.reason in ("self-send", "unexpected-type", "no-trust-root"):
+            return exc.reason
+        if stage == "certificate":
+            return "certificate-invalid"
+        return "sealed-unopenable" if stage == "open" else "invalid-message"
+    if sealed and stage == "open" and isinstance(exc, PeerError):
+        return "sealed-unopenable"
+    for cls, reason in (
+        (UnsupportedVersionError, "unsupported-version"),
+        (DecodeError, "malformed"),
+        (InvalidMessageError, "invalid-message"),
+        (NoSessionError, "no-session"),
+        (UntrustedIdentityError, "untrusted-identity"),
+        (InvalidPreKeyError, "invalid-prekey"),
+        (MessageGapTooLargeError, "gap-too-large"),
+        (InvalidKeyError, "invalid-key"),
+        (InvalidSignatureError, "invalid-signature"),
+    ):
+        if isinstance(exc, cls):
+            return reason
+    return "error"
+
+
+def _connection_lost(exc: SecureMsgError) -> bool:
+    return isinstance(exc, RelayError) and exc.code == CONNECTION_LOST
 
 
 def _aci_bytes(aci: str) -> bytes:
@@ -227,8 +375,15 @@ class Client:
     Create with :meth:`create` (new device) or :meth:`open` (existing database). Use from one
     event loop; close with :meth:`close` or ``async with``.
 
+    Sealed sender fails closed: a send that asks for sealed delivery (the default) and cannot
+    have it raises :class:`~securemsg.errors.SealedDeliveryRefused` and sends nothing
+    identified, unless identified delivery is allowed (``allow_identified`` here, or per
+    call).
+
     Attributes:
         errors: how many envelopes could not be decrypted (recorded and acknowledged).
+        last_send_sealed: whether the last 1:1 send went sealed (False after an identified
+            send the caller allowed).
     """
 
     def __init__(
@@ -240,6 +395,7 @@ class Client:
         prekey_batch: int | None = None,
         prekey_low_water: int | None = None,
         relay_url: str | None = None,
+        allow_identified: bool = False,
     ) -> None:
         """Wrap an open client store (internal: use :meth:`create` / :meth:`open`).
 
@@ -284,7 +440,9 @@ class Client:
         self._inbox_event = asyncio.Event()
         self._closing = False
         self._prekeys_used = False
+        self._allow_identified = bool(allow_identified)
         self.errors = 0
+        self.last_send_sealed = False
 
     # -- creating and opening -------------------------------------------------------------
 
@@ -301,8 +459,11 @@ class Client:
         clock: Callable[[], int] | None = None,
         prekey_batch: int = DEFAULT_PREKEY_BATCH,
         prekey_low_water: int | None = None,
+        allow_identified: bool = False,
     ) -> Client:
         """Create a new device database at ``path`` (a fresh identity and ACI).
+
+        The file is created ``0600`` (owner only) whatever the umask; it holds the private keys.
 
         Args:
             path: the SQLite file to create (must not exist).
@@ -317,6 +478,8 @@ class Client:
             prekey_batch: one-time prekeys per upload batch (1..100).
             prekey_low_water: refill when the relay holds fewer than this (default
                 ``min(20, prekey_batch)``).
+            allow_identified: let sends that cannot go sealed go identified (the relay then
+                learns the sender); default False: they raise ``SealedDeliveryRefused``.
 
         Raises:
             UsageError: ``path`` exists, or a bad argument.
@@ -361,6 +524,7 @@ class Client:
                 clock=clock,
                 prekey_batch=prekey_batch,
                 prekey_low_water=prekey_low_water,
+                allow_identified=allow_identified,
             )
         except BaseException:
             store.close()
@@ -376,8 +540,12 @@ class Client:
         clock: Callable[[], int] | None = None,
         prekey_batch: int | None = None,
         prekey_low_water: int | None = None,
+        allow_identified: bool = False,
     ) -> Client:
         """Reopen an existing device database (``relay_url`` replaces the stored one if given).
+
+        ``allow_identified`` is as for :meth:`create` (not stored: pass it on every open). A
+        database file (or side file) other users may access is made ``0600`` with a warning.
 
         Raises:
             UsageError: no database at ``path``.
@@ -394,6 +562,7 @@ class Client:
                 prekey_batch=prekey_batch,
                 prekey_low_water=prekey_low_water,
                 relay_url=relay_url,
+                allow_identified=allow_identified,
             )
         except BaseException:
             store.close()
@@ -490,11 +659,40 @@ class Client:
         identity = self._store.get_identity_key_pair()
         return identity.sign(auth_message(nonce, _aci_bytes(self._aci), self._device_id), self._rng)
 
+    async def _check_trust_root(self, conn: RelayConnection) -> PublicKey:
+        """Ask the relay for its trust root; refuse one other than the pinned root.
+
+        Returns:
+            The relay's trust root (equal to the pinned one, if one is pinned).
+
+        Raises:
+            TrustRootMismatch: a root is pinned and the relay presents another.
+            RelayError: the relay sent no trust root, or refused.
+            InvalidKeyError: the relay's trust root is not a valid key.
+        """
+        resp = await conn.request(GetServerTrustRoot())
+        if not isinstance(resp.body, ServerTrustRoot):
+            raise RelayError("relay sent no trust root", int(StatusCode.INTERNAL))
+        presented = PublicKey.from_bytes(resp.body.public_key)
+        pinned = self._trust_root
+        if pinned is not None and presented.to_bytes() != pinned.to_bytes():
+            raise TrustRootMismatch(
+                "the relay's trust root differs from the pinned one; refusing to use this relay",
+                pinned.to_bytes(),
+                presented.to_bytes(),
+            )
+        return presented
+
     async def register(self) -> None:
         """Register this device with the relay; leaves the client connected.
 
+        First the relay's trust root is fetched and compared with the pinned one (or pinned,
+        if none was given: trust on first use). A mismatch raises before anything is
+        generated, uploaded or written.
+
         Raises:
             UsageError: already registered.
+            TrustRootMismatch: the relay presents another trust root than the pinned one.
             RelayError: the relay refused (e.g. ``CONFLICT``: device already registered) or
                 could not be reached (code ``CONNECTION_LOST``).
         """
@@ -502,12 +700,7 @@ class Client:
             raise UsageError("this device is already registered")
         conn = await RelayConnection.open(self._relay_url)
         try:
-            if self._trust_root is None:
-                resp = await conn.request(GetServerTrustRoot())
-                if not isinstance(resp.body, ServerTrustRoot):
-                    raise RelayError("relay sent no trust root", int(StatusCode.INTERNAL))
-                self._trust_root = PublicKey.from_bytes(resp.body.public_key)
-                self._store.set_meta("trust_root", self._trust_root.to_bytes())
+            root = await self._check_trust_root(conn)
             store = self._store
             identity = store.get_identity_key_pair()
             now = self._now()
@@ -530,14 +723,22 @@ class Client:
         except BaseException:
             await conn.close()
             raise
-        self._store.set_meta("registered", 1)
+        with self._store.transaction():
+            if self._trust_root is None:
+                self._store.set_meta("trust_root", root.to_bytes())
+            self._store.set_meta("registered", 1)
+        self._trust_root = root
         self._attach(conn)
 
     async def connect(self) -> None:
         """Open and authenticate a connection, start receiving, and refresh the keys.
 
+        Every connection (reconnects too) first checks the relay's trust root against the
+        pinned one and is refused on a mismatch.
+
         Raises:
             UsageError: not registered yet.
+            TrustRootMismatch: the relay presents another trust root than the pinned one.
             RelayError: authentication refused or the relay unreachable.
         """
         if not self.registered:
@@ -551,6 +752,11 @@ class Client:
     async def _open_authenticated(self) -> None:
         conn = await RelayConnection.open(self._relay_url)
         try:
+            root = await self._check_trust_root(conn)
+            if self._trust_root is None:  # registered by an older version without a pin
+                raise TrustRootMismatch(
+                    "no trust root is pinned for this device", b"", root.to_bytes()
+                )
             await conn.request(
                 Authenticate(
                     _aci_bytes(self._aci), self._device_id, self._sign_challenge(conn.challenge)
@@ -606,6 +812,11 @@ class Client:
         conn = self._unidentified_conn
         if conn is None or conn.closed.is_set():
             conn = await RelayConnection.open(self._relay_url)
+            try:  # this connection too must reach the relay we pinned
+                await self._check_trust_root(conn)
+            except BaseException:
+                await conn.close()
+                raise
             self._unidentified_conn = conn
         return conn
 
@@ -623,6 +834,9 @@ class Client:
                     _log.warning("reconnect refused: %s", exc)
                     return
                 continue
+            except SecureMsgError as exc:  # e.g. TrustRootMismatch: never retried
+                _log.warning("reconnect refused: %s (%s)", exc, type(exc).__name__)
+                return
             with contextlib.suppress(SecureMsgError):
                 await self.maintain_keys()
             return
@@ -845,11 +1059,38 @@ class Client:
             raise NoSessionError("no session with " + str(address))
         return int(state.remote_registration_id)
 
-    async def _send_content(self, aci: str, content: Content, *, sealed: bool = True) -> bool:
-        """Encrypt and send ``content`` to every device of ``aci``; True if it went sealed."""
+    def _identified_ok(self, allow_identified: bool | None) -> bool:
+        return self._allow_identified if allow_identified is None else bool(allow_identified)
+
+    async def _send_content(
+        self,
+        aci: str,
+        content: Content,
+        *,
+        sealed: bool = True,
+        allow_identified: bool = False,
+        record: bool = True,
+    ) -> bool:
+        """Encrypt and send ``content`` to every device of ``aci``; True if it went sealed.
+
+        With ``sealed``, the send goes sealed or not at all: without an access key, or when
+        the relay refuses the unidentified delivery, :class:`SealedDeliveryRefused` is raised
+        and nothing is sent identified, unless ``allow_identified``. With ``record`` the
+        padded content is kept (bounded, one day) to answer a retry request.
+        """
         plaintext = encode_padded_content(content)
         store = self._store
         access = store.get_access_key(aci) if sealed else None
+        if sealed and access is None and not allow_identified:
+            raise SealedDeliveryRefused(
+                "no access key for the recipient: cannot send sealed (nothing was sent)",
+                int(StatusCode.UNAUTHENTICATED),
+                "no-access-key",
+                aci,
+            )
+        if record:
+            group_id = None if content.group is None else content.group.group_id
+            store.sent_add(aci, content.timestamp, plaintext, self._now(), group_id)
         for _ in range(_SEND_ATTEMPTS):
             await self._ensure_sessions(aci)
             cert = await self._sender_certificate() if access is not None else None
@@ -895,23 +1136,49 @@ class Client:
                     await self._repair(exc.details, [aci])
                     continue
                 if exc.code == StatusCode.UNAUTHENTICATED and access is not None:
-                    _log.info("access key refused; sending identified instead")
+                    if not allow_identified:
+                        raise SealedDeliveryRefused(
+                            "the relay refused sealed delivery (nothing was sent identified)",
+                            exc.code,
+                            "refused",
+                            aci,
+                        ) from None
+                    _log.info("access key refused; sending identified as allowed")
                     access = None
                     continue
                 raise
         raise RelayError("the recipient's device list kept changing", int(StatusCode.CONFLICT))
 
-    async def send_text(self, to_aci: str, text: str, *, sealed: bool = True) -> int:
+    async def send_text(
+        self,
+        to_aci: str,
+        text: str,
+        *,
+        sealed: bool = True,
+        allow_identified: bool | None = None,
+    ) -> int:
         """Send a 1:1 text message to every device of ``to_aci``.
 
-        Sealed (sender hidden from the relay) when ``sealed`` and we know the recipient's
-        access key (from a message of theirs or :meth:`add_contact`), else identified.
+        Sealed (sender hidden from the relay) needs the recipient's access key (from a message
+        of theirs or :meth:`add_contact`) and the relay's consent. If either is missing the
+        send fails closed: :class:`~securemsg.errors.SealedDeliveryRefused`, nothing sent
+        identified. Identified delivery happens only when asked for (``sealed=False``) or
+        allowed (``allow_identified=True`` here, or the client's ``allow_identified``);
+        :attr:`last_send_sealed` then tells which way it went.
+
+        Args:
+            to_aci: the recipient's ACI.
+            text: the message.
+            sealed: False to send identified on purpose.
+            allow_identified: fall back to identified delivery when sealed cannot be had;
+                None uses the client's setting.
 
         Returns:
             The message's timestamp (its id on our side).
 
         Raises:
             UsageError: bad arguments, or sending to ourselves.
+            SealedDeliveryRefused: sealed delivery cannot be had and identified is not allowed.
             UntrustedIdentityError: the recipient's identity key changed.
             RelayError: refused (``NOT_FOUND``: no such account) or not connected.
         """
@@ -920,8 +1187,21 @@ class Client:
             raise UsageError("sending to one's own account is not supported")
         if not isinstance(text, str):
             raise UsageError("text must be a str")
+        allow = self._identified_ok(allow_identified)
+        if sealed and not allow and self._store.get_access_key(to) is None:
+            raise SealedDeliveryRefused(
+                "no access key for the recipient: cannot send sealed (nothing was sent)",
+                int(StatusCode.UNAUTHENTICATED),
+                "no-access-key",
+                to,
+            )
         ts = self._next_timestamp()
-        await self._send_content(to, Content(ts, text, access_key=self._access_key), sealed=sealed)
+        self.last_send_sealed = await self._send_content(
+            to,
+            Content(ts, text, access_key=self._access_key),
+            sealed=sealed,
+            allow_identified=allow,
+        )
         return ts
 
     def create_group(self, title: str, members: Sequence[str]) -> bytes:
@@ -943,7 +1223,9 @@ class Client:
         """The groups we are in: (id, title, member ACIs)."""
         return [(g.group_id, g.title, g.members) for g in self._store.list_groups()]
 
-    async def _distribute_sender_key(self, group_id: bytes, context: GroupContext) -> None:
+    async def _distribute_sender_key(
+        self, group_id: bytes, context: GroupContext, allow_identified: bool
+    ) -> None:
         store = self._store
         distribution_id = uuid.UUID(bytes=group_id)
         skdm = create_sender_key_distribution_message(
@@ -963,20 +1245,28 @@ class Client:
                 sender_key_distribution=skdm.to_bytes(),
                 access_key=self._access_key,
             )
-            await self._send_content(member, content)
+            await self._send_content(member, content, allow_identified=allow_identified)
             for d in self._devices(member):
                 store.mark_group_key_sent(group_id, member, d)
 
-    async def send_group_text(self, group_id: bytes, text: str) -> int:
+    async def send_group_text(
+        self, group_id: bytes, text: str, *, allow_identified: bool | None = None
+    ) -> int:
         """Send a text to a group: sender key, one sealed sender v2 upload.
 
-        Members whose access key we do not know get the same sender-key message identified.
+        Fails closed like :meth:`send_text`: if we lack the access key of a member, the check
+        happens before anything is sent; if the relay refuses the sealed upload (or a sealed
+        sender-key distribution), :class:`~securemsg.errors.SealedDeliveryRefused` is raised
+        and neither the distribution nor the message goes identified. With
+        ``allow_identified`` (or the client's setting) such members get the sender-key
+        distribution and the message identified instead.
 
         Returns:
             The message's timestamp.
 
         Raises:
             UsageError: unknown group or bad arguments.
+            SealedDeliveryRefused: sealed delivery cannot be had and identified is not allowed.
             RelayError: refused or not connected.
         """
         store = self._store
@@ -987,13 +1277,27 @@ class Client:
             raise UsageError("text must be a str")
         context = GroupContext(group.group_id, group.title, group.members)
         others = [m for m in group.members if m != self._aci]
-        await self._distribute_sender_key(group.group_id, context)
+        allow = self._identified_ok(allow_identified)
+        if not allow:
+            for m in others:
+                if store.get_access_key(m) is None:
+                    raise SealedDeliveryRefused(
+                        "no access key for a group member: cannot send sealed (nothing was sent)",
+                        int(StatusCode.UNAUTHENTICATED),
+                        "no-access-key",
+                        m,
+                    )
+        await self._distribute_sender_key(group.group_id, context, allow)
         ts = self._next_timestamp()
         content = Content(ts, text, context, access_key=self._access_key)
+        padded = encode_padded_content(content)
+        now = self._now()
+        for m in others:
+            store.sent_add(m, ts, padded, now, group.group_id)
         message = group_encrypt(
             self._address,
             uuid.UUID(bytes=group.group_id),
-            encode_padded_content(content),
+            padded,
             store,
             rng=self._rng,
         )
@@ -1020,9 +1324,17 @@ class Client:
             except RelayError as exc:
                 if exc.code == StatusCode.CONFLICT:
                     await self._repair(exc.details, sealed_to)
-                    await self._distribute_sender_key(group.group_id, context)
+                    await self._distribute_sender_key(group.group_id, context, allow)
                     continue
                 if exc.code == StatusCode.UNAUTHENTICATED:
+                    if not allow:
+                        raise SealedDeliveryRefused(
+                            "the relay refused the sealed group upload (nothing was sent "
+                            "identified)",
+                            exc.code,
+                            "refused",
+                            sealed_to[0],
+                        ) from None
                     sealed_to = []
                     break
                 raise
@@ -1052,6 +1364,9 @@ class Client:
                 break
             if isinstance(item, QueueEmpty):
                 self._drained.set()
+                # Retry requests and resends left pending by a closed connection.
+                await self._send_retry_requests()
+                await self._send_resends()
             else:
                 try:
                     await self._handle_envelope(conn, item)
@@ -1074,6 +1389,8 @@ class Client:
             return  # not committed: leave it queued on the relay (it comes back)
         await self._ack(conn, envelope.id)
         self._inbox_event.set()
+        await self._send_retry_requests()
+        await self._send_resends()
 
     async def _ack(self, conn: RelayConnection, envelope_id: bytes) -> None:
         """Tell the relay to delete the envelope (only after the inbox commit)."""
@@ -1083,48 +1400,119 @@ class Client:
             _log.info("ack failed (%s); the envelope will be redelivered and deduplicated", exc)
 
     def _process_envelope(self, envelope: Envelope) -> bool:
-        """Decrypt and commit one envelope. True if it may be acknowledged."""
+        """Decrypt and commit one envelope. True if it may be acknowledged.
+
+        An envelope that cannot be decrypted is recorded (inbox row ``kind = "error"`` and a
+        failure record with the reason and its ciphertext) in one transaction; if its sender
+        is known and the failure was in decryption proper, a retry request is queued.
+        """
         store = self._store
         if store.inbox_has_envelope(envelope.id):
             return True
         now = self._now()
+        attempt = _Attempt()
         try:
             with store.transaction():
-                self._decrypt_and_record(envelope, now)
+                self._decrypt_and_record(envelope, now, attempt)
             return True
         except StorageError as exc:
             _log.error("could not store a received message: %s", exc)
             return False
         except DuplicateMessageError:
             kind = "duplicate"
+            failure: SecureMsgError | None = None
         except SecureMsgError as exc:
-            _log.warning("undecryptable envelope: %s", type(exc).__name__)
-            self.errors += 1
             kind = "error"
+            failure = exc
+        sealed = envelope.type == EnvelopeType.UNIDENTIFIED_SENDER
         try:
-            store.inbox_add(
-                envelope_id=envelope.id,
-                server_timestamp=envelope.server_timestamp,
-                kind=kind,
-                sealed=envelope.type == EnvelopeType.UNIDENTIFIED_SENDER,
-            )
+            with store.transaction():
+                store.inbox_add(
+                    envelope_id=envelope.id,
+                    server_timestamp=envelope.server_timestamp,
+                    kind=kind,
+                    sealed=sealed,
+                )
+                if failure is not None:
+                    self._record_failure(envelope, now, attempt, failure)
         except StorageError:
             return False
+        if failure is not None:
+            self.errors += 1
         return True
+
+    def _record_failure(
+        self, envelope: Envelope, now: int, attempt: _Attempt, exc: SecureMsgError
+    ) -> None:
+        reason = _failure_reason(
+            exc, attempt.stage, envelope.type == EnvelopeType.UNIDENTIFIED_SENDER
+        )
+        sender = attempt.sender
+        _log.warning(
+            "undecryptable envelope: %s (%s)", _DESCRIPTIONS.get(reason, reason), type(exc).__name__
+        )
+        # A retry request only when the sender is authenticated (identified envelope, or a
+        # sealed one whose certificate validated) and decryption proper failed: resending
+        # cannot help a refused certificate or a refused content, and we never answer an
+        # unauthenticated claim.
+        retry = "impossible"
+        request: bytes | None = None
+        if (
+            sender is not None
+            and attempt.stage == "decrypt"
+            and attempt.msg_type
+            in (
+                CiphertextMessageType.WHISPER,
+                CiphertextMessageType.PREKEY,
+                CiphertextMessageType.SENDERKEY,
+            )
+        ):
+            try:
+                request = DecryptionErrorMessage.for_original(
+                    attempt.contents,
+                    attempt.msg_type,
+                    envelope.client_timestamp,
+                    sender.device_id,
+                ).to_bytes()
+                retry = "pending"
+            except SecureMsgError:  # the original does not even parse: nothing to ask for
+                request = None
+            for old in self._store.failures():  # one request per failed message
+                if (old.sender, old.sender_device, old.sent_timestamp) == (
+                    sender.name,
+                    sender.device_id,
+                    envelope.client_timestamp,
+                ) and old.retry in ("pending", "sent"):
+                    retry, request = "impossible", None
+        self._store.failure_add(
+            envelope_id=envelope.id,
+            recorded_at=now,
+            server_timestamp=envelope.server_timestamp,
+            sent_timestamp=envelope.client_timestamp,
+            envelope_type=int(envelope.type),
+            sealed=envelope.type == EnvelopeType.UNIDENTIFIED_SENDER,
+            sender=None if sender is None else sender.name,
+            sender_device=None if sender is None else sender.device_id,
+            reason=reason,
+            retry=retry,
+            retry_request=request,
+            body=envelope.body,
+        )
 
     def _source(self, envelope: Envelope) -> ProtocolAddress:
         if envelope.source_aci is None:
             raise DecodeError("identified envelope without a source")
         return ProtocolAddress(str(uuid.UUID(bytes=envelope.source_aci)), envelope.source_device_id)
 
-    def _decrypt_and_record(self, envelope: Envelope, now: int) -> None:
+    def _decrypt_and_record(self, envelope: Envelope, now: int, attempt: _Attempt) -> None:
         store = self._store
         sealed = envelope.type == EnvelopeType.UNIDENTIFIED_SENDER
         distribution: uuid.UUID | None = None
         if sealed:
             if self._trust_root is None:
-                raise SealedSenderError("no trust root pinned", "untrusted")
+                raise SealedSenderError("no trust root pinned", "no-trust-root")
             usmc = sealed_sender_decrypt_to_usmc(envelope.body, store)
+            attempt.stage = "certificate"
             cert = usmc.sender
             cert.validate(self._trust_root, now)
             if cert.sender_uuid == self._aci and cert.sender_device_id == self._device_id:
@@ -1142,8 +1530,13 @@ class Client:
         elif envelope.type == EnvelopeType.SENDERKEY_MESSAGE:
             sender = self._source(envelope)
             msg_type, contents = CiphertextMessageType.SENDERKEY, envelope.body
+        elif envelope.type == EnvelopeType.PLAINTEXT_CONTENT:
+            sender = self._source(envelope)
+            msg_type, contents = CiphertextMessageType.PLAINTEXT, envelope.body
         else:
             raise DecodeError("unknown envelope type")
+        attempt.stage = "decrypt"
+        attempt.sender, attempt.msg_type, attempt.contents = sender, msg_type, contents
         if msg_type in (CiphertextMessageType.WHISPER, CiphertextMessageType.PREKEY):
             plaintext = cipher.message_decrypt(
                 contents,
@@ -1160,10 +1553,63 @@ class Client:
             skm = SenderKeyMessage.from_bytes(contents)
             plaintext = group_decrypt(skm, sender, store)
             distribution = skm.distribution_id
+        elif msg_type == CiphertextMessageType.PLAINTEXT:
+            attempt.stage = "content"
+            request = decryption_error_from_plaintext(PlaintextContent.from_bytes(contents))
+            self._apply_retry_request(envelope, sender, request, now)
+            return
         else:
             raise SealedSenderError("unexpected inner message type", "unexpected-type")
+        attempt.stage = "content"
         content = decode_padded_content(plaintext)
         self._apply_content(envelope, sender, content, distribution, sealed)
+
+    def _apply_retry_request(
+        self, envelope: Envelope, sender: ProtocolAddress, request: DecryptionErrorMessage, now: int
+    ) -> None:
+        """Answer a retry request (inside the envelope's transaction): queue the resend.
+
+        The rule, as libsignal's ``SessionRecord::current_ratchet_key_matches`` and Signal's
+        clients apply it: if the request carries a ratchet key and it equals the *sending*
+        ratchet key of our current session with the requesting device, that session is the
+        one the peer cannot decrypt, so it is archived and the resend starts a new session
+        (a PreKey message from a freshly fetched bundle). Any other ratchet key (an older
+        chain, or none for a sender-key message) leaves the session alone: the resend goes
+        on the current one. A request naming another device of ours, or a timestamp we hold
+        no sent content for (unknown, or older than one day), is dropped. Each content is
+        sent again at most :data:`MAX_RESENDS` times.
+        """
+        store = self._store
+        store.inbox_add(
+            envelope_id=envelope.id,
+            server_timestamp=envelope.server_timestamp,
+            kind="retry-request",
+            sealed=envelope.type == EnvelopeType.UNIDENTIFIED_SENDER,
+        )
+        if request.device_id != self._device_id:
+            _log.info("retry request for another device; ignored")
+            return
+        sent = store.sent_get(sender.name, request.timestamp, now)
+        if sent is None:
+            _log.info("retry request for a message we no longer hold; ignored")
+            return
+        if store.sent_resends(sender.name, request.timestamp) >= MAX_RESENDS:
+            _log.info("retry request for a message already sent again too often; ignored")
+            return
+        if request.ratchet_key is not None:
+            record = store.load_session(sender)
+            state = None if record is None else record.current
+            if (
+                record is not None
+                and state is not None
+                and state.ratchet.sender_chain.ratchet_key_pair.public_key.to_bytes()
+                == request.ratchet_key.to_bytes()
+            ):
+                store.store_session(sender, record.archive_current_state())
+                _log.info("retry request names our current ratchet key: session archived")
+        if sent.group_id is not None:
+            store.group_key_unmark(sent.group_id, sender.name, sender.device_id)
+        store.resend_add(sender.name, sender.device_id, request.timestamp)
 
     def _apply_content(
         self,
@@ -1203,6 +1649,147 @@ class Client:
             group_id=None if group is None else group.group_id,
             body=content.text,
         )
+
+    async def _send_retry_requests(self) -> None:
+        """Send the queued retry requests (each failure's, once); never raises."""
+        for row in self._store.failures():
+            if row.retry != "pending" or row.retry_request is None or row.sender is None:
+                continue
+            outcome = "failed"
+            try:
+                request = DecryptionErrorMessage.from_bytes(row.retry_request)
+                sent = await self._send_plaintext(
+                    ProtocolAddress(row.sender, row.sender_device or 1),
+                    plaintext_content_for(request),
+                )
+                outcome = "sent" if sent else "not-sent"
+            except SecureMsgError as exc:
+                if self._closing or _connection_lost(exc):
+                    return  # the request stays pending for the next connection
+                _log.warning("retry request not sent: %s (%s)", exc, type(exc).__name__)
+            self._store.failure_set_retry(row.seq, outcome)
+
+    async def _send_plaintext(self, address: ProtocolAddress, content: PlaintextContent) -> bool:
+        """Send a PlaintextContent (a retry request) to one device: sealed (USMC type
+        PLAINTEXT) if we hold the account's access key; identified (envelope type
+        PLAINTEXT_CONTENT) only if the client allows identified sends. False if neither.
+
+        Raises:
+            RelayError: refused (including SealedDeliveryRefused) or not connected.
+            NoSessionError: no session (and no bundle) for the device.
+        """
+        store = self._store
+        aci = address.name
+        access = store.get_access_key(aci)
+        if access is None and not self._allow_identified:
+            return False
+        if address.device_id not in self._devices(aci):
+            await self._fetch_sessions(aci, address.device_id)
+        registration_id = self._remote_registration_id(address)
+        ts = self._next_timestamp()
+        if access is not None:
+            cert = await self._sender_certificate()
+            usmc = UnidentifiedSenderMessageContent.new(
+                CiphertextMessageType.PLAINTEXT, cert, content.to_bytes(), ContentHint.DEFAULT
+            )
+            body = sealed_sender_encrypt_from_usmc(address, usmc, store, rng=self._rng)
+            message = OutgoingMessage(
+                address.device_id, registration_id, int(EnvelopeType.UNIDENTIFIED_SENDER), body
+            )
+            conn = await self._unidentified()
+            try:
+                await conn.request(SendSealed(_aci_bytes(aci), access, ts, (message,)))
+                return True
+            except RelayError as exc:
+                if exc.code != StatusCode.UNAUTHENTICATED or not self._allow_identified:
+                    raise
+        message = OutgoingMessage(
+            address.device_id,
+            registration_id,
+            int(EnvelopeType.PLAINTEXT_CONTENT),
+            content.to_bytes(),
+        )
+        await self._request(SendMessage(_aci_bytes(aci), ts, (message,)))
+        return True
+
+    async def _send_resends(self) -> None:
+        """Send again the contents retry requests asked for; never raises."""
+        store = self._store
+        for aci, device, ts in store.resend_pending():
+            try:
+                sent = store.sent_get(aci, ts, self._now())
+                if sent is not None and store.sent_resends(aci, ts) < MAX_RESENDS:
+                    address = ProtocolAddress(aci, device)
+                    record = store.load_session(address)
+                    if record is None or record.current is None:  # archived: start anew
+                        await self._fetch_sessions(aci, device)
+                    store.sent_count_resend(aci, ts)  # attempts count: a bound on a replayer
+                    await self._send_content(
+                        aci,
+                        decode_padded_content(sent.content),
+                        allow_identified=self._allow_identified,
+                        record=False,
+                    )
+            except SecureMsgError as exc:
+                if self._closing or _connection_lost(exc):
+                    return  # the resend stays queued for the next connection
+                _log.warning("resend failed: %s (%s)", exc, type(exc).__name__)
+            store.resend_done(aci, device, ts)
+
+    def _to_failure(self, row: FailureRow) -> DecryptionFailure:
+        return DecryptionFailure(
+            envelope_id=row.envelope_id,
+            server_timestamp=row.server_timestamp,
+            sent_timestamp=row.sent_timestamp,
+            sealed=row.sealed,
+            sender_aci=row.sender,
+            sender_device=row.sender_device,
+            reason=row.reason,
+            description=_DESCRIPTIONS.get(row.reason, _DESCRIPTIONS["error"]),
+            retry=row.retry,
+            recorded_at=row.recorded_at,
+        )
+
+    def failures(self) -> list[DecryptionFailure]:
+        """The bounded local record of envelopes that could not be decrypted, oldest first.
+
+        Kept: the newest 500, none older than 30 days (their ciphertext is kept too, in the
+        device database, so a message refused for a bad certificate is not lost).
+        """
+        return [self._to_failure(r) for r in self._store.failures()]
+
+    async def receive_failure(self, timeout: float | None = None) -> DecryptionFailure | None:
+        """The next decryption failure not yet handed to the application (each exactly once).
+
+        Every envelope that could not be decrypted produces one such event, with a reason
+        (``reason`` for programs, ``description`` in words). If the sender is known, a retry
+        request was sent (see ``retry``) and the message may still arrive through
+        :meth:`receive` once the sender sent it again.
+
+        Args:
+            timeout: seconds to wait for one; None waits while connected.
+
+        Returns:
+            The failure, or None on timeout (or when the client is closed).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            self._inbox_event.clear()
+            if self._closing:
+                return None
+            rows = self._store.failures(pending_only=True, limit=1)
+            if rows:
+                self._store.failure_mark_delivered(rows[0].seq)
+                return self._to_failure(rows[0])
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return None
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._inbox_event.wait()
+            except TimeoutError:
+                return None
 
     def _to_message(self, row: InboxRow) -> ReceivedMessage:
         title = None

@@ -77,7 +77,7 @@ class RelayConnection:
         """Connect to ``url`` and read the challenge.
 
         Raises:
-            UsageError: ``url`` is not a ws:// or wss:// URL.
+            UsageError: ``url`` is not a ws:// or wss:// URL, or does not parse.
             RelayError: code :data:`CONNECTION_LOST` if the relay cannot be reached or does
                 not start with a challenge.
         """
@@ -94,7 +94,7 @@ class RelayConnection:
                 except BaseException:
                     await ws.close()
                     raise
-        except InvalidURI:
+        except (InvalidURI, ValueError):  # ValueError: e.g. urllib on "ws://[::1"
             raise UsageError("relay URL is not valid") from None
         except (OSError, WebSocketException, TimeoutError) as exc:
             raise _lost("could not be opened (" + type(exc).__name__ + ")") from None

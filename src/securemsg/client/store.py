@@ -16,6 +16,22 @@ and the client's own tables, all prefixed ``client_``:
 * ``client_inbox`` -- every envelope we processed, keyed by the relay's envelope id and by
   (sender, device, sender timestamp); decrypted messages wait here (``delivered = 0``) until
   the application has taken them.
+* ``client_failures`` -- envelopes that could not be decrypted: when, why (a reason code),
+  the sender if it is known, the retry request and whether it was sent, and the envelope's
+  bytes (ciphertext) so nothing is silently lost. Bounded: the newest
+  :data:`MAX_FAILURES` rows, none older than :data:`FAILURE_TTL_MS`. Each waits
+  (``delivered = 0``) until the application took it as an event.
+* ``client_sent`` -- the contents we sent recently, per recipient and timestamp, so a retry
+  request can be answered by sending the same content again. Bounded: the newest
+  :data:`MAX_SENT_RECORDS` rows, none older than :data:`SENT_RECORD_TTL_MS` (one day, as
+  Signal's clients keep their send log), each sent again at most a few times.
+* ``client_resend`` -- resends asked for by retry requests and not yet done (durable, so a
+  crash between acknowledging the request and sending loses nothing).
+
+File modes: the database, its ``-wal``/``-shm`` and ``-journal`` files hold private keys, so
+:meth:`ClientStore.open_client` creates the database ``0600`` whatever the umask (SQLite gives
+its side files the database's mode). An existing file that group or others may read or write
+is fixed to ``0600`` with a logged warning (securemsg.client.store), never left as it is.
 
 Because the client tables live in the same database, writing the inbox row inside the
 ``transaction()`` that also commits the advanced session makes "decrypted, state advanced,
@@ -29,17 +45,42 @@ tables (same connection, same transactions); it does not change any protocol-sto
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from securemsg.errors import StorageError
 from securemsg.protocol.keys import IdentityKeyPair
 from securemsg.store.sqlite import SqliteProtocolStore
 
-__all__ = ["ClientStore", "InboxRow", "StoredGroup"]
+__all__ = [
+    "FAILURE_TTL_MS",
+    "MAX_FAILURES",
+    "MAX_SENT_RECORDS",
+    "SENT_RECORD_TTL_MS",
+    "ClientStore",
+    "FailureRow",
+    "InboxRow",
+    "SentRecord",
+    "StoredGroup",
+    "secure_file_mode",
+]
+
+_log = logging.getLogger("securemsg.client.store")
+
+#: Most undecryptable-envelope records kept (the oldest are dropped first).
+MAX_FAILURES: Final = 500
+#: Undecryptable-envelope records older than this are dropped (30 days).
+FAILURE_TTL_MS: Final = 30 * 24 * 3600 * 1000
+#: Most sent contents kept for answering retry requests.
+MAX_SENT_RECORDS: Final = 1000
+#: Sent contents older than this are dropped (one day).
+SENT_RECORD_TTL_MS: Final = 24 * 3600 * 1000
+_SIDE_FILES: Final = ("", "-wal", "-shm", "-journal")
 
 _CLIENT_SCHEMA: Final[tuple[str, ...]] = (
     """CREATE TABLE IF NOT EXISTS client_meta (
@@ -71,7 +112,78 @@ _CLIENT_SCHEMA: Final[tuple[str, ...]] = (
         delivered INTEGER NOT NULL DEFAULT 0)""",
     """CREATE UNIQUE INDEX IF NOT EXISTS client_inbox_origin
         ON client_inbox (sender, sender_device, sent_timestamp)""",
+    """CREATE TABLE IF NOT EXISTS client_failures (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        envelope_id BLOB NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        server_timestamp INTEGER NOT NULL,
+        sent_timestamp INTEGER NOT NULL,
+        envelope_type INTEGER NOT NULL,
+        sealed INTEGER NOT NULL,
+        sender TEXT,
+        sender_device INTEGER,
+        reason TEXT NOT NULL,
+        retry TEXT NOT NULL,
+        retry_request BLOB,
+        body BLOB NOT NULL,
+        delivered INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS client_sent (
+        recipient TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,
+        group_id BLOB,
+        content BLOB NOT NULL,
+        resends INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (recipient, timestamp)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS client_resend (
+        recipient TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL,
+        PRIMARY KEY (recipient, device_id, timestamp)) WITHOUT ROWID""",
 )
+
+
+def secure_file_mode(path: str | os.PathLike[str]) -> None:
+    """Make the database at ``path`` and its side files (``-wal``, ``-shm``, ``-journal``)
+    readable and writable by the owner only.
+
+    A file that group or others may access is changed to ``0600`` and a warning is logged
+    (its contents may already have been read: consider the keys in it exposed). Missing
+    files are skipped.
+
+    Raises:
+        StorageError: a file's mode cannot be read or changed.
+    """
+    base = os.fspath(path)
+    for suffix in _SIDE_FILES:
+        name = base + suffix
+        try:
+            mode = os.stat(name).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError:
+            raise StorageError("cannot read the mode of a database file") from None
+        if stat.S_IMODE(mode) & 0o077:
+            _log.warning(
+                "%s was accessible to other users (mode %o); changed to 0600",
+                name,
+                stat.S_IMODE(mode),
+            )
+            try:
+                os.chmod(name, 0o600)
+            except OSError:
+                raise StorageError("cannot make a database file private") from None
+
+
+def _create_private(path: str) -> None:
+    """Create an empty file readable by the owner only (umask can only remove bits)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        raise StorageError("cannot create the database file") from None
+    os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +199,36 @@ class InboxRow:
     group_id: bytes | None
     body: str
     sealed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRow:
+    """One envelope that could not be decrypted (the application sees a DecryptionFailure)."""
+
+    seq: int
+    envelope_id: bytes
+    recorded_at: int
+    server_timestamp: int
+    sent_timestamp: int
+    envelope_type: int
+    sealed: bool
+    sender: str | None
+    sender_device: int | None
+    reason: str
+    retry: str
+    retry_request: bytes | None
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """A content we sent recently (padded plaintext), kept to answer retry requests."""
+
+    recipient: str
+    timestamp: int
+    sent_at: int
+    group_id: bytes | None
+    content: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +262,20 @@ class ClientStore(SqliteProtocolStore):
             UsageError: see :meth:`SqliteProtocolStore.open`.
             StorageError: the database failed or is not a securemsg store.
         """
+        path_str = os.fspath(path)
+        on_disk = path_str != ":memory:"
+        if on_disk:
+            if identity_key_pair is not None and not os.path.exists(path_str):
+                _create_private(path_str)
+            secure_file_mode(path_str)
         store = cls.open(path, identity_key_pair, registration_id)
         assert isinstance(store, ClientStore)
         try:
             with store.transaction():
                 for statement in _CLIENT_SCHEMA:
                     store._exec(statement)
+            if on_disk:
+                secure_file_mode(path_str)
         except BaseException:
             store.close()
             raise
@@ -251,6 +401,15 @@ class ClientStore(SqliteProtocolStore):
                 (bytes(group_id), aci, device_id),
             )
 
+    def group_key_unmark(self, group_id: bytes, aci: str, device_id: int) -> None:
+        """Forget that our sender key for ``group_id`` reached that device (send it again)."""
+        with self.transaction():
+            self._exec(
+                "DELETE FROM client_group_keys_sent"
+                " WHERE group_id = ? AND aci = ? AND device_id = ?",
+                (bytes(group_id), aci, device_id),
+            )
+
     # -- inbox ------------------------------------------------------------------------------
 
     def inbox_has_envelope(self, envelope_id: bytes) -> bool:
@@ -334,6 +493,178 @@ class ClientStore(SqliteProtocolStore):
         else:
             row = self._fetchone("SELECT COUNT(*) FROM client_inbox WHERE kind = ?", (kind,))
         return 0 if row is None else int(row[0])
+
+    # -- failures ---------------------------------------------------------------------------
+
+    def failure_add(
+        self,
+        *,
+        envelope_id: bytes,
+        recorded_at: int,
+        server_timestamp: int,
+        sent_timestamp: int,
+        envelope_type: int,
+        sealed: bool,
+        sender: str | None,
+        sender_device: int | None,
+        reason: str,
+        retry: str,
+        retry_request: bytes | None,
+        body: bytes,
+    ) -> None:
+        """Record an undecryptable envelope; drop records beyond the bounds."""
+        with self.transaction():
+            self._exec(
+                "INSERT INTO client_failures (envelope_id, recorded_at, server_timestamp,"
+                " sent_timestamp, envelope_type, sealed, sender, sender_device, reason, retry,"
+                " retry_request, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    bytes(envelope_id),
+                    recorded_at,
+                    server_timestamp,
+                    sent_timestamp,
+                    envelope_type,
+                    1 if sealed else 0,
+                    sender,
+                    sender_device,
+                    reason,
+                    retry,
+                    retry_request,
+                    bytes(body),
+                ),
+            )
+            self._exec(
+                "DELETE FROM client_failures WHERE recorded_at < ?", (recorded_at - FAILURE_TTL_MS,)
+            )
+            self._exec(
+                "DELETE FROM client_failures WHERE seq <= (SELECT MAX(seq) FROM client_failures)"
+                " - ?",
+                (MAX_FAILURES,),
+            )
+
+    _FAILURE_COLUMNS: Final = (
+        "seq, envelope_id, recorded_at, server_timestamp, sent_timestamp, envelope_type, sealed,"
+        " sender, sender_device, reason, retry, retry_request, body"
+    )
+
+    @staticmethod
+    def _failure_row(r: Sequence[Any]) -> FailureRow:
+        return FailureRow(
+            int(r[0]),
+            bytes(r[1]),
+            int(r[2]),
+            int(r[3]),
+            int(r[4]),
+            int(r[5]),
+            bool(r[6]),
+            None if r[7] is None else str(r[7]),
+            None if r[8] is None else int(r[8]),
+            str(r[9]),
+            str(r[10]),
+            None if r[11] is None else bytes(r[11]),
+            bytes(r[12]),
+        )
+
+    def failures(
+        self, *, pending_only: bool = False, limit: int = MAX_FAILURES
+    ) -> list[FailureRow]:
+        """Recorded failures, oldest first (only those not yet handed out if asked)."""
+        where = " WHERE delivered = 0" if pending_only else ""
+        rows = self._fetchall(
+            "SELECT "
+            + self._FAILURE_COLUMNS
+            + " FROM client_failures"
+            + where
+            + " ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [self._failure_row(r) for r in rows]
+
+    def failure_mark_delivered(self, seq: int) -> None:
+        """Record that the application took failure ``seq`` as an event."""
+        with self.transaction():
+            self._exec("UPDATE client_failures SET delivered = 1 WHERE seq = ?", (seq,))
+
+    def failure_set_retry(self, seq: int, retry: str) -> None:
+        """Update what became of a failure's retry request."""
+        with self.transaction():
+            self._exec("UPDATE client_failures SET retry = ? WHERE seq = ?", (retry, seq))
+
+    # -- sent contents and resends ----------------------------------------------------------
+
+    def sent_add(
+        self, recipient: str, timestamp: int, content: bytes, now: int, group_id: bytes | None
+    ) -> None:
+        """Keep a sent content for answering retry requests; drop records beyond the bounds."""
+        with self.transaction():
+            self._exec(
+                "INSERT OR REPLACE INTO client_sent VALUES (?, ?, ?, ?, ?, 0)",
+                (recipient, timestamp, now, group_id, bytes(content)),
+            )
+            self._exec("DELETE FROM client_sent WHERE sent_at < ?", (now - SENT_RECORD_TTL_MS,))
+            row = self._fetchone("SELECT COUNT(*) FROM client_sent")
+            excess = 0 if row is None else int(row[0]) - MAX_SENT_RECORDS
+            if excess > 0:
+                self._exec(
+                    "DELETE FROM client_sent WHERE (recipient, timestamp) IN (SELECT"
+                    " recipient, timestamp FROM client_sent ORDER BY sent_at, timestamp LIMIT ?)",
+                    (excess,),
+                )
+
+    def sent_get(self, recipient: str, timestamp: int, now: int) -> SentRecord | None:
+        """The content sent to ``recipient`` at ``timestamp``, unless unknown or expired."""
+        row = self._fetchone(
+            "SELECT sent_at, group_id, content FROM client_sent"
+            " WHERE recipient = ? AND timestamp = ?",
+            (recipient, timestamp),
+        )
+        if row is None or int(row[0]) < now - SENT_RECORD_TTL_MS:
+            return None
+        return SentRecord(
+            recipient,
+            timestamp,
+            int(row[0]),
+            None if row[1] is None else bytes(row[1]),
+            bytes(row[2]),
+        )
+
+    def sent_resends(self, recipient: str, timestamp: int) -> int:
+        """How many times that sent content was sent again already."""
+        row = self._fetchone(
+            "SELECT resends FROM client_sent WHERE recipient = ? AND timestamp = ?",
+            (recipient, timestamp),
+        )
+        return 0 if row is None else int(row[0])
+
+    def sent_count_resend(self, recipient: str, timestamp: int) -> None:
+        """Count one more resend of that sent content."""
+        with self.transaction():
+            self._exec(
+                "UPDATE client_sent SET resends = resends + 1"
+                " WHERE recipient = ? AND timestamp = ?",
+                (recipient, timestamp),
+            )
+
+    def resend_add(self, recipient: str, device_id: int, timestamp: int) -> None:
+        """Queue a resend (durable: it survives a crash between the ack and the send)."""
+        with self.transaction():
+            self._exec(
+                "INSERT OR IGNORE INTO client_resend VALUES (?, ?, ?)",
+                (recipient, device_id, timestamp),
+            )
+
+    def resend_pending(self) -> list[tuple[str, int, int]]:
+        """Queued resends: (recipient, device, timestamp)."""
+        rows = self._fetchall("SELECT recipient, device_id, timestamp FROM client_resend")
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def resend_done(self, recipient: str, device_id: int, timestamp: int) -> None:
+        """Drop a queued resend."""
+        with self.transaction():
+            self._exec(
+                "DELETE FROM client_resend WHERE recipient = ? AND device_id = ? AND timestamp = ?",
+                (recipient, device_id, timestamp),
+            )
 
     @staticmethod
     def new_group_id() -> bytes:

@@ -14,14 +14,32 @@ padded plaintext the cipher takes; :func:`decode_padded_content` reverses the la
 decoder raises :class:`~securemsg.errors.DecodeError` (or
 :class:`~securemsg.errors.UnsupportedVersionError` for a version other than 1) on hostile
 bytes, never a protobuf or Unicode exception.
+
+Retry requests
+--------------
+:class:`DecryptionErrorMessage` is libsignal's retry request (``proto/wire.proto``, Signal's
+field numbers), byte-compatible with libsignal 0.103.0. A recipient that cannot decrypt a
+message sends it to the message's sender inside a
+:class:`~securemsg.wire.messages.PlaintextContent`: ``0xC0 || Content{field 8 = DEM} || 0x80``
+(Signal's service ``Content``, not ours: :func:`plaintext_content_for` and
+:func:`decryption_error_from_plaintext`). It is unencrypted by design (the session may be
+what is broken) and carries no message content: the failed message's timestamp, the
+original sender's device id and, for a 1:1 message, the ratchet key it was sent with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from securemsg._proto import content_pb2
+from securemsg._proto import content_pb2, wire_pb2
+from securemsg.crypto.curve import PublicKey
 from securemsg.errors import DecodeError, UnsupportedVersionError, UsageError
+from securemsg.wire.messages import (
+    CiphertextMessageType,
+    PlaintextContent,
+    PreKeySignalMessage,
+    SignalMessage,
+)
 
 __all__ = [
     "ACCESS_KEY_LENGTH",
@@ -30,12 +48,15 @@ __all__ = [
     "MAX_GROUP_MEMBERS",
     "PADDING_BLOCK",
     "Content",
+    "DecryptionErrorMessage",
     "GroupContext",
     "decode_content",
     "decode_padded_content",
+    "decryption_error_from_plaintext",
     "encode_content",
     "encode_padded_content",
     "pad",
+    "plaintext_content_for",
     "unpad",
 ]
 
@@ -52,6 +73,7 @@ MAX_GROUP_MEMBERS = 1000
 
 _MARKER = 0x80
 _U64_MAX = 2**64 - 1
+_U32_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,3 +246,134 @@ def decode_padded_content(data: bytes) -> Content:
         DecodeError: bad padding or bad content (UnsupportedVersionError for another version).
     """
     return decode_content(unpad(data))
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptionErrorMessage:
+    """libsignal's retry request for a message that could not be decrypted.
+
+    Attributes:
+        ratchet_key: the sender ratchet key of the failed 1:1 message (None for a sender-key
+            message). The original sender compares it with its session's current sending
+            ratchet key to decide whether that session is the broken one.
+        timestamp: the failed message's timestamp (Unix ms; the sender's message id).
+        device_id: the device that sent the failed message.
+        serialized: the exact protobuf bytes.
+    """
+
+    ratchet_key: PublicKey | None
+    timestamp: int
+    device_id: int
+    serialized: bytes = field(repr=False)
+
+    @classmethod
+    def new(
+        cls, timestamp: int, device_id: int, ratchet_key: PublicKey | None = None
+    ) -> DecryptionErrorMessage:
+        """Build one from its fields (the protobuf is written in field-number order, as
+        libsignal's prost writes it: ratchet key, timestamp, device id).
+
+        Raises:
+            UsageError: timestamp not a u64, device id not a u32, or a bad ratchet key type.
+        """
+        if type(timestamp) is not int or not 0 <= timestamp <= _U64_MAX:
+            raise UsageError("timestamp must be a u64 (Unix ms)")
+        if type(device_id) is not int or not 0 <= device_id <= _U32_MAX:
+            raise UsageError("device_id must be a u32")
+        if ratchet_key is not None and not isinstance(ratchet_key, PublicKey):
+            raise UsageError("ratchet_key must be a PublicKey or None")
+        pb = wire_pb2.DecryptionErrorMessage(timestamp=timestamp, device_id=device_id)
+        if ratchet_key is not None:
+            pb.ratchet_key = ratchet_key.to_bytes()
+        return cls(ratchet_key, timestamp, device_id, pb.SerializeToString())
+
+    @classmethod
+    def for_original(
+        cls,
+        original: bytes,
+        original_type: CiphertextMessageType,
+        original_timestamp: int,
+        original_sender_device_id: int,
+    ) -> DecryptionErrorMessage:
+        """The retry request for a message that failed to decrypt (libsignal's
+        ``DecryptionErrorMessage::for_original``).
+
+        The ratchet key is read from the original SignalMessage (``WHISPER``) or from the
+        SignalMessage inside the PreKeySignalMessage (``PREKEY``); a ``SENDERKEY`` message
+        has none.
+
+        Raises:
+            UsageError: ``PLAINTEXT`` (it was never encrypted) or an unknown type.
+            DecodeError: the original bytes do not parse as their type (no request can be
+                built from them).
+        """
+        if original_type == CiphertextMessageType.WHISPER:
+            key: PublicKey | None = SignalMessage.from_bytes(original).ratchet_key
+        elif original_type == CiphertextMessageType.PREKEY:
+            key = PreKeySignalMessage.from_bytes(original).message.ratchet_key
+        elif original_type == CiphertextMessageType.SENDERKEY:
+            key = None
+        else:
+            raise UsageError("no retry request for plaintext content: it is not encrypted")
+        return cls.new(original_timestamp, original_sender_device_id, key)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DecryptionErrorMessage:
+        """Parse the protobuf as libsignal does (timestamp required, device id defaults to 0).
+
+        Raises:
+            DecodeError: not bytes, bad protobuf, or no timestamp.
+            InvalidKeyError: the ratchet key is not a valid public key.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise DecodeError("decryption error message must be bytes")
+        raw = bytes(data)
+        pb = wire_pb2.DecryptionErrorMessage()
+        try:
+            pb.ParseFromString(raw)
+        except Exception:
+            raise DecodeError("decryption error message: invalid protobuf") from None
+        if not pb.HasField("timestamp"):
+            raise DecodeError("decryption error message without a timestamp")
+        key = PublicKey.from_bytes(pb.ratchet_key) if pb.HasField("ratchet_key") else None
+        return cls(key, pb.timestamp, pb.device_id, raw)
+
+    def to_bytes(self) -> bytes:
+        """The exact protobuf bytes."""
+        return self.serialized
+
+
+def plaintext_content_for(message: DecryptionErrorMessage) -> PlaintextContent:
+    """Wrap a retry request as libsignal's ``PlaintextContent::from(DecryptionErrorMessage)``:
+    ``0xC0 || Content{decryption_error_message} || 0x80``.
+
+    Raises:
+        UsageError: ``message`` is not a :class:`DecryptionErrorMessage`.
+    """
+    if not isinstance(message, DecryptionErrorMessage):
+        raise UsageError("message must be a DecryptionErrorMessage")
+    body = wire_pb2.ServiceContent(decryption_error_message=message.serialized)
+    return PlaintextContent.from_content(body.SerializeToString())
+
+
+def decryption_error_from_plaintext(content: PlaintextContent) -> DecryptionErrorMessage:
+    """The retry request inside a :class:`~securemsg.wire.messages.PlaintextContent` (what
+    libsignal's ``DecryptionErrorMessage.extractFromSerializedBody`` reads from its body).
+
+    Raises:
+        DecodeError: no ``0x80`` boundary at the end, bad protobuf, or no retry request in it.
+        InvalidKeyError: the ratchet key is not a valid public key.
+    """
+    if not isinstance(content, PlaintextContent):
+        raise DecodeError("not a PlaintextContent")
+    body = content.body
+    if not body or body[-1] != _MARKER:
+        raise DecodeError("plaintext content without its boundary byte")
+    pb = wire_pb2.ServiceContent()
+    try:
+        pb.ParseFromString(body[:-1])
+    except Exception:
+        raise DecodeError("plaintext content: invalid protobuf") from None
+    if not pb.HasField("decryption_error_message"):
+        raise DecodeError("plaintext content holds no decryption error message")
+    return DecryptionErrorMessage.from_bytes(pb.decryption_error_message)

@@ -35,7 +35,7 @@ def test_crash_between_commit_and_ack_is_seen_once(tmp_path: Path) -> None:
             raise SimulatedCrash
 
         bob._ack = crash  # type: ignore[method-assign]
-        await alice.send_text(bob_aci, "exactly once")
+        await alice.send_text(bob_aci, "exactly once", allow_identified=True)
         await _until(lambda: bob.store.inbox_count("message") == 1)
         queued = relay.service.store.pending(uuid.UUID(bob_aci).bytes, 1)
         assert len(queued) == 1  # committed on the client, not acknowledged to the relay
@@ -80,7 +80,7 @@ def test_one_time_prekeys_are_topped_up_after_use(tmp_path: Path) -> None:
         assert (await bob.prekey_counts()).ec_count == BATCH
         senders = [await new_client(relay, tmp_path / f"s{i}.db") for i in range(BATCH - 1)]
         for s in senders:  # each new session consumes one EC and one Kyber one-time prekey
-            await s.send_text(bob.aci, "hi")
+            await s.send_text(bob.aci, "hi", allow_identified=True)
         for _ in senders:
             assert await bob.receive(timeout=10) is not None
         counts = None
@@ -110,7 +110,7 @@ def test_signed_prekey_rotates_with_age_and_new_sessions_still_work(tmp_path: Pa
         after = bob.store.get_signed_pre_key_ids()
         assert len(after) == 2 and after[0] == before[0]  # the old one is kept for stragglers
         alice = await new_client(relay, tmp_path / "alice.db")
-        await alice.send_text(bob.aci, "after rotation")
+        await alice.send_text(bob.aci, "after rotation", allow_identified=True)
         got = await bob.receive(timeout=10)
         assert got is not None and got.text == "after rotation"
         await alice.close()
@@ -130,7 +130,7 @@ def test_client_reconnects_after_relay_restart(tmp_path: Path) -> None:
         await _until(lambda: not bob.connected)
         await relay.start(port=port)
         await _until(lambda: bob.connected and alice.connected, attempts=500)
-        await alice.send_text(bob.aci, "after restart")
+        await alice.send_text(bob.aci, "after restart", allow_identified=True)
         got = await bob.receive(timeout=10)
         assert got is not None and got.text == "after restart"
         await alice.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from client_harness import new_client, run, with_relay
 
+from securemsg.errors import SealedDeliveryRefused
 from securemsg.relay.server import RelayServer
 
 
@@ -35,11 +37,15 @@ def test_register_and_one_to_one_both_ways(tmp_path: Path) -> None:
     run(with_relay(tmp_path, body))
 
 
-def test_first_contact_without_access_key_is_identified_then_sealed(tmp_path: Path) -> None:
+def test_first_contact_without_access_key_is_identified_only_when_allowed(tmp_path: Path) -> None:
     async def body(relay: RelayServer) -> None:
         alice = await new_client(relay, tmp_path / "alice.db")
         bob = await new_client(relay, tmp_path / "bob.db")
-        await alice.send_text(bob.aci, "hello stranger")
+        with pytest.raises(SealedDeliveryRefused) as refused:
+            await alice.send_text(bob.aci, "not like this")
+        assert refused.value.reason == "no-access-key"
+        await alice.send_text(bob.aci, "hello stranger", allow_identified=True)
+        assert not alice.last_send_sealed
         first = await bob.receive(timeout=10)
         assert first is not None and first.text == "hello stranger" and not first.sealed
         await bob.send_text(alice.aci, "hello back")
@@ -84,12 +90,15 @@ def test_group_message_reaches_every_member_once(tmp_path: Path) -> None:
     run(with_relay(tmp_path, body))
 
 
-def test_group_send_without_access_keys_goes_identified(tmp_path: Path) -> None:
+def test_group_send_without_access_keys_goes_identified_only_when_allowed(tmp_path: Path) -> None:
     async def body(relay: RelayServer) -> None:
         a = await new_client(relay, tmp_path / "a.db")
         b = await new_client(relay, tmp_path / "b.db")
         group = a.create_group("no keys", [b.aci])
-        await a.send_group_text(group, "identified group message")
+        with pytest.raises(SealedDeliveryRefused):
+            await a.send_group_text(group, "not like this")
+        assert a.store.get_session_device_ids(b.aci) == []  # nothing was even prepared
+        await a.send_group_text(group, "identified group message", allow_identified=True)
         got = await b.receive(timeout=10)
         assert got is not None and got.text == "identified group message"
         assert got.group_id == group and not got.sealed

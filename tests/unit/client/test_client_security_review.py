@@ -79,7 +79,7 @@ def test_bundles_for_impossible_or_unrequested_devices_are_refused(tmp_path: Pat
 
             service._fetch = lying  # type: ignore[method-assign]
             with pytest.raises(DecodeError):
-                await alice.send_text(bob.aci, "hi")
+                await alice.send_text(bob.aci, "hi", allow_identified=True)
             assert alice.store.get_session_device_ids(bob.aci) == []
         finally:
             for c in (alice, bob):
