@@ -139,9 +139,23 @@ _FOLD_MUL: Final = (1 << _FOLD_BITS) % Q  # 2^24 = 2385 (mod q)
 _REDUCE_OFFSET: Final = -(-REDUCE_BOUND // Q) * Q  # a multiple of q >= 2^40
 
 
+# numpy scalars of the operand dtype: binary operations with them skip the conversion and
+# type resolution a Python int costs on every call.
+_I_DIV_Q_M: Final = np.int64(_DIV_Q_M)
+_I_DIV_Q_SHIFT: Final = np.int64(_DIV_Q_SHIFT)
+_I_Q: Final = np.int64(Q)
+_I_HALF_Q: Final = np.int64(Q // 2)
+_I_REDUCE_OFFSET: Final = np.int64(_REDUCE_OFFSET)
+_I_FOLD_BITS: Final = np.int64(_FOLD_BITS)
+_I_FOLD_MASK: Final = np.int64(_FOLD_MASK)
+_I_FOLD_MUL: Final = np.int64(_FOLD_MUL)
+_U8: Final = {n: np.uint8(n) for n in (1, 2, 3, 4, 6, 0x55)}
+
+
 def _div_q(y: IntArray) -> IntArray:
     """``floor(y / q)`` for int64 ``0 <= y < _DIV_Q_LIMIT`` (> 2^31) by a multiply and a shift."""
-    out: IntArray = (y * _DIV_Q_M) >> _DIV_Q_SHIFT
+    out: IntArray = y * _I_DIV_Q_M
+    out >>= _I_DIV_Q_SHIFT
     return out
 
 
@@ -153,11 +167,18 @@ def cbd2(octets: npt.NDArray[np.uint8]) -> FloatArray:
     of adjacent pairs (``(x & 0x55) + ((x >> 1) & 0x55)``) leaves the four 2-bit pair sums in
     place, and each coefficient is the difference of two of them. No table, no branch.
     """
-    x = octets.astype(np.int16)
-    pairs = (x & 0x55) + ((x >> 1) & 0x55)
+    u1, u2, u3, u4, u6, u55 = (_U8[n] for n in (1, 2, 3, 4, 6, 0x55))
+    pairs = octets >> u1
+    pairs &= u55
+    pairs += octets & u55  # each 2-bit field: a pair's bit count (0..2); no carries
     out = np.empty((octets.shape[0], 2, _HALF), dtype=np.float64)
-    out[:, 0] = (pairs & 3) - ((pairs >> 2) & 3)
-    out[:, 1] = ((pairs >> 4) & 3) - (pairs >> 6)
+    # Masked fields are <= 3, so their int8 views are exact and the differences fit.
+    even_plus = (pairs & u3).view(np.int8)
+    even_minus = ((pairs >> u2) & u3).view(np.int8)
+    np.subtract(even_plus, even_minus, out=out[:, 0], casting="unsafe")
+    odd_plus = ((pairs >> u4) & u3).view(np.int8)
+    odd_minus = (pairs >> u6).view(np.int8)
+    np.subtract(odd_plus, odd_minus, out=out[:, 1], casting="unsafe")
     return out
 
 
@@ -230,10 +251,16 @@ def reduce(x: FloatArray | IntArray) -> IntArray:
     ``y = hi * 2^24 + lo -> hi * (2^24 mod q) + lo`` brings it below
     ``(2^17 + 1) * 2385 + 2^24 < 2^29``, and :func:`_div_q` removes the remaining multiples of q.
     """
-    y = x.astype(np.int64) + _REDUCE_OFFSET
-    y = (y >> _FOLD_BITS) * _FOLD_MUL + (y & _FOLD_MASK)
-    out: IntArray = y - _div_q(y) * Q
-    return out
+    y: IntArray = x.astype(np.int64)
+    y += _I_REDUCE_OFFSET
+    hi = y >> _I_FOLD_BITS
+    hi *= _I_FOLD_MUL
+    y &= _I_FOLD_MASK
+    y += hi
+    quotient = _div_q(y)
+    quotient *= _I_Q
+    y -= quotient
+    return y
 
 
 def stack_for_mul(y_hat: IntArray) -> FloatArray:
@@ -312,7 +339,10 @@ def compress(x: IntArray, d: int) -> IntArray:
     dividend is below ``2^11 * q + q < 2^23``, inside :func:`_div_q`'s exact range: one
     multiply and one shift instead of a division by q (whose time depends on the dividend).
     """
-    out: IntArray = _div_q((x << d) + (Q // 2)) & ((1 << d) - 1)
+    y = x << np.int64(d)
+    y += _I_HALF_Q
+    out = _div_q(y)
+    out &= np.int64((1 << d) - 1)
     return out
 
 
