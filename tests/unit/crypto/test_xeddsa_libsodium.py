@@ -114,3 +114,8 @@ def test_reloading_a_key_recomputes_the_same_point() -> None:
     assert again._ed_pub is None
     assert again.sign(b"x", _Z(bytes(64))) == sig
     assert again._ed_pub == key._ed_pub
+
+
+def test_a_zero_nonce_gives_the_identity_as_r() -> None:
+    """libsodium refuses 0·B; a nonce r = 0 (probability 2^-252) must still sign as before."""
+    assert curve._base_mult(bytes(32)) == b"\x01" + bytes(31)
