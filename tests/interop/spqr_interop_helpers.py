@@ -23,6 +23,7 @@ from typing import Any, Literal
 from peer_client import PREKEY, WHISPER, LibsignalPeer, b64, bundle_from_json, unb64
 
 from securemsg import cipher
+from securemsg.crypto.backend import KyberBackend
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.keys import (
@@ -67,14 +68,22 @@ class SpqrConversation:
         seed: seeds securemsg's ``DeterministicRng``.
         now: the clock (Unix ms) both sides use.
         db_path: if given, securemsg keeps its state in SQLite there (see :meth:`restart`).
+        kyber_backend: the route of securemsg's PQXDH Kyber1024 encapsulation (SPQR's
+            ML-KEM-768 has one route: numpy encapsulation, OpenSSL key generation and
+            decapsulation).
     """
 
     def __init__(
-        self, peer: LibsignalPeer, seed: bytes, now: int, db_path: Path | None = None
+        self,
+        peer: LibsignalPeer,
+        seed: bytes,
+        now: int,
+        db_path: Path | None = None,
+        kyber_backend: KyberBackend = KyberBackend.PORTABLE,
     ) -> None:
         self.peer = peer
         self.now = now
-        self.rng = DeterministicRng(seed)
+        self.rng = DeterministicRng(seed, kyber_backend=kyber_backend)
         self.identity = IdentityKeyPair.generate(self.rng)
         self.registration_id = generate_registration_id(self.rng)
         self.sm_address = ProtocolAddress(str(uuid.uuid4()), 1)

@@ -38,6 +38,8 @@ from peer_client import (
 )
 
 from securemsg import cipher
+from securemsg.crypto.backend import KyberBackend
+from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import (
     DuplicateMessageError,
@@ -79,8 +81,14 @@ class SecureMsgSide:
 
     kind: Role = "securemsg"
 
-    def __init__(self, name: str, device_id: int, seed: bytes) -> None:
-        self.rng = DeterministicRng(seed)
+    def __init__(
+        self,
+        name: str,
+        device_id: int,
+        seed: bytes,
+        kyber_backend: KyberBackend = KyberBackend.PORTABLE,
+    ) -> None:
+        self.rng = DeterministicRng(seed, kyber_backend=kyber_backend)
         self.identity = IdentityKeyPair.generate(self.rng)
         self.registration_id = generate_registration_id(self.rng)
         self.address = ProtocolAddress(name, device_id)
@@ -223,9 +231,10 @@ Side = SecureMsgSide | LibsignalSide
 class Pair:
     """One securemsg user and one libsignal user talking to each other."""
 
-    def __init__(self, peer: LibsignalPeer, seed: bytes) -> None:
+    def __init__(self, peer: LibsignalPeer, seed: bytes, kyber_backend: KyberBackend) -> None:
         self.peer = peer
-        self.sm = SecureMsgSide(str(uuid.uuid4()), 1, seed)
+        self.kyber_backend = kyber_backend
+        self.sm = SecureMsgSide(str(uuid.uuid4()), 1, seed, kyber_backend)
         self.ls = LibsignalSide(peer, str(uuid.uuid4()), 2)
 
     def side(self, role: Role) -> Side:
@@ -267,9 +276,11 @@ class Pair:
         return "libsignal" if role == "securemsg" else "securemsg"
 
 
-@pytest.fixture
+@pytest.fixture(params=list(KyberBackend), ids=lambda b: f"kyber-{b.value}")
 def pair(libsignal_peer: LibsignalPeer, request: pytest.FixtureRequest) -> Pair:
-    return Pair(libsignal_peer, request.node.nodeid.encode())
+    """Every scenario runs with securemsg's Kyber1024 encapsulation on both routes: OpenSSL
+    (production) and the portable numpy core (what vectors use)."""
+    return Pair(libsignal_peer, request.node.nodeid.encode(), request.param)
 
 
 def random_plaintexts(rnd: random.Random, count: int) -> list[bytes]:
@@ -653,3 +664,24 @@ def test_forward_jump_limits_match_libsignal(pair: Pair, libsignal_peer: Libsign
 
     assert pair.sm.decrypt(remote, counter_25000) == b"far"
     assert pair.sm.decrypt(remote, counter_25001) == b"far"
+
+
+@pytest.mark.parametrize("initiator", ROLES)
+def test_pqxdh_encapsulates_on_the_chosen_kyber_route(
+    pair: Pair, initiator: Role, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """securemsg's PQXDH encapsulation takes the pair's route (and libsignal decapsulates it);
+    the OpenSSL route never falls back to the numpy core."""
+    portable_calls: list[bytes] = []
+    real = KyberPublicKey._encapsulate_round3
+
+    def spy(self: KyberPublicKey, m: bytes) -> tuple[bytes, bytes]:
+        portable_calls.append(m)
+        return real(self, m)
+
+    monkeypatch.setattr(KyberPublicKey, "_encapsulate_round3", spy)
+    pair.establish(initiator)
+    pair.roundtrip("securemsg", [b"after the handshake"])
+    encapsulated = initiator == "securemsg"
+    portable = pair.kyber_backend is KyberBackend.PORTABLE
+    assert len(portable_calls) == (1 if encapsulated and portable else 0)

@@ -40,6 +40,7 @@ from spqr_interop_helpers import (
     other,
 )
 
+from securemsg.crypto.backend import KyberBackend
 from securemsg.protocol.spqr.message import MessageType
 
 pytestmark = pytest.mark.interop
@@ -48,11 +49,19 @@ NOW = int(time.time() * 1000)
 TOTAL = 3000
 
 
-@pytest.fixture
+BACKENDS = pytest.mark.parametrize(
+    "kyber_backend", list(KyberBackend), ids=lambda b: f"kyber-{b.value}"
+)
+
+
+@pytest.fixture(params=list(KyberBackend), ids=lambda b: f"kyber-{b.value}")
 def conversation(
     libsignal_peer: LibsignalPeer, request: pytest.FixtureRequest
 ) -> Iterator[SpqrConversation]:
-    conv = SpqrConversation(libsignal_peer, request.node.nodeid.encode(), NOW)
+    """Each conversation runs with securemsg's PQXDH Kyber1024 encapsulation on both routes."""
+    conv = SpqrConversation(
+        libsignal_peer, request.node.nodeid.encode(), NOW, kyber_backend=request.param
+    )
     yield conv
     conv.close()
 
@@ -195,13 +204,18 @@ def test_reordering_inside_bursts(conversation: SpqrConversation, initiator: Rol
 # -- persistence: securemsg restarts in the middle of epochs --------------------------------------
 
 
+@BACKENDS
 @pytest.mark.parametrize("initiator", ROLES)
 def test_conversation_survives_restarts_mid_epoch(
-    libsignal_peer: LibsignalPeer, tmp_path: Path, initiator: Role
+    libsignal_peer: LibsignalPeer, tmp_path: Path, initiator: Role, kyber_backend: KyberBackend
 ) -> None:
     rnd = random.Random(f"restart/{initiator}")
     conv = SpqrConversation(
-        libsignal_peer, f"restart/{initiator}".encode(), NOW, db_path=tmp_path / "securemsg.db"
+        libsignal_peer,
+        f"restart/{initiator}".encode(),
+        NOW,
+        db_path=tmp_path / "securemsg.db",
+        kyber_backend=kyber_backend,
     )
     try:
         conv.establish(initiator)

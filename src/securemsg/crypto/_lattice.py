@@ -16,7 +16,7 @@ polynomials of an operation at once with as few numpy calls as possible:
   of ``X^128 + 1``, i.e. ``(f_even(g_i), f_odd(g_i))``. In the split layout the NTT is therefore
   one 128x128 Vandermonde matrix applied to every row at once, and the inverse NTT is its inverse
   ``W[i, n] = 128^-1 * g_i^-n``. Both are single float64 matrix products (all intermediate values
-  are integers below 2^53, so float64 is exact), reduced mod q with an int64 ``%`` afterwards.
+  are integers below 2^53, so float64 is exact), reduced mod q afterwards (:func:`reduce`).
 * **Base multiplication** (products in the NTT domain) of a k x k matrix with a vector is one
   broadcast multiply and one sum over a stacked copy of the vector ``[y_e, g*y_o | y_o, y_e]``.
 * **SampleNTT** parses a generous SHAKE128 output for every matrix entry at once: each 3-byte
@@ -24,16 +24,26 @@ polynomials of an operation at once with as few numpy calls as possible:
   moved into the two ``uint16`` halves of a word, and the first 256 accepted values of each
   row are picked with a cumulative sum. If some row is short (probability far below 2^-100
   with 4 blocks per entry), the whole matrix is re-sampled with more output.
-* **CBD_2** is a 256-entry lookup table byte -> (even coefficient, odd coefficient).
+* **CBD_2** adds adjacent bit pairs of every noise byte with shifts and masks (no table).
+* **Reduction mod q and Compress_d** multiply and shift (Barrett) instead of dividing by q.
 * **ByteEncode_d** packs g consecutive values into one int64 word with two tiny matrix products
   and keeps the word's low bytes (d = 11 falls back to single bits and ``packbits``);
   ByteDecode_12 is the SampleNTT parser.
 * numpy is slow on arrays whose innermost axis is tiny (length 2), so layouts and broadcasts
   are arranged to keep a long axis innermost.
 
-Nothing in this module is constant time; it is a reference implementation for test vectors and
-for SPQR's incremental encapsulation (where OpenSSL has no split API). Inputs here are assumed
-well-formed: length and range checks belong to the callers.
+What runs on secrets here (SPQR's ML-KEM-768 encapsulation, the portable Kyber1024 route,
+``KyberKeyPair.secret_key_bytes``) is written without secret-dependent indexing, branches or
+divisions: the noise comes from SHAKE-256 (hashlib, i.e. OpenSSL), CBD_2 is shifts, masks and
+adds, the NTT and base products are float64 matrix products and element-wise multiplies of
+integers (exact, never subnormal), reduction mod q and Compress_d are multiply-and-shift, and
+Decompress_1 is a multiply. Every numpy call works on whole arrays whose shapes depend only on
+the parameter set, so the sequence of operations does not depend on secret values. That is a
+property of this code, not a constant-time guarantee: numpy and BLAS make no timing promises
+(their kernels may pick SIMD or scalar paths by alignment and size, never by value as far as
+we know), and CPython allocates and frees the intermediate arrays. SampleNTT's rejection
+sampling and ByteDecode_12 work on public data (rho, the encapsulation key) and do branch.
+Inputs here are assumed well-formed: length and range checks belong to the callers.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ import numpy.typing as npt
 
 __all__ = [
     "Q",
+    "REDUCE_BOUND",
     "IntArray",
     "UInt16Array",
     "FloatArray",
@@ -58,6 +69,7 @@ __all__ = [
     "matvec",
     "decode12",
     "encode_bits",
+    "cbd2",
     "compress",
     "decompress1",
     "to_natural",
@@ -104,20 +116,77 @@ _PICK: Final = np.array([[0, 1], [1, 0]], dtype=np.intp)
 _FACTOR: Final = np.stack([np.stack([np.ones(_HALF), _GAMMA]), np.ones((2, _HALF))])[:, :, None]
 
 
-def _cbd2_table() -> FloatArray:
-    table = np.empty((256, 2), dtype=np.float64)
-    for b in range(256):
-        bits = [(b >> i) & 1 for i in range(8)]
-        table[b, 0] = bits[0] + bits[1] - bits[2] - bits[3]
-        table[b, 1] = bits[4] + bits[5] - bits[6] - bits[7]
-    return table
+# --- arithmetic on secrets: no table indexed by data, no division ---------------------------
+#
+# Barrett-style division by q. For 0 <= y < _DIV_Q_LIMIT, floor(y / q) == (y * _DIV_Q_M) >> 43
+# with _DIV_Q_M = ceil(2^43 / q): writing e = _DIV_Q_M * q - 2^43 (= 2113),
+# y * _DIV_Q_M / 2^43 = y / q + y * e / (q * 2^43), and y * e < 2^43 makes the added term
+# smaller than 1/q, which cannot carry y / q (a multiple of 1/q) past the next integer. So the
+# quotient is exact for y < 2^43 / e (~2^31.95); y * _DIV_Q_M must also fit in int64, which
+# bounds y by 2^63 / _DIV_Q_M (~2^31.7): _DIV_Q_LIMIT is the smaller of the two (> 2^31.6).
+_DIV_Q_SHIFT: Final = 43
+_DIV_Q_M: Final = -(-(1 << _DIV_Q_SHIFT) // Q)  # 2642262849
+_DIV_Q_LIMIT: Final = min(
+    (1 << _DIV_Q_SHIFT) // (_DIV_Q_M * Q - (1 << _DIV_Q_SHIFT)), ((1 << 63) - 1) // _DIV_Q_M
+)
+
+#: :func:`reduce` is exact for integer-valued inputs with ``|x| < REDUCE_BOUND``. Every caller
+#: stays far below: the largest inputs are unreduced :func:`matvec` sums, ``< 2k * q^3 < 2^39``.
+REDUCE_BOUND: Final = 1 << 40
+_FOLD_BITS: Final = 24
+_FOLD_MASK: Final = (1 << _FOLD_BITS) - 1
+_FOLD_MUL: Final = (1 << _FOLD_BITS) % Q  # 2^24 = 2385 (mod q)
+_REDUCE_OFFSET: Final = -(-REDUCE_BOUND // Q) * Q  # a multiple of q >= 2^40
 
 
-_CBD2_T: Final = np.ascontiguousarray(_cbd2_table().T)  # (2, 256): byte -> (even, odd)
+# numpy scalars of the operand dtype: binary operations with them skip the conversion and
+# type resolution a Python int costs on every call.
+_I_DIV_Q_M: Final = np.int64(_DIV_Q_M)
+_I_DIV_Q_SHIFT: Final = np.int64(_DIV_Q_SHIFT)
+_I_Q: Final = np.int64(Q)
+_I_HALF_Q: Final = np.int64(Q // 2)
+_I_REDUCE_OFFSET: Final = np.int64(_REDUCE_OFFSET)
+_I_FOLD_BITS: Final = np.int64(_FOLD_BITS)
+_I_FOLD_MASK: Final = np.int64(_FOLD_MASK)
+_I_FOLD_MUL: Final = np.int64(_FOLD_MUL)
+_U8: Final = {n: np.uint8(n) for n in (1, 2, 3, 4, 6, 0x55)}
+
+
+def _div_q(y: IntArray) -> IntArray:
+    """``floor(y / q)`` for int64 ``0 <= y < _DIV_Q_LIMIT`` (> 2^31) by a multiply and a shift."""
+    out: IntArray = y * _I_DIV_Q_M
+    out >>= _I_DIV_Q_SHIFT
+    return out
+
+
+def cbd2(octets: npt.NDArray[np.uint8]) -> FloatArray:
+    """SamplePolyCBD_2 (FIPS 203 Algorithm 8) of (count, 128) bytes -> (count, 2, 128).
+
+    Byte ``j`` gives coefficients ``2j`` (low nibble) and ``2j+1`` (high nibble), each
+    ``b0 + b1 - b2 - b3`` of its nibble's bits. Bit operations on whole arrays: adding the bits
+    of adjacent pairs (``(x & 0x55) + ((x >> 1) & 0x55)``) leaves the four 2-bit pair sums in
+    place, and each coefficient is the difference of two of them. No table, no branch.
+    """
+    u1, u2, u3, u4, u6, u55 = (_U8[n] for n in (1, 2, 3, 4, 6, 0x55))
+    pairs = octets >> u1
+    pairs &= u55
+    pairs += octets & u55  # each 2-bit field: a pair's bit count (0..2); no carries
+    out = np.empty((octets.shape[0], 2, _HALF), dtype=np.float64)
+    # Masked fields are <= 3, so their int8 views are exact and the differences fit.
+    even_plus = (pairs & u3).view(np.int8)
+    even_minus = ((pairs >> u2) & u3).view(np.int8)
+    np.subtract(even_plus, even_minus, out=out[:, 0], casting="unsafe")
+    odd_plus = ((pairs >> u4) & u3).view(np.int8)
+    odd_minus = (pairs >> u6).view(np.int8)
+    np.subtract(odd_plus, odd_minus, out=out[:, 1], casting="unsafe")
+    return out
+
+
 _LOW12: Final = np.uint32(0x00000FFF)
 _HIGH12: Final = np.uint32(0x0FFF0000)
 _SHIFT4: Final = np.uint32(4)
 _BIT_SHIFTS: Final = {d: np.arange(d, dtype=np.int64) for d in (11,)}
+_BYTE_SHIFTS: Final = np.arange(8, dtype=np.int64)
 
 
 def _parse12(buf: bytes, count: int) -> UInt16Array:
@@ -161,16 +230,12 @@ def sample_noise(seed: bytes, first: int, count: int) -> FloatArray:
     buf = b"".join(
         [hashlib.shake_256(seed + bytes((first + n,))).digest(128) for n in range(count)]
     )
-    idx = np.frombuffer(buf, dtype=np.uint8).reshape(count, _HALF)
-    out = np.empty((count, 2, _HALF), dtype=np.float64)
-    np.take(_CBD2_T, idx, axis=1, out=out.transpose(1, 0, 2), mode="clip")
-    return out
+    return cbd2(np.frombuffer(buf, dtype=np.uint8).reshape(count, _HALF))
 
 
 def ntt(x: FloatArray | IntArray) -> IntArray:
     """NTT of (..., 2, 128) polynomials, reduced to [0, q). Contiguous input is fastest."""
-    out = (x.reshape(-1, _HALF) @ _V).astype(np.int64) % Q
-    return cast(IntArray, out.reshape(x.shape))
+    return reduce((x.reshape(-1, _HALF) @ _V).reshape(x.shape))
 
 
 def intt(x: FloatArray | IntArray) -> FloatArray:
@@ -180,9 +245,22 @@ def intt(x: FloatArray | IntArray) -> FloatArray:
 
 
 def reduce(x: FloatArray | IntArray) -> IntArray:
-    """Integer-valued array -> int64 in [0, q)."""
-    out: IntArray = x.astype(np.int64) % Q
-    return out
+    """Integer-valued array with ``|x| < REDUCE_BOUND`` -> int64 in [0, q), without division.
+
+    An offset (a multiple of q) makes ``x`` non-negative (below 2^41 + q), one fold
+    ``y = hi * 2^24 + lo -> hi * (2^24 mod q) + lo`` brings it below
+    ``(2^17 + 1) * 2385 + 2^24 < 2^29``, and :func:`_div_q` removes the remaining multiples of q.
+    """
+    y: IntArray = x.astype(np.int64)
+    y += _I_REDUCE_OFFSET
+    hi = y >> _I_FOLD_BITS
+    hi *= _I_FOLD_MUL
+    y &= _I_FOLD_MASK
+    y += hi
+    quotient = _div_q(y)
+    quotient *= _I_Q
+    y -= quotient
+    return y
 
 
 def stack_for_mul(y_hat: IntArray) -> FloatArray:
@@ -255,15 +333,25 @@ def encode_bits(x: IntArray, d: int) -> bytes:
 
 
 def compress(x: IntArray, d: int) -> IntArray:
-    """Compress_d of values in [0, q): round(2^d / q * x) mod 2^d."""
-    out: IntArray = (((x << d) + (Q // 2)) // Q) & ((1 << d) - 1)
+    """Compress_d of values in [0, q), d <= 11: round(2^d / q * x) mod 2^d.
+
+    ``round(2^d x / q) = floor((2^d x + (q-1)/2) / q)`` (q is odd, so no ties), and the
+    dividend is below ``2^11 * q + q < 2^23``, inside :func:`_div_q`'s exact range: one
+    multiply and one shift instead of a division by q (whose time depends on the dividend).
+    """
+    y = x << np.int64(d)
+    y += _I_HALF_Q
+    out = _div_q(y)
+    out &= np.int64((1 << d) - 1)
     return out
 
 
 def decompress1(m: bytes) -> IntArray:
     """Decompress_1(ByteDecode_1(m)) of a 32-byte message, split layout (2, 128)."""
-    bits = np.unpackbits(np.frombuffer(m, dtype=np.uint8), bitorder="little")
-    out: IntArray = bits.reshape(_HALF, 2).T.astype(np.int64) * ((Q + 1) // 2)
+    # Shifts and masks: numpy's unpackbits reads a table indexed by the (secret) byte.
+    octets = np.frombuffer(m, dtype=np.uint8).astype(np.int64)
+    bits = (octets[:, None] >> _BYTE_SHIFTS) & 1
+    out: IntArray = bits.reshape(_HALF, 2).T * ((Q + 1) // 2)
     return out
 
 

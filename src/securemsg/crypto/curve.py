@@ -15,6 +15,15 @@ bit to 0; the sign bit of ``A = a·B`` travels in the top bit of ``sig[63]`` ins
     r = SHA-512(0xFE || 0xFF*31 || key || M || Z64) mod L          R = r·B
     h = SHA-512(R || A || M) mod L     s = h·a + r mod L     sig = R || s, sig[63] |= sign
 
+No scalar is negated: libsignal carries the sign of ``A`` in the signature instead.
+
+Constant time: the secret-dependent work of signing is libsodium's (the fixed-base
+multiplications ``a·B`` and ``r·B``, the reductions mod L and ``h·a + r`` with
+``crypto_core_ed25519_scalar_*``) and hashlib's SHA-512. Python only slices and concatenates the
+resulting byte strings and copies the public sign bit of ``A``; the one branch is libsodium
+refusing a zero nonce (probability 2^-252). ``a`` and ``A`` are computed at the first signature
+and kept on the :class:`PrivateKey` object, never in a module-level cache. X25519 is libsodium.
+
 Verification maps ``u`` to Edwards ``y = (u-1)/(u+1)`` with the sign from the signature,
 clears that bit of ``s``, refuses ``s`` with any of its top 3 bits set, reduces ``s`` mod L
 (libsignal accepts ``L <= s < 2^253``) and checks ``encode(s·B - h·A) == R`` (cofactorless).
@@ -30,14 +39,16 @@ torsion component (only a hostile key) takes the exact pure-Python :func:`_verif
 
 from __future__ import annotations
 
-from contextlib import suppress
 from functools import lru_cache
-from hashlib import sha256, sha512
+from hashlib import sha512
 from hmac import compare_digest
 
 import nacl.exceptions
 from nacl.bindings import (
     crypto_core_ed25519_is_valid_point,
+    crypto_core_ed25519_scalar_add,
+    crypto_core_ed25519_scalar_mul,
+    crypto_core_ed25519_scalar_reduce,
     crypto_scalarmult,
     crypto_scalarmult_base,
     crypto_scalarmult_ed25519_base_noclamp,
@@ -83,11 +94,15 @@ def _masked(enc: bytes) -> bytes:
     return enc[:31] + bytes((enc[31] & 0x7F,))
 
 
+# The two LRU caches below are keyed by public values only (a peer's Montgomery ``u``, an
+# Edwards point encoding): no private key, nor anything derived from one, reaches them.
 @lru_cache(maxsize=4096)
 def _edwards_y(raw: bytes) -> bytes | None:
     """Edwards ``y = (u-1)/(u+1)`` (canonical, sign bit 0) for a Montgomery ``u``; ``None`` if
     ``u = -1`` (the birational map's exceptional point). ``u``'s top bit is ignored and ``u``
-    is reduced mod p, as curve25519-dalek's ``FieldElement::from_bytes`` does."""
+    is reduced mod p, as curve25519-dalek's ``FieldElement::from_bytes`` does.
+
+    Public input only (a public key's ``u``)."""
     u = (int.from_bytes(raw, "little") & _MASK255) % _P
     if u == _P - 1:
         return None
@@ -96,28 +111,32 @@ def _edwards_y(raw: bytes) -> bytes | None:
 
 @lru_cache(maxsize=4096)
 def _in_prime_subgroup(enc: bytes) -> bool:
-    """On the curve, not small order, and in the prime-order subgroup (libsodium)."""
+    """On the curve, not small order, and in the prime-order subgroup (libsodium).
+
+    Public input only (the Edwards form of a public key)."""
     return bool(crypto_core_ed25519_is_valid_point(enc))
 
 
-# Edwards public points A = a·B of recently used signing keys. A sender-key record is parsed
-# again for every group message, so the PrivateKey object (which caches A) is new each time;
-# this memo saves the fixed-base multiplication (~20 us). It is keyed by SHA-256 of the private
-# key (never the key itself) and holds only public points.
-_ED_PUBLIC_MEMO: dict[bytes, bytes] = {}
-_ED_PUBLIC_MEMO_SIZE = 64
+_ZERO32 = bytes(32)
 
 
-def _ed_public(raw: bytes, scalar: int) -> bytes:
-    tag = sha256(raw).digest()
-    a_enc = _ED_PUBLIC_MEMO.get(tag)
-    if a_enc is None:
-        a_enc = crypto_scalarmult_ed25519_base_noclamp(scalar.to_bytes(32, "little"))
-        if len(_ED_PUBLIC_MEMO) >= _ED_PUBLIC_MEMO_SIZE:
-            with suppress(KeyError, RuntimeError, StopIteration):  # evicted by another thread
-                del _ED_PUBLIC_MEMO[next(iter(_ED_PUBLIC_MEMO))]
-        _ED_PUBLIC_MEMO[tag] = a_enc
-    return a_enc
+def _reduce64(wide: bytes) -> bytes:
+    """A 64-byte little-endian integer mod L, 32 bytes (libsodium, constant time)."""
+    return crypto_core_ed25519_scalar_reduce(wide)
+
+
+def _mul_add(h: bytes, a: bytes, r: bytes) -> bytes:
+    """``h·a + r mod L`` of 32-byte scalars (libsodium, constant time)."""
+    return crypto_core_ed25519_scalar_add(crypto_core_ed25519_scalar_mul(h, a), r)
+
+
+def _base_mult(scalar: bytes) -> bytes:
+    """``scalar·B`` (Edwards encoding) for a reduced scalar; the identity for 0, which
+    libsodium refuses (a nonce ``r = 0`` has probability 2^-252)."""
+    try:
+        return crypto_scalarmult_ed25519_base_noclamp(scalar)
+    except nacl.exceptions.RuntimeError:
+        return _IDENTITY
 
 
 def _identity_r_holds(a_enc: bytes, s: int, message: bytes) -> bool:
@@ -258,8 +277,10 @@ class PrivateKey:
             raise InvalidKeyError("bad private key length")
         self._raw = _clamp(raw)
         self._public: PublicKey | None = None
+        # XEdDSA's ``a = key mod L`` and ``A = a·B``, computed at the first signature and kept
+        # on this object only (one scalar and one point per key: bounded by construction).
         self._ed_pub: bytes | None = None
-        self._scalar = 0
+        self._scalar: bytes | None = None
 
     @classmethod
     def generate(cls, rng: Rng) -> PrivateKey:
@@ -308,18 +329,18 @@ class PrivateKey:
 
         Draws 64 bytes from ``rng`` for the nonce.
         """
+        a = self._scalar
         a_enc = self._ed_pub
-        if a_enc is None:
-            self._scalar = int.from_bytes(self._raw, "little") % _L  # never 0 once clamped
-            a_enc = self._ed_pub = _ed_public(self._raw, self._scalar)
+        if a is None or a_enc is None:
+            a = self._scalar = _reduce64(self._raw + _ZERO32)  # never 0 once clamped
+            a_enc = self._ed_pub = crypto_scalarmult_ed25519_base_noclamp(a)
         z = rng.random_bytes(64)
-        r = int.from_bytes(sha512(_SIGN_PREFIX + self._raw + message + z).digest(), "little") % _L
-        r_enc = crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little")) if r else _IDENTITY
-        h = int.from_bytes(sha512(r_enc + a_enc + message).digest(), "little") % _L
-        s = (h * self._scalar + r) % _L
-        if a_enc[31] & 0x80:
-            s |= 1 << 255
-        return r_enc + s.to_bytes(32, "little")
+        r = _reduce64(sha512(_SIGN_PREFIX + self._raw + message + z).digest())
+        r_enc = _base_mult(r)
+        h = _reduce64(sha512(r_enc + a_enc + message).digest())
+        s = _mul_add(h, a, r)
+        # s < L < 2^253: its top bit is free for the (public) sign bit of A.
+        return r_enc + s[:31] + bytes((s[31] | (a_enc[31] & 0x80),))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PrivateKey):

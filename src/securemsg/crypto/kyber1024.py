@@ -24,11 +24,17 @@ Serialized forms carry libsignal's key-type byte 0x08: public key ``0x08 || Byte
   libcrux Kyber variant was observed to use (spqr-facts §8), but it is **not** the round-3
   reference value ``SHAKE256(z || SHA3-256(c), 32)`` (e.g. ``kyber-py``). Rejection values never
   reach the wire between honest peers: a rejected ciphertext only yields a key nobody else has.
-* **Deterministic path**: when ``rng.deterministic`` is true (known-answer vectors),
-  :meth:`KyberPublicKey.encapsulate` takes ``m`` from the rng and runs the round-3 algorithm on
-  the numpy lattice core (``m' = SHA3-256(m)``; ``(K_bar, r) = SHA3-512(m' || H(pk))``;
-  ``ss = SHAKE256(K_bar || H(c), 32)``) so vectors are reproducible. It is slower but produces a
-  ciphertext any round-3 implementation decapsulates.
+* **Two encapsulation routes**, a named choice (:class:`~securemsg.crypto.backend.KyberBackend`):
+  ``OPENSSL`` (production, the default) is the route above; ``PORTABLE`` runs the round-3
+  algorithm on the numpy lattice core with ``m`` from the caller's rng (``m' = SHA3-256(m)``;
+  ``(K_bar, r) = SHA3-512(m' || H(pk))``; ``ss = SHAKE256(K_bar || H(c), 32)``), so a
+  deterministic rng gives reproducible vectors. The route is the ``backend`` argument of
+  :meth:`KyberPublicKey.encapsulate` if given, else the rng's ``kyber_backend``
+  (``SystemRng``: ``OPENSSL``; ``DeterministicRng``: ``PORTABLE`` unless constructed with
+  ``kyber_backend=KyberBackend.OPENSSL``). Both routes share ``K-PKE.Encrypt``: for the same
+  ``m'`` the portable core yields OpenSSL's ciphertext and ``K_bar`` byte for byte (tested by
+  recovering OpenSSL's ``m`` with the secret key). Key generation and decapsulation have one
+  route, OpenSSL's, whatever the choice.
 """
 
 from __future__ import annotations
@@ -39,12 +45,14 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric import mlkem
 
 from securemsg.crypto import _lattice as lat
+from securemsg.crypto.backend import KyberBackend
 from securemsg.crypto.rng import Rng
-from securemsg.errors import InvalidKeyError
+from securemsg.errors import InvalidKeyError, UsageError
 
 __all__ = [
     "CIPHERTEXT_LENGTH",
     "KYBER_KEY_TYPE",
+    "KyberBackend",
     "KyberKeyPair",
     "KyberPublicKey",
     "PUBLIC_KEY_LENGTH",
@@ -110,28 +118,41 @@ class KyberPublicKey:
             self._h = hashlib.sha3_256(self._raw).digest()
         return self._h
 
-    def encapsulate(self, rng: Rng) -> tuple[bytes, bytes]:
+    def encapsulate(self, rng: Rng, backend: KyberBackend | None = None) -> tuple[bytes, bytes]:
         """Kyber1024 round-3 encapsulation.
 
-        With a non-deterministic ``rng`` OpenSSL draws the randomness itself; with a
-        deterministic one the 32-byte ``m`` comes from ``rng`` (reproducible vectors).
+        Args:
+            rng: the randomness of the ``PORTABLE`` route (32 bytes for ``m``); the
+                ``OPENSSL`` route reads nothing from it (OpenSSL draws ``m`` itself).
+            backend: the route; ``None`` takes ``rng.kyber_backend`` (``OPENSSL`` for an rng
+                that names none). See :class:`~securemsg.crypto.backend.KyberBackend`.
 
         Returns:
             ``(shared_secret(32), ciphertext(1569, with 0x08))``.
         """
-        if rng.deterministic:
+        if backend is None:
+            backend = getattr(rng, "kyber_backend", KyberBackend.OPENSSL)
+        if backend is KyberBackend.OPENSSL:
+            k_bar, ct = self._openssl.encapsulate()
+            return _round3_secret(k_bar, ct), _TYPE + ct
+        if backend is KyberBackend.PORTABLE:
             return self._encapsulate_round3(rng.random_bytes(32))
-        k_bar, ct = self._openssl.encapsulate()
-        return _round3_secret(k_bar, ct), _TYPE + ct
+        raise UsageError(f"unknown Kyber backend {backend!r}")
 
     def _encapsulate_round3(self, m: bytes) -> tuple[bytes, bytes]:
         """The round-3 algorithm on the numpy core (``m`` is hashed first, as in round 3)."""
         m_prime = hashlib.sha3_256(m).digest()
+        k_bar, ct = self._encapsulate_internal(m_prime)
+        return _round3_secret(k_bar, ct), _TYPE + ct
+
+    def _encapsulate_internal(self, m_prime: bytes) -> tuple[bytes, bytes]:
+        """``(K_bar, c)`` for the 32-byte message ``m'`` on the numpy core: FIPS 203
+        ``ML-KEM.Encaps_internal`` (= round 3 after its hash of ``m``), the computation
+        OpenSSL's encapsulation performs for the ``m`` it draws."""
         g = hashlib.sha3_512(m_prime + self._hash).digest()
         c1, _y_hat, e2, stacked = lat.encrypt_u(self._raw[_T_BYTES:], g[32:], _K, _DU)
         t_hat = lat.decode12(self._raw[:_T_BYTES], _K)
-        ct = c1 + lat.encrypt_v(t_hat, stacked, e2, m_prime, _DV)
-        return _round3_secret(g[:32], ct), _TYPE + ct
+        return g[:32], c1 + lat.encrypt_v(t_hat, stacked, e2, m_prime, _DV)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, KyberPublicKey):

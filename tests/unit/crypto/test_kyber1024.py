@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kyber_py.kyber import Kyber1024
 
-from securemsg.crypto.kyber1024 import KyberKeyPair, KyberPublicKey
+from securemsg.crypto.kyber1024 import KyberBackend, KyberKeyPair, KyberPublicKey
 from securemsg.crypto.rng import DeterministicRng, SystemRng
 from securemsg.errors import InvalidKeyError
 
@@ -21,9 +21,10 @@ TYPE = b"\x08"
 
 
 class _SeededRng:
-    """A non-deterministic-flagged rng with reproducible bytes (so OpenSSL encapsulates)."""
+    """An rng with reproducible bytes that names the OpenSSL encapsulation route."""
 
     deterministic = False
+    kyber_backend = KyberBackend.OPENSSL
 
     def __init__(self, seed: int) -> None:
         self._rnd = random.Random(seed)
