@@ -23,7 +23,7 @@ from relay_harness import NOW, Device, RawClient, registered, relay, run
 
 from securemsg._proto import relay_pb2
 from securemsg.crypto.rng import DeterministicRng
-from securemsg.errors import UsageError
+from securemsg.errors import SealedDeliveryRefused, UsageError
 from securemsg.relay.service import (
     Outcome,
     RelayConfig,
@@ -544,9 +544,12 @@ def test_client_rotate_access_key_locks_out_the_old_card(tmp_path: Path) -> None
             stale = rf.SendSealed(uuid.UUID(bob.aci).bytes, old_key, 1, (out,))
             assert (await anon.request(stale)).code == rf.StatusCode.UNAUTHENTICATED
             await anon.close()
-            # ... Alice's send with it falls back to identified, and Bob's reply carries the
-            # new key, so her next message is sealed again.
-            await alice.send_text(bob.aci, "after rotation")
+            # ... Alice's sealed send with it is refused (never silently identified); she may
+            # opt in to an identified send, and Bob's reply carries the new key, so her next
+            # message is sealed again.
+            with pytest.raises(SealedDeliveryRefused):
+                await alice.send_text(bob.aci, "refused")
+            await alice.send_text(bob.aci, "after rotation", allow_identified=True)
             got = await bob.receive(timeout=10)
             assert got is not None and got.text == "after rotation" and not got.sealed
             await bob.send_text(alice.aci, "here is my new key")
