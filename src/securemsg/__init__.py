@@ -47,12 +47,14 @@ the ``securemsg`` command are applications (``securemsg relay serve``), not libr
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 
+# Not typing.TYPE_CHECKING: importing typing would cost more than the rest of this module.
+# Type checkers (mypy, pyright) treat any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on first use
+    from typing import Any
+
     from securemsg.cipher import (
         decrypt_prekey_message,
         decrypt_signal_message,
@@ -348,7 +350,7 @@ def __getattr__(name: str) -> Any:
     module = _HOME_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'securemsg' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(__import__(module, fromlist=(name,)), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 
