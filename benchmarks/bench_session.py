@@ -1,7 +1,7 @@
 """1:1 session benchmarks (cipher.py with the in-memory store), next to the floor in one run.
 
 Run: ``python -m pytest benchmarks/bench_session.py --benchmark-only`` and compare medians:
-ratios to ``test_floor_*`` are what is stable across machines (docs/performance-anchors.md).
+ratios to ``test_floor_*`` are what is stable across machines (absolute times drift with load).
 
 Scenarios (libsignal ``rust/protocol/benches/session.rs`` / vodozemac ``benches/``):
 

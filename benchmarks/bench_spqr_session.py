@@ -1,14 +1,14 @@
 """Session-level costs of the triple ratchet (Double Ratchet + SPQR) with epochs advancing.
 
 Run: ``pytest benchmarks/bench_spqr_session.py --benchmark-only``; compare medians in ONE run
-(performance-anchors.md: only side-by-side ratios are stable).
+(only side-by-side ratios are stable).
 
-* ``test_floor_*``: the floor of performance-anchors.md (``benchmarks.floor.FloorPair``, shared
+* ``test_floor_*``: the floor (``benchmarks.floor.FloorPair``, shared
   with ``bench_session.py``): RT = sender + receiver, each 2 HMAC chain steps + one SPQR chain
   HKDF + HKDF 80 + AES-256-CBC + HMAC MAC + protobuf build/parse; the ping-pong and
   conversation variants add the floor's DH ratchet step where the schedule needs one.
 * ``test_round_trip_same_chain``: 100 B RT (encrypt + serialize + parse + decrypt) on an
-  established session while the sender keeps one chain (the anchors' "RT" scenario); SPQR
+  established session while the sender keeps one chain (the "RT" scenario); SPQR
   chunks keep flowing, epochs do not advance (they need replies).
 * ``test_round_trip_conversation``: 100 B RT in a realistic conversation: turns of 8 messages
   alternating sides, so DH ratchet steps, every ML-KEM operation (keygen, Encaps1, Encaps2,

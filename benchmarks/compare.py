@@ -4,8 +4,8 @@ Run: ``python -m benchmarks.compare [--quick] [--json PATH] [--chart PATH]``.
 
 Theory of operation
 -------------------
-Absolute times drift on a shared machine; only ratios measured in the same run mean anything
-(docs/performance-anchors.md). So every scenario is measured for every implementation in
+Absolute times drift on a shared machine; only ratios measured in the same run mean anything.
+So every scenario is measured for every implementation in
 *interleaved blocks*: block 1 of securemsg, of the floor, of libsignal, of python-doubleratchet,
 then block 2 of each, and so on; the samples of all blocks are pooled. Load that comes and goes
 then hits every implementation alike, and the ratios of the medians stay stable.
@@ -37,7 +37,8 @@ Scenarios (RT = encrypt + serialize + parse + decrypt of one message in one proc
 * ``kem_keygen`` / ``kem_encaps`` / ``kem_decaps``: Kyber1024 (libsignal's Node API exposes
   only key generation, so encaps/decaps have no libsignal column).
 
-Targets (issue 7) are checked at the end; the JSON has every sample statistic and ratio.
+The speed targets (docs/benchmarks.md) are checked at the end; the JSON has every sample
+statistic and ratio.
 """
 
 from __future__ import annotations
@@ -785,7 +786,7 @@ def _summarise(scens: list[Scenario], results: dict[str, dict[str, Result]]) -> 
 
 
 def check_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 7's targets as same-run ratios of medians."""
+    """The speed targets (docs/benchmarks.md) as same-run ratios of medians."""
     sc = data["scenarios"]
 
     def med(s: str, impl: str) -> float | None:
@@ -871,7 +872,7 @@ def print_report(data: dict[str, Any], console: Any) -> None:
             cells.append(cell)
         t.add_row(row["label"], *cells)
     console.print(t)
-    tt = Table(title="targets (issue 7), same-run ratios of medians")
+    tt = Table(title="speed targets, same-run ratios of medians")
     for col in ("target", "value", "need", "met"):
         tt.add_column(col)
     for r in data["targets"]:

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Every implementation of libsignal's 1:1 message, in Python, must at least do this per message
-and direction (docs/performance-anchors.md, "The floor"):
+and direction:
 
 * a symmetric chain step: two HMAC-SHA256 (message seed ``0x01``, next chain key ``0x02``);
 * the SPQR chain step: one HKDF-SHA256 (new SPQR chain key + message key), whose output salts
@@ -15,7 +15,7 @@ and direction (docs/performance-anchors.md, "The floor"):
 
 Nothing else: no store, no record (de)serialization, no skipped keys, no checks beyond the MAC,
 no copies that can be avoided. It is a real, working minimal ratchet (the RT asserts the
-plaintext comes back), written with the primitives as performance-anchors.md prices them: HMAC
+plaintext comes back), written with the primitives by their plain public routes: HMAC
 as RFC 2104 over :mod:`hashlib`, HKDF and AES-CBC through ``cryptography``'s public API. It is
 deliberately self-contained (it does not import securemsg's crypto), so optimising securemsg
 never moves the floor. It is NOT secure (fixed identities, no replay protection) and exists only

@@ -1,6 +1,6 @@
 """The floor with securemsg's primitive routes: how much of securemsg's ratio is routes.
 
-:mod:`benchmarks.floor` prices the primitives as performance-anchors.md does (HKDF and AES-CBC
+:mod:`benchmarks.floor` prices the primitives by their plain public routes (HKDF and AES-CBC
 through ``cryptography``'s public API). securemsg takes faster routes for the same work: RFC 5869
 over :mod:`hashlib` for per-message HKDFs, and AES-CBC contexts from the Rust constructors behind
 ``Cipher`` with argument objects built without re-checks. :class:`FastRoutesFloorPair` is the

@@ -25,7 +25,7 @@ from securemsg.protocol.keys import (
     generate_registration_id,
 )
 from securemsg.store.memory import InMemoryProtocolStore
-from securemsg.wire.messages import CiphertextMessageType, PreKeySignalMessage
+from securemsg.wire.messages import CiphertextMessageType
 
 __all__ = ["run_demo"]
 
@@ -114,11 +114,10 @@ def run_demo(*, messages: int = 6, seed: str | None = None, out: TextIO) -> int:
         text = plaintexts[i % len(plaintexts)]
         msg = message_encrypt(text.encode(), r_addr, sender, now=now, rng=rng, local_address=s_addr)
         wire = msg.to_bytes()
-        is_prekey = isinstance(msg, PreKeySignalMessage)
+        is_prekey = msg.message_type is CiphertextMessageType.PREKEY
         kind = "PreKeySignalMessage" if is_prekey else "SignalMessage"
-        msg_type = CiphertextMessageType.PREKEY if is_prekey else CiphertextMessageType.WHISPER
         plain = message_decrypt(
-            wire, msg_type, s_addr, receiver, now=now, rng=rng, local_address=r_addr
+            wire, msg.message_type, s_addr, receiver, now=now, rng=rng, local_address=r_addr
         )
         say(f"   {s_name:>5} -> {r_name:<5} {kind:<20} {len(wire):5d} B  {_hex(wire)}")
         say(f"   {r_name:>5} reads: {plain.decode()!r}")

@@ -99,13 +99,8 @@ def sealed_sender_encrypt(
         message = cipher.message_encrypt(
             plaintext, destination, store, now=now, rng=rng, local_address=local
         )
-        msg_type = (
-            CiphertextMessageType.WHISPER
-            if type(message).__name__ == "SignalMessage"
-            else CiphertextMessageType.PREKEY
-        )
         usmc = UnidentifiedSenderMessageContent.new(
-            msg_type, sender_cert, message.to_bytes(), content_hint, group_id
+            message.message_type, sender_cert, message.to_bytes(), content_hint, group_id
         )
         return sealed_sender_encrypt_from_usmc(destination, usmc, store, rng=rng)
 

@@ -13,7 +13,7 @@
    libsignal bundle decrypts) and securemsg decapsulates libsignal's (libsignal's PreKey message
    to our bundle decrypts); a PreKey message whose Kyber ciphertext is altered is refused, so the
    Kyber secret really is part of the agreement. ``test_session_interop.py`` exercises the same
-   path thousands of times; this file makes the claim of issue 2 visible in one place.
+   path thousands of times; this file makes the Kyber agreement claim visible in one place.
 3. ``secret_key_bytes()`` is accepted by ``KEMSecretKey.deserialize`` (byte-identical
    re-serialization) and decapsulates in libsignal: a Kyber prekey imported from securemsg's raw
    keys serves a PQXDH session that securemsg initiates with OpenSSL's random encapsulation.

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-One click group with these commands:
+One click group (``securemsg --version`` prints the package version) with these commands:
 
 * ``securemsg demo`` -- the main job: an embedded relay on loopback, three clients, a 1:1 and
   a group conversation, each client's view, and the relay's disclosure report.
@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from securemsg import __version__
 from securemsg.errors import SealedDeliveryRefused, SecureMsgError
 
 __all__ = ["cli", "main"]
@@ -71,6 +72,9 @@ def _console() -> Console:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__, "--version", prog_name="securemsg", message="%(prog)s %(version)s"
+)
 def cli() -> None:
     """End-to-end encrypted messaging, byte-compatible with libsignal 0.103.0.
 

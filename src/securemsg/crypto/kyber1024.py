@@ -5,7 +5,7 @@ Theory of operation
 Serialized forms carry libsignal's key-type byte 0x08: public key ``0x08 || ByteEncode12(t_hat)
 || rho`` (1569 bytes), ciphertext ``0x08 || c1(1408) || c2(160)`` (1569 bytes). The lattice layer
 (K-PKE) of Kyber round 3 and ML-KEM-1024 is identical; only the hashing around it differs
-(shared spqr-facts §8). So the fast route realises round 3 over OpenSSL's ML-KEM-1024:
+(FIPS 203, section 1.3). So the fast route realises round 3 over OpenSSL's ML-KEM-1024:
 
 * **Key generation** is ML-KEM-1024 ``KeyGen_internal(d, z)`` from a 64-byte seed ``d || z``
   (``cryptography``'s ``from_seed_bytes``). Round 3 would expand ``G(d)`` instead of
@@ -21,9 +21,10 @@ Serialized forms carry libsignal's key-type byte 0x08: public key ``0x08 || Byte
 
   *Invalid ciphertexts* (implicit rejection): OpenSSL returns ``J(z || c) = SHAKE256(z || c, 32)``
   and we output ``SHAKE256(J(z || c) || SHA3-256(c), 32)``. That is the formula libsignal's
-  libcrux Kyber variant was observed to use (spqr-facts §8), but it is **not** the round-3
-  reference value ``SHAKE256(z || SHA3-256(c), 32)`` (e.g. ``kyber-py``). Rejection values never
-  reach the wire between honest peers: a rejected ciphertext only yields a key nobody else has.
+  libcrux Kyber variant was observed to use (tests/unit/crypto/test_kyber1024.py pins it), but
+  it is **not** the round-3 reference value ``SHAKE256(z || SHA3-256(c), 32)`` (e.g.
+  ``kyber-py``). Rejection values never reach the wire between honest peers: a rejected
+  ciphertext only yields a key nobody else has.
 * **Two encapsulation routes**, a named choice (:class:`~securemsg.crypto.backend.KyberBackend`):
   ``OPENSSL`` (production, the default) is the route above; ``PORTABLE`` runs the round-3
   algorithm on the numpy lattice core with ``m`` from the caller's rng (``m' = SHA3-256(m)``;

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 SPQR (libsignal's post-quantum ratchet) sends an ML-KEM-768 encapsulation key in two parts and
-encapsulates in two steps (shared spqr-facts §7, libcrux's "incremental" ML-KEM):
+encapsulates in two steps (SPQR ``src/incremental_mlkem768.rs``, libcrux's "incremental" ML-KEM):
 
 * ``header`` (64 B) = ``rho || H(ek)`` and ``ek_vector`` (1152 B) = ``ByteEncode12(t_hat)``,
   where the FIPS 203 encapsulation key is ``ek = ek_vector || rho``.

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Each side's fingerprint is an iterated SHA-512 over its identity key and a stable identifier
-(libsignal ``fingerprint.rs``, facts §9)::
+(libsignal ``rust/protocol/src/fingerprint.rs``)::
 
     h = SHA-512(0x00 0x00 || key(33) || stable_id || key(33))
     repeat iterations - 1 times:  h = SHA-512(h || key(33))

@@ -6,7 +6,7 @@ This is the first of the three layers of 1:1 messaging: it turns keys into a ses
 knows nothing about ratchets or records. The initiator (Alice) returns the data the recipient
 needs (the Kyber ciphertext) *and* the secret; the recipient (Bob) returns the secret.
 
-Algorithm (wire facts §3)::
+Algorithm (libsignal ``rust/protocol/src/ratchet.rs``)::
 
     secret = 0xFF*32 || DH(IK_A, SPK_B) || DH(EK_A, IK_B) || DH(EK_A, SPK_B)
              [|| DH(EK_A, OPK_B)] || Kyber1024 shared secret

@@ -7,7 +7,7 @@ Sealed sender hides the sender from the relay. The relay (server) issues a
 :class:`ServerCertificate`, itself signed by a trust root the clients know. The sender wraps an
 already-encrypted 1:1 or group message in an :class:`UnidentifiedSenderMessageContent` (USMC)
 carrying that certificate, then encrypts the USMC to the recipient's identity key
-(libsignal ``sealed_sender.rs``, facts §7):
+(libsignal ``rust/protocol/src/sealed_sender.rs``):
 
 * **v1** (``0x11``): ephemeral ``E``; ``(chain, cipher, mac) =
   HKDF(salt = "UnidentifiedDelivery" || IK_R || E_pub, ikm = DH(E, IK_R))``;

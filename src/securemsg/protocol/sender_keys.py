@@ -7,7 +7,7 @@ a 31-bit ``chain_id``, a random 32-byte chain key at iteration 0 and a fresh sig
 The :class:`~securemsg.wire.messages.SenderKeyDistributionMessage` (sent to each member over
 1:1 sessions) hands out the chain key, its iteration and the public signing key.
 
-Per message (libsignal ``sender_keys.rs``, facts §8)::
+Per message (libsignal ``rust/protocol/src/sender_keys.rs``)::
 
     seed      = HMAC-SHA256(chain_key, 0x01)
     next key  = HMAC-SHA256(chain_key, 0x02)

@@ -21,10 +21,10 @@ pair *is* the signed prekey). :meth:`SessionState.encrypt` and :meth:`SessionSta
 values-in, values-out: they return ``(new_state, result)`` and never modify ``self``; decrypt
 returns only after the MAC verified and the plaintext exists (compute, then commit).
 
-Per message (wire facts §4): exactly one ``spqr_send`` per encrypt (also for every repeated
-PreKey message), ``spqr_recv`` per decrypt; message keys = HKDF(salt = SPQR key, seed,
-"WhisperMessageKeys"); AES-256-CBC; 8-byte MAC over sender identity || receiver identity ||
-message. This layer does not know records, stores or trust.
+Per message (libsignal ``rust/protocol/src/session_cipher.rs``): exactly one ``spqr_send`` per
+encrypt (also for every repeated PreKey message), ``spqr_recv`` per decrypt; message keys =
+HKDF(salt = SPQR key, seed, "WhisperMessageKeys"); AES-256-CBC; 8-byte MAC over sender
+identity || receiver identity || message. This layer does not know records, stores or trust.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ message                         version    framing
 :class:`PlaintextContent`       ``0xC0``   ``0xC0 || Content proto || 0x80``
 ==============================  =========  ===========================================
 
+The four messages a transport carries next to a type (SignalMessage, PreKeySignalMessage,
+SenderKeyMessage, PlaintextContent) each have a ``message_type`` property, a
+:class:`CiphertextMessageType` (libsignal's ``CiphertextMessage.type()``): dispatch on it, never on
+the class.
+
 The version byte is ``(message_version << 4) | current_version``. Like libsignal, parsers look
 only at the high nibble. libsignal parses high nibble 3 and 4 for 1:1 messages and then refuses
 3 ("X3DH no longer supported"); we refuse everything but 4 right at parse time with
@@ -180,6 +185,11 @@ class SignalMessage(NamedTuple):
             + ")"
         )
 
+    @property
+    def message_type(self) -> CiphertextMessageType:
+        """:attr:`CiphertextMessageType.WHISPER` (libsignal's ``CiphertextMessage.type()``)."""
+        return CiphertextMessageType.WHISPER
+
     @classmethod
     def new(
         cls,
@@ -339,6 +349,11 @@ class PreKeySignalMessage:
     message: SignalMessage = field(repr=False)
     serialized: bytes = field(repr=False)
 
+    @property
+    def message_type(self) -> CiphertextMessageType:
+        """:attr:`CiphertextMessageType.PREKEY` (libsignal's ``CiphertextMessage.type()``)."""
+        return CiphertextMessageType.PREKEY
+
     @classmethod
     def new(
         cls,
@@ -493,6 +508,11 @@ class SenderKeyMessage(NamedTuple):
             + str(self.iteration)
             + ")"
         )
+
+    @property
+    def message_type(self) -> CiphertextMessageType:
+        """:attr:`CiphertextMessageType.SENDERKEY` (libsignal's ``CiphertextMessage.type()``)."""
+        return CiphertextMessageType.SENDERKEY
 
     @classmethod
     def new(
@@ -710,6 +730,11 @@ class PlaintextContent:
     """
 
     serialized: bytes = field(repr=False)
+
+    @property
+    def message_type(self) -> CiphertextMessageType:
+        """:attr:`CiphertextMessageType.PLAINTEXT` (libsignal's ``CiphertextMessage.type()``)."""
+        return CiphertextMessageType.PLAINTEXT
 
     @classmethod
     def from_content(cls, content: bytes) -> PlaintextContent:

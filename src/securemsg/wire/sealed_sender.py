@@ -9,7 +9,7 @@ or bytes), senderDevice, expires, identityKey, signer (embedded server cert or i
 ``UnidentifiedSenderMessage.Message`` (the USMC) and the v1 envelope
 ``0x11 || UnidentifiedSenderMessage{ephemeralPublic, encryptedStatic, encryptedMessage}``.
 
-Hand-framed parts (sealed sender v2, facts §7)::
+Hand-framed parts (sealed sender v2, libsignal ``rust/protocol/src/sealed_sender.rs``)::
 
     sent     0x23 || varint(n) || { ServiceId(17) || {dev u8 || reg u16 BE (0x8000 = more)}+
                                      || C(32) || AT(16) }*  || excluded {ServiceId(17) || 0x00}*

@@ -131,7 +131,10 @@ def test_store_error_inside_transaction_leaves_earlier_writes_to_the_caller(
 
 
 _SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    # too_slow too: a suppress list replaces the profile's (tests/conftest.py), never adds to it
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 # -- both implementations behave alike under random work and random failures ----------------

@@ -12,7 +12,7 @@ Double Ratchet calls exactly four functions and never learns braid details:
 * :func:`spqr_recv` once per decrypted message -> the key (None only for epoch 1, index 0);
 * :meth:`SpqrState.to_bytes` / :meth:`SpqrState.from_bytes` for the session record.
 
-Per message (spqr-facts §5)::
+Per message (the SparsePostQuantumRatchet crate, ``src/chain.rs``)::
 
     send:  (braid', payload, secret?) = braid.send();  chain += secret;
            (index, key) = chain.send_key(epoch - 1);  bytes = 0x01 || epoch || index || payload

@@ -1,4 +1,4 @@
-"""The braid authenticator (spqr-facts §4): MACs over the ML-KEM header and ciphertext.
+"""The braid authenticator (SPQR ``src/authenticator.rs``): MACs over ML-KEM header, ciphertext.
 
 Theory of operation: both parties start from zero keys and immediately ``update(1, auth_key)``
 with the PQXDH ``auth_key``. Each completed epoch e feeds its secret with ``update(e, secret)``

@@ -1,4 +1,4 @@
-"""The ML-KEM Braid (SCKA) state machine of SPQR v1 (spqr-facts §3, §4, §7).
+"""The ML-KEM Braid (SCKA) state machine of SPQR v1 (SPQR ``src/v1/chunked/``).
 
 Theory of operation: in each epoch one party is *send_ek* (samples an ML-KEM-768 key pair and
 streams ``header || MAC`` then ``ek_vector`` as erasure-coded chunks) and the other is

@@ -1,4 +1,4 @@
-"""The SPQR symmetric chain: per-epoch send/receive key chains (spqr-facts §5).
+"""The SPQR symmetric chain: per-epoch send/receive key chains (SPQR ``src/chain.rs``).
 
 Theory of operation: the chain holds one *link* per SCKA epoch still in use (oldest first).
 Each link has a send half and a receive half; a half is a KDF chain ``{ctr, next, history}``:
@@ -80,7 +80,7 @@ class ChainHalf:
         return ChainHalf(ctr, nxt, self.history), ctr, key
 
     def key_at(self, at: int, max_jump: int, max_ooo: int) -> tuple[ChainHalf, bytes]:
-        """The receive key for index ``at`` (spqr-facts §5 "Receive key").
+        """The receive key for index ``at`` (SPQR ``src/chain.rs``).
 
         Raises:
             InvalidMessageError: already requested, trimmed, too far ahead, or wiped half.

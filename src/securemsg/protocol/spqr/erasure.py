@@ -1,4 +1,4 @@
-"""Systematic Reed-Solomon erasure code over GF(2^16) in 32-byte chunks (spqr-facts §2).
+"""Systematic Reed-Solomon erasure code over GF(2^16), 32-byte chunks (SPQR ``polynomial.rs``).
 
 Theory of operation: a payload of L bytes (L a multiple of 32) is n = L/32 rows of 16
 big-endian 16-bit words. Lane j (0..15) is the polynomial P_j of degree < n through the points

@@ -1,4 +1,4 @@
-"""GF(2^16) arithmetic for the SPQR erasure code (spqr-facts §2).
+"""GF(2^16) arithmetic for the SPQR erasure code (SPQR ``src/encoding/gf.rs``).
 
 Theory of operation: the field is GF(2)[x] / (x^16 + x^12 + x^3 + x + 1) (modulus 0x1100B);
 elements are ints 0..65535 in polynomial basis. Addition is XOR. Multiplication uses log/exp

@@ -1,4 +1,4 @@
-"""The ``pq_ratchet`` field of a SignalMessage: SPQR V1 framing (spqr-facts §1).
+"""The ``pq_ratchet`` field of a SignalMessage: SPQR V1 framing (SPQR ``src/lib.rs``).
 
 Theory of operation: every encrypted message carries exactly one SPQR message::
 
@@ -34,7 +34,7 @@ _U32_MAX: Final = 0xFFFFFFFF
 
 
 class MessageType(IntEnum):
-    """The payload type byte (spqr-facts §1 table)."""
+    """The payload type byte (the framing table above)."""
 
     NONE = 0
     HDR = 1
