@@ -246,7 +246,8 @@ EXPECTED: dict[str, str] = {
     "Client": (
         "class(store: 'ClientStore', *, rng: 'Rng | None' = None, "
         "clock: 'Callable[[], int] | None' = None, prekey_batch: 'int | None' = None, "
-        "prekey_low_water: 'int | None' = None, relay_url: 'str | None' = None) -> 'None'"
+        "prekey_low_water: 'int | None' = None, relay_url: 'str | None' = None, "
+        "allow_identified: 'bool' = False) -> 'None'"
     ),
     "ReceivedMessage": (
         "class(sender_aci: 'str', sender_device: 'int', text: 'str', sent_timestamp: 'int', "
