@@ -54,6 +54,15 @@ class SealedSenderDecryptionResult(NamedTuple):
     sender: ProtocolAddress
     plaintext: bytes
 
+    def __repr__(self) -> str:  # the plaintext stays out of logs and tracebacks
+        return (
+            "SealedSenderDecryptionResult(sender="
+            + repr(self.sender)
+            + ", plaintext=<"
+            + str(len(self.plaintext))
+            + " bytes>)"
+        )
+
 
 def sealed_sender_encrypt_from_usmc(
     destination: ProtocolAddress,
