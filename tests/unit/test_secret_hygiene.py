@@ -438,8 +438,10 @@ def test_no_conversation_secret_in_the_repr_or_str_of_a_live_securemsg_object(
     seen = 0
     failures = []
     for obj in gc.get_objects():
-        module = getattr(type(obj), "__module__", "") or ""
-        if not module.startswith("securemsg.") or "._proto" in module:
+        module = getattr(type(obj), "__module__", "")
+        if not isinstance(module, str) or not module.startswith("securemsg."):
+            continue
+        if "._proto" in module:
             continue
         if isinstance(obj, type | types.FunctionType | types.ModuleType):
             continue

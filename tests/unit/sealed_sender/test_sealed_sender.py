@@ -18,6 +18,7 @@ from securemsg.errors import (
     InvalidMessageError,
     PeerError,
     SealedSenderError,
+    UsageError,
 )
 from securemsg.protocol import keys as keys_module
 from securemsg.protocol import sealed_sender as sealed_sender_module
@@ -223,3 +224,33 @@ def test_v2_remembered_static_agreement_lives_on_the_key_pair_and_is_bounded(
     assert set(bob._agreements) == {alice.public_key.raw, carol.public_key.raw}
     # nothing of it is left in a module global
     assert not hasattr(sealed_sender_module, "_STATIC_AGREEMENTS")
+
+
+def test_sealed_sender_decrypt_needs_our_address_and_checks_its_type_first() -> None:
+    store = InMemoryProtocolStore(BOB, 5)
+    env = seal_v1(usmc(cert(expires=NOW - 1)), ALICE, BOB.identity_key, RNG)
+    with pytest.raises(TypeError, match=r"local_uuid|local_device_id"):
+        sealed.sealed_sender_decrypt(env, ROOT.public_key(), store, now=NOW, rng=RNG)  # type: ignore[call-arg]
+    # a wrong type is the caller's error, before the (expired) certificate is even looked at
+    for local_uuid, device in ((None, 1), ("bob", "1"), ("bob", 0), (b"bob", 1)):
+        with pytest.raises(UsageError):
+            sealed.sealed_sender_decrypt(
+                env,
+                ROOT.public_key(),
+                store,
+                now=NOW,
+                local_uuid=local_uuid,  # type: ignore[arg-type]
+                local_device_id=device,  # type: ignore[arg-type]
+                rng=RNG,
+            )
+    with pytest.raises(UsageError):
+        sealed.sealed_sender_decrypt(
+            env,
+            ROOT.public_key(),
+            store,
+            now=NOW,
+            local_uuid="bob",
+            local_device_id=1,
+            rng=RNG,
+            local_e164=5,  # type: ignore[arg-type]
+        )
