@@ -26,12 +26,13 @@ import functools
 import gc
 import importlib
 import inspect
+import logging
 import pkgutil
 import re
 import sys
 import types
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -45,7 +46,7 @@ from securemsg.crypto import curve, mlkem768
 from securemsg.crypto.curve import KeyPair, PrivateKey
 from securemsg.crypto.kyber1024 import KyberKeyPair
 from securemsg.crypto.rng import DeterministicRng
-from securemsg.errors import InvalidPreKeyError
+from securemsg.errors import InvalidPreKeyError, SecureMsgError
 from securemsg.protocol import sealed_sender as ss
 from securemsg.protocol.address import ProtocolAddress, ServiceId
 from securemsg.protocol.keys import IdentityKeyPair
@@ -267,6 +268,8 @@ _NOW = 1_760_000_000_000
 class _Conversation:
     parties: tuple[Party, Party]
     secrets: set[bytes]
+    errors: list[BaseException]  # what the hostile inputs below raised
+    log_lines: list[str]  # every log record emitted during the conversation, formatted
 
 
 def _session_secrets(stored: StoredSession, out: set[bytes]) -> None:
@@ -339,7 +342,39 @@ def _certificate(party: Party) -> ss.SenderCertificate:
     )
 
 
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 def _run_conversation() -> _Conversation:
+    root = logging.getLogger()
+    capture, level = _Capture(), root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        conversation = _converse()
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(level)
+    conversation.log_lines = capture.lines
+    return conversation
+
+
+def _refused(errors: list[BaseException], call: Callable[[], object]) -> None:
+    try:
+        call()
+    except SecureMsgError as exc:
+        errors.append(exc)
+    else:  # pragma: no cover - each hostile input below is refused
+        raise AssertionError("hostile input accepted")
+
+
+def _converse() -> _Conversation:
     alice, bob = new_pair()
     distribution_id = uuid.UUID(int=0x5EC2E7)
     secrets: set[bytes] = set()
@@ -364,6 +399,16 @@ def _run_conversation() -> _Conversation:
         if i == 2:
             assert bob.decrypt(alice, held) == b"late"
     snapshot()
+
+    # hostile 1:1 input: a replay, a tampered message, a message for someone else
+    errors: list[BaseException] = []
+    replay = alice.encrypt(bob, b"once")
+    assert bob.decrypt(alice, replay) == b"once"
+    _refused(errors, lambda: bob.decrypt(alice, replay))
+    tampered = bytearray(alice.encrypt(bob, b"tamper").to_bytes())
+    tampered[-12] ^= 1
+    _refused(errors, lambda: bob.decrypt(alice, bytes(tampered), CiphertextMessageType.WHISPER))
+    _refused(errors, lambda: alice.decrypt(alice, alice.encrypt(bob, b"not yours")))
     assert bob.store.load_session(alice.address).current.spqr.epoch > 2  # type: ignore[union-attr]
 
     # sealed sender v1, both ways
@@ -386,6 +431,24 @@ def _run_conversation() -> _Conversation:
             rng=recipient.rng,
         )
         assert got.plaintext == b"sealed v1"
+        _refused(  # the same envelope again: the inner message is a replay
+            errors,
+            lambda env=env, recipient=recipient: sealed.sealed_sender_decrypt(
+                env,
+                _TRUST_ROOT.public_key(),
+                recipient.store,
+                now=_NOW,
+                local_uuid=recipient.address.name,
+                local_device_id=recipient.address.device_id,
+                rng=recipient.rng,
+            ),
+        )
+        _refused(
+            errors,
+            lambda env=env, sender=sender: sealed.sealed_sender_decrypt_to_usmc(
+                env[:-1] + bytes([env[-1] ^ 1]), sender.store
+            ),
+        )
     snapshot()
 
     # a group: sender-key distribution, then group messages sealed with sealed sender v2
@@ -410,13 +473,26 @@ def _run_conversation() -> _Conversation:
         got_usmc.sender.validate(_TRUST_ROOT.public_key(), _NOW)
         inner = SenderKeyMessage.from_bytes(got_usmc.contents)
         assert groups.group_decrypt(inner, alice.address, bob.store) == b"group %d" % i
+        _refused(errors, lambda inner=inner: groups.group_decrypt(inner, alice.address, bob.store))
     snapshot()
-    return _Conversation((alice, bob), secrets)
+    return _Conversation((alice, bob), secrets, errors, [])
 
 
 @pytest.fixture(scope="module")
 def conversation() -> _Conversation:
     return _run_conversation()
+
+
+def test_no_conversation_secret_in_an_error_or_a_log_line(conversation: _Conversation) -> None:
+    assert len(conversation.errors) >= 9
+    for error in conversation.errors:
+        chain: BaseException | None = error
+        while chain is not None:  # the error and everything it was raised from
+            text = " ".join([str(chain), repr(chain), *(repr(a) for a in chain.args)])
+            text += " ".join(repr(v) for v in vars(chain).values())
+            assert _leaks(text, conversation.secrets) == [], type(chain).__name__
+            chain = chain.__cause__ or chain.__context__
+    assert _leaks("\n".join(conversation.log_lines), conversation.secrets) == []
 
 
 def test_the_conversation_collects_its_secrets(conversation: _Conversation) -> None:
