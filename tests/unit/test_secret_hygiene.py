@@ -42,7 +42,7 @@ from session_parties import Party, new_pair
 
 import securemsg
 from securemsg import groups, sealed
-from securemsg.crypto import curve, mlkem768
+from securemsg.crypto import mlkem768
 from securemsg.crypto.curve import KeyPair, PrivateKey
 from securemsg.crypto.kyber1024 import KyberKeyPair
 from securemsg.crypto.rng import DeterministicRng
@@ -638,13 +638,6 @@ def test_no_conversation_secret_in_a_module_global(conversation: _Conversation) 
     for info in pkgutil.walk_packages(securemsg.__path__, "securemsg."):
         importlib.import_module(info.name)  # every module is scanned, used or not
     failures = _global_leaks(conversation.secrets)
-    if hasattr(curve, "_ED_PUBLIC_MEMO"):
-        # The memo of Ed25519 public points keyed by a hash of the private key moves onto the
-        # key object in crypto/curve.py (another branch); until then it is the one finding.
-        others = [f for f in failures if not f.startswith("securemsg.crypto.curve._ED_PUBLIC_")]
-        assert others == []
-        if failures:
-            pytest.xfail("crypto.curve._ED_PUBLIC_MEMO still keyed by a hash of the private key")
     assert failures == []
 
 
