@@ -1,0 +1,371 @@
+"""AKD's protobuf wire for key-transparency proofs (proto/akd.proto), strictly decoded.
+
+Decoding refuses, with :class:`~securemsg.errors.KeyTransparencyDecodeError`:
+input larger than the caller's bound; bytes protobuf cannot parse; a missing field; a digest or
+nonce that is not 32 bytes; a VRF proof that is not 80 bytes; a label longer than 32 bytes or
+256 bits; a direction other than 0 or 1; a sibling list that does not hold exactly one
+element; a non-membership proof without exactly two children; and finally any input that is
+not the canonical encoding of what was decoded (so unknown fields, repeated scalars,
+non-minimal varints or untrimmed labels never pass). The decoded values are data to verify,
+never identifiers to look anything up by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from google.protobuf.message import DecodeError as _ProtobufDecodeError
+
+from securemsg._proto import akd_pb2
+from securemsg.errors import KeyTransparencyDecodeError
+from securemsg.kt.types import (
+    AppendOnlyProof,
+    AzksElement,
+    HistoryProof,
+    LookupProof,
+    MembershipProof,
+    NodeLabel,
+    NonMembershipProof,
+    SiblingProof,
+    SingleAppendOnlyProof,
+    UpdateProof,
+)
+from securemsg.kt.vrf import PROOF_LENGTH
+
+__all__ = [
+    "MAX_APPEND_ONLY_PROOF_BYTES",
+    "MAX_PROOF_BYTES",
+    "decode_append_only_proof",
+    "decode_history_proof",
+    "decode_lookup_proof",
+    "decode_single_append_only_proof",
+    "encode_append_only_proof",
+    "encode_history_proof",
+    "encode_lookup_proof",
+    "encode_single_append_only_proof",
+]
+
+#: Default bound on a lookup or history proof (bytes).
+MAX_PROOF_BYTES = 1 << 20
+#: Default bound on an append-only (audit) proof (bytes).
+MAX_APPEND_ONLY_PROOF_BYTES = 256 << 20
+_MAX_DEPTH = 256
+
+_T = TypeVar("_T")
+
+
+def _fail(what: str) -> KeyTransparencyDecodeError:
+    return KeyTransparencyDecodeError(f"key-transparency proof: {what}", "decode")
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _label_pb(label: NodeLabel) -> Any:
+    return akd_pb2.NodeLabel(
+        label_val=label.val.to_bytes(32, "big").rstrip(b"\x00"), label_len=label.length
+    )
+
+
+def _element_pb(element: AzksElement) -> Any:
+    return akd_pb2.AzksElement(label=_label_pb(element.label), value=element.value)
+
+
+def _membership_pb(proof: MembershipProof) -> Any:
+    return akd_pb2.MembershipProof(
+        label=_label_pb(proof.label),
+        hash_val=proof.hash_val,
+        sibling_proofs=[
+            akd_pb2.SiblingProof(
+                label=_label_pb(s.label), siblings=[_element_pb(s.sibling)], direction=s.direction
+            )
+            for s in proof.sibling_proofs
+        ],
+    )
+
+
+def _non_membership_pb(proof: NonMembershipProof) -> Any:
+    return akd_pb2.NonMembershipProof(
+        label=_label_pb(proof.label),
+        longest_prefix=_label_pb(proof.longest_prefix),
+        longest_prefix_children=[_element_pb(c) for c in proof.longest_prefix_children],
+        longest_prefix_membership_proof=_membership_pb(proof.longest_prefix_membership_proof),
+    )
+
+
+def _lookup_pb(proof: LookupProof) -> Any:
+    return akd_pb2.LookupProof(
+        epoch=proof.epoch,
+        value=proof.value,
+        version=proof.version,
+        existence_vrf_proof=proof.existence_vrf_proof,
+        existence_proof=_membership_pb(proof.existence_proof),
+        marker_vrf_proof=proof.marker_vrf_proof,
+        marker_proof=_membership_pb(proof.marker_proof),
+        freshness_vrf_proof=proof.freshness_vrf_proof,
+        freshness_proof=_non_membership_pb(proof.freshness_proof),
+        commitment_nonce=proof.commitment_nonce,
+    )
+
+
+def _update_pb(proof: UpdateProof) -> Any:
+    msg = akd_pb2.UpdateProof(
+        epoch=proof.epoch,
+        value=proof.value,
+        version=proof.version,
+        existence_vrf_proof=proof.existence_vrf_proof,
+        existence_proof=_membership_pb(proof.existence_proof),
+        commitment_nonce=proof.commitment_nonce,
+    )
+    if proof.previous_version_vrf_proof is not None:
+        msg.previous_version_vrf_proof = proof.previous_version_vrf_proof
+    if proof.previous_version_proof is not None:
+        msg.previous_version_proof.CopyFrom(_membership_pb(proof.previous_version_proof))
+    return msg
+
+
+def _history_pb(proof: HistoryProof) -> Any:
+    return akd_pb2.HistoryProof(
+        update_proofs=[_update_pb(u) for u in proof.update_proofs],
+        past_marker_vrf_proofs=list(proof.past_marker_vrf_proofs),
+        existence_of_past_marker_proofs=[
+            _membership_pb(m) for m in proof.existence_of_past_marker_proofs
+        ],
+        future_marker_vrf_proofs=list(proof.future_marker_vrf_proofs),
+        non_existence_of_future_marker_proofs=[
+            _non_membership_pb(n) for n in proof.non_existence_of_future_marker_proofs
+        ],
+    )
+
+
+def _single_append_only_pb(proof: SingleAppendOnlyProof) -> Any:
+    return akd_pb2.SingleAppendOnlyProof(
+        inserted=[_element_pb(e) for e in proof.inserted],
+        unchanged_nodes=[_element_pb(e) for e in proof.unchanged_nodes],
+    )
+
+
+def _append_only_pb(proof: AppendOnlyProof) -> Any:
+    return akd_pb2.AppendOnlyProof(
+        proofs=[_single_append_only_pb(p) for p in proof.proofs], epochs=list(proof.epochs)
+    )
+
+
+def encode_lookup_proof(proof: LookupProof) -> bytes:
+    return bytes(_lookup_pb(proof).SerializeToString())
+
+
+def encode_history_proof(proof: HistoryProof) -> bytes:
+    return bytes(_history_pb(proof).SerializeToString())
+
+
+def encode_single_append_only_proof(proof: SingleAppendOnlyProof) -> bytes:
+    return bytes(_single_append_only_pb(proof).SerializeToString())
+
+
+def encode_append_only_proof(proof: AppendOnlyProof) -> bytes:
+    return bytes(_append_only_pb(proof).SerializeToString())
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _require(msg: Any, *fields: str) -> None:
+    for field in fields:
+        if not msg.HasField(field):
+            raise _fail(f"missing field {field}")
+
+
+def _digest(data: bytes, what: str) -> bytes:
+    if len(data) != 32:
+        raise _fail(f"{what} must be 32 bytes")
+    return bytes(data)
+
+
+def _vrf_proof(data: bytes) -> bytes:
+    if len(data) != PROOF_LENGTH:
+        raise _fail("a VRF proof must be 80 bytes")
+    return bytes(data)
+
+
+def _label(msg: Any) -> NodeLabel:
+    _require(msg, "label_val", "label_len")
+    raw = bytes(msg.label_val)
+    if len(raw) > 32:
+        raise _fail("label value longer than 32 bytes")
+    if msg.label_len > 256:
+        raise _fail("label longer than 256 bits")
+    return NodeLabel(int.from_bytes(raw.ljust(32, b"\x00"), "big"), int(msg.label_len))
+
+
+def _element(msg: Any) -> AzksElement:
+    _require(msg, "label", "value")
+    return AzksElement(_label(msg.label), _digest(msg.value, "a node value"))
+
+
+def _membership(msg: Any) -> MembershipProof:
+    _require(msg, "label", "hash_val")
+    if len(msg.sibling_proofs) > _MAX_DEPTH:
+        raise _fail("membership path deeper than 256")
+    levels: list[SiblingProof] = []
+    for level in msg.sibling_proofs:
+        _require(level, "label", "direction")
+        if len(level.siblings) != 1:
+            raise _fail("a path level must carry exactly one sibling")
+        if level.direction not in (0, 1):
+            raise _fail("direction must be 0 or 1")
+        levels.append(
+            SiblingProof(_label(level.label), _element(level.siblings[0]), int(level.direction))
+        )
+    return MembershipProof(_label(msg.label), _digest(msg.hash_val, "a node hash"), tuple(levels))
+
+
+def _non_membership(msg: Any) -> NonMembershipProof:
+    _require(msg, "label", "longest_prefix", "longest_prefix_membership_proof")
+    if len(msg.longest_prefix_children) != 2:
+        raise _fail("a non-membership proof needs exactly two children")
+    left, right = (_element(c) for c in msg.longest_prefix_children)
+    return NonMembershipProof(
+        _label(msg.label),
+        _label(msg.longest_prefix),
+        (left, right),
+        _membership(msg.longest_prefix_membership_proof),
+    )
+
+
+def _lookup(msg: Any) -> LookupProof:
+    _require(
+        msg,
+        "epoch",
+        "value",
+        "version",
+        "existence_vrf_proof",
+        "existence_proof",
+        "marker_vrf_proof",
+        "marker_proof",
+        "freshness_vrf_proof",
+        "freshness_proof",
+        "commitment_nonce",
+    )
+    return LookupProof(
+        epoch=int(msg.epoch),
+        value=bytes(msg.value),
+        version=int(msg.version),
+        existence_vrf_proof=_vrf_proof(msg.existence_vrf_proof),
+        existence_proof=_membership(msg.existence_proof),
+        marker_vrf_proof=_vrf_proof(msg.marker_vrf_proof),
+        marker_proof=_membership(msg.marker_proof),
+        freshness_vrf_proof=_vrf_proof(msg.freshness_vrf_proof),
+        freshness_proof=_non_membership(msg.freshness_proof),
+        commitment_nonce=_digest(msg.commitment_nonce, "the commitment nonce"),
+    )
+
+
+def _update(msg: Any) -> UpdateProof:
+    _require(
+        msg,
+        "epoch",
+        "value",
+        "version",
+        "existence_vrf_proof",
+        "existence_proof",
+        "commitment_nonce",
+    )
+    has_vrf = msg.HasField("previous_version_vrf_proof")
+    has_proof = msg.HasField("previous_version_proof")
+    if has_vrf != has_proof or has_vrf != (msg.version > 1):
+        raise _fail("the previous-version proof must be present exactly when version > 1")
+    return UpdateProof(
+        epoch=int(msg.epoch),
+        value=bytes(msg.value),
+        version=int(msg.version),
+        existence_vrf_proof=_vrf_proof(msg.existence_vrf_proof),
+        existence_proof=_membership(msg.existence_proof),
+        previous_version_vrf_proof=_vrf_proof(msg.previous_version_vrf_proof) if has_vrf else None,
+        previous_version_proof=_membership(msg.previous_version_proof) if has_proof else None,
+        commitment_nonce=_digest(msg.commitment_nonce, "the commitment nonce"),
+    )
+
+
+def _history(msg: Any) -> HistoryProof:
+    return HistoryProof(
+        update_proofs=tuple(_update(u) for u in msg.update_proofs),
+        past_marker_vrf_proofs=tuple(_vrf_proof(p) for p in msg.past_marker_vrf_proofs),
+        existence_of_past_marker_proofs=tuple(
+            _membership(m) for m in msg.existence_of_past_marker_proofs
+        ),
+        future_marker_vrf_proofs=tuple(_vrf_proof(p) for p in msg.future_marker_vrf_proofs),
+        non_existence_of_future_marker_proofs=tuple(
+            _non_membership(n) for n in msg.non_existence_of_future_marker_proofs
+        ),
+    )
+
+
+def _single_append_only(msg: Any) -> SingleAppendOnlyProof:
+    return SingleAppendOnlyProof(
+        inserted=tuple(_element(e) for e in msg.inserted),
+        unchanged_nodes=tuple(_element(e) for e in msg.unchanged_nodes),
+    )
+
+
+def _append_only(msg: Any) -> AppendOnlyProof:
+    if len(msg.epochs) != len(msg.proofs):
+        raise _fail("an append-only proof needs one epoch per step")
+    return AppendOnlyProof(
+        proofs=tuple(_single_append_only(p) for p in msg.proofs),
+        epochs=tuple(int(e) for e in msg.epochs),
+    )
+
+
+def _decode(
+    data: bytes,
+    max_bytes: int,
+    message_type: Any,
+    convert: Callable[[Any], _T],
+    encode: Callable[[_T], bytes],
+) -> _T:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise _fail("expected bytes")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise _fail(f"larger than {max_bytes} bytes")
+    msg = message_type()
+    try:
+        msg.ParseFromString(data)
+    except (_ProtobufDecodeError, RuntimeError, ValueError) as exc:
+        raise _fail("not a valid protobuf message") from exc
+    value = convert(msg)
+    if encode(value) != data:
+        raise _fail("not the canonical encoding")
+    return value
+
+
+def decode_lookup_proof(data: bytes, *, max_bytes: int = MAX_PROOF_BYTES) -> LookupProof:
+    """Strictly decode a LookupProof (see the module docstring)."""
+    return _decode(data, max_bytes, akd_pb2.LookupProof, _lookup, encode_lookup_proof)
+
+
+def decode_history_proof(data: bytes, *, max_bytes: int = MAX_PROOF_BYTES) -> HistoryProof:
+    """Strictly decode a HistoryProof (see the module docstring)."""
+    return _decode(data, max_bytes, akd_pb2.HistoryProof, _history, encode_history_proof)
+
+
+def decode_single_append_only_proof(
+    data: bytes, *, max_bytes: int = MAX_APPEND_ONLY_PROOF_BYTES
+) -> SingleAppendOnlyProof:
+    """Strictly decode a SingleAppendOnlyProof (one epoch step)."""
+    return _decode(
+        data,
+        max_bytes,
+        akd_pb2.SingleAppendOnlyProof,
+        _single_append_only,
+        encode_single_append_only_proof,
+    )
+
+
+def decode_append_only_proof(
+    data: bytes, *, max_bytes: int = MAX_APPEND_ONLY_PROOF_BYTES
+) -> AppendOnlyProof:
+    """Strictly decode an AppendOnlyProof (several consecutive epoch steps)."""
+    return _decode(data, max_bytes, akd_pb2.AppendOnlyProof, _append_only, encode_append_only_proof)
