@@ -7,6 +7,8 @@ length (``val``, ``length``): bit ``i`` of a label is ``(val >> (255 - i)) & 1``
 
 from __future__ import annotations
 
+import functools
+
 from blake3 import blake3
 
 __all__ = [
@@ -46,8 +48,10 @@ def label_bytes(val: int, length: int) -> bytes:
     return length.to_bytes(4, "big") + val.to_bytes(32, "big")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def label_hash(val: int, length: int) -> bytes:
-    """The value a label contributes to its parent's hash: BLAKE3 of its bytes."""
+    """The value a label contributes to its parent's hash: BLAKE3 of its bytes (memoised:
+    proofs repeat the labels near the root)."""
     return blake3(label_bytes(val, length)).digest()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from securemsg.kt.config import EMPTY_LABEL_LEN, EMPTY_LABEL_VAL, label_hash
 
@@ -28,12 +29,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class NodeLabel:
+class NodeLabel(NamedTuple):
     """A trie label: the first ``length`` bits (0..256) of the 256-bit big-endian ``val``.
 
     Equality compares both fields, bits beyond ``length`` included (as AKD does: the
-    placeholder :meth:`empty` sets such bits).
+    placeholder :meth:`empty` sets such bits). A named tuple: proofs carry many labels.
     """
 
     val: int

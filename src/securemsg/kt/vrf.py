@@ -121,7 +121,11 @@ def _decode_gamma(proof: bytes) -> bytes:
 class VrfPublicKey:
     """A VRF public key (a canonical Ed25519 point of prime order, not of small order)."""
 
-    __slots__ = ("_bytes",)
+    __slots__ = ("_bytes", "_verified")
+
+    #: How many verified (input, proof) pairs a key remembers (verification is deterministic;
+    #: a client re-checking the same proofs, e.g. while monitoring, pays once).
+    VERIFIED_CACHE_SIZE = 4096
 
     def __init__(self, encoded: bytes) -> None:
         if len(encoded) != 32:
@@ -129,6 +133,7 @@ class VrfPublicKey:
         if not _nb.crypto_core_ed25519_is_valid_point(encoded):
             raise KeyTransparencyDecodeError("VRF public key is not a valid point", "decode")
         self._bytes = bytes(encoded)
+        self._verified: dict[bytes, bytes] = {}
 
     def __bytes__(self) -> bytes:
         return self._bytes
@@ -146,6 +151,10 @@ class VrfPublicKey:
             KeyTransparencyDecodeError: the proof is not 80 bytes.
             KeyTransparencyProofError: the proof does not verify (reason ``"vrf"``).
         """
+        memo_key = len(alpha).to_bytes(8, "big") + alpha + proof
+        beta = self._verified.get(memo_key)
+        if beta is not None:
+            return beta
         gamma = _decode_gamma(proof)
         c = int.from_bytes(proof[32:48], "little")
         s = int.from_bytes(proof[48:80], "little") % _L  # AKD reduces s instead of rejecting
@@ -158,7 +167,11 @@ class VrfPublicKey:
             raise KeyTransparencyProofError("VRF proof does not verify", "vrf") from exc
         if _challenge(pk, h, gamma, u, v) != proof[32:48]:
             raise KeyTransparencyProofError("VRF proof does not verify", "vrf")
-        return hashlib.sha512(_SUITE + b"\x03" + _times8(gamma) + b"\x00").digest()
+        beta = hashlib.sha512(_SUITE + b"\x03" + _times8(gamma) + b"\x00").digest()
+        if len(self._verified) >= self.VERIFIED_CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[memo_key] = beta
+        return beta
 
 
 class VrfPrivateKey:

@@ -190,13 +190,15 @@ def _vrf_proof(data: bytes) -> bytes:
 
 
 def _label(msg: Any) -> NodeLabel:
-    _require(msg, "label_val", "label_len")
-    raw = bytes(msg.label_val)
-    if len(raw) > 32:
-        raise _fail("label value longer than 32 bytes")
-    if msg.label_len > 256:
-        raise _fail("label longer than 256 bits")
-    return NodeLabel(int.from_bytes(raw.ljust(32, b"\x00"), "big"), int(msg.label_len))
+    if not (msg.HasField("label_val") and msg.HasField("label_len")):
+        raise _fail("missing label field")
+    raw = msg.label_val
+    length = msg.label_len
+    if len(raw) > 32 or length > 256:
+        raise _fail("label longer than 32 bytes or 256 bits")
+    if raw[-1:] == b"\x00":
+        raise _fail("label value not minimal (trailing zero byte)")
+    return NodeLabel(int.from_bytes(raw, "big") << (8 * (32 - len(raw))), length)
 
 
 def _element(msg: Any) -> AzksElement:
@@ -323,7 +325,6 @@ def _decode(
     max_bytes: int,
     message_type: Any,
     convert: Callable[[Any], _T],
-    encode: Callable[[_T], bytes],
 ) -> _T:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise _fail("expected bytes")
@@ -333,22 +334,25 @@ def _decode(
     msg = message_type()
     try:
         msg.ParseFromString(data)
+        msg.DiscardUnknownFields()
+        canonical = msg.SerializeToString()
     except (_ProtobufDecodeError, RuntimeError, ValueError) as exc:
         raise _fail("not a valid protobuf message") from exc
-    value = convert(msg)
-    if encode(value) != data:
+    # Re-encoding what was parsed, without unknown fields, must give the input back: field
+    # order, varint lengths, repeated scalars and unknown fields are all fixed by this.
+    if canonical != data:
         raise _fail("not the canonical encoding")
-    return value
+    return convert(msg)
 
 
 def decode_lookup_proof(data: bytes, *, max_bytes: int = MAX_PROOF_BYTES) -> LookupProof:
     """Strictly decode a LookupProof (see the module docstring)."""
-    return _decode(data, max_bytes, akd_pb2.LookupProof, _lookup, encode_lookup_proof)
+    return _decode(data, max_bytes, akd_pb2.LookupProof, _lookup)
 
 
 def decode_history_proof(data: bytes, *, max_bytes: int = MAX_PROOF_BYTES) -> HistoryProof:
     """Strictly decode a HistoryProof (see the module docstring)."""
-    return _decode(data, max_bytes, akd_pb2.HistoryProof, _history, encode_history_proof)
+    return _decode(data, max_bytes, akd_pb2.HistoryProof, _history)
 
 
 def decode_single_append_only_proof(
@@ -360,7 +364,6 @@ def decode_single_append_only_proof(
         max_bytes,
         akd_pb2.SingleAppendOnlyProof,
         _single_append_only,
-        encode_single_append_only_proof,
     )
 
 
@@ -368,4 +371,4 @@ def decode_append_only_proof(
     data: bytes, *, max_bytes: int = MAX_APPEND_ONLY_PROOF_BYTES
 ) -> AppendOnlyProof:
     """Strictly decode an AppendOnlyProof (several consecutive epoch steps)."""
-    return _decode(data, max_bytes, akd_pb2.AppendOnlyProof, _append_only, encode_append_only_proof)
+    return _decode(data, max_bytes, akd_pb2.AppendOnlyProof, _append_only)
