@@ -1,7 +1,7 @@
 """Signed, hash-chained epoch heads, and a verifier that refuses forks and rollbacks.
 
 An epoch head is ``{epoch, root hash, time (ms since the Unix epoch), previous head hash}``,
-encoded in 88 bytes::
+encoded in 80 bytes::
 
     u64_be epoch || root hash (32) || u64_be time_ms || previous head hash (32)
 
@@ -33,7 +33,7 @@ __all__ = [
     "sign_epoch_head",
 ]
 
-HEAD_LENGTH = 88
+HEAD_LENGTH = 80
 SIGNED_HEAD_LENGTH = HEAD_LENGTH + 64
 GENESIS_PREVIOUS_HASH = bytes(32)
 _SIGN_DOMAIN = b"securemsg-kt-epoch-head-v1/whatsapp_v1\x00"
@@ -65,12 +65,12 @@ class EpochHead:
     @staticmethod
     def from_bytes(data: bytes) -> EpochHead:
         if len(data) != HEAD_LENGTH:
-            raise KeyTransparencyDecodeError("an epoch head is 88 bytes", "decode")
+            raise KeyTransparencyDecodeError("an epoch head is 80 bytes", "decode")
         epoch = int.from_bytes(data[:8], "big")
         if epoch == 0:
             raise KeyTransparencyDecodeError("an epoch head names epoch 0", "decode")
         return EpochHead(
-            epoch, bytes(data[8:40]), int.from_bytes(data[40:48], "big"), bytes(data[48:88])
+            epoch, bytes(data[8:40]), int.from_bytes(data[40:48], "big"), bytes(data[48:80])
         )
 
     def hash(self) -> bytes:
@@ -102,7 +102,7 @@ class SignedEpochHead:
     @staticmethod
     def from_bytes(data: bytes) -> SignedEpochHead:
         if len(data) != SIGNED_HEAD_LENGTH:
-            raise KeyTransparencyDecodeError("a signed epoch head is 152 bytes", "decode")
+            raise KeyTransparencyDecodeError("a signed epoch head is 144 bytes", "decode")
         return SignedEpochHead(EpochHead.from_bytes(data[:HEAD_LENGTH]), bytes(data[HEAD_LENGTH:]))
 
     def verify(self, verify_key: VerifyKey) -> None:

@@ -1,0 +1,106 @@
+"""Signed, hash-chained epoch heads: forks, rollbacks and broken chains are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from nacl.signing import SigningKey
+
+from securemsg.errors import KeyTransparencyDecodeError, KeyTransparencyHeadError, UsageError
+from securemsg.kt.heads import (
+    GENESIS_PREVIOUS_HASH,
+    EpochHead,
+    HeadChainVerifier,
+    SignedEpochHead,
+    sign_epoch_head,
+)
+
+KEY = SigningKey(bytes([3]) * 32)
+
+
+def _chain(count: int, key: SigningKey = KEY, salt: bytes = b"") -> list[SignedEpochHead]:
+    heads: list[SignedEpochHead] = []
+    previous: EpochHead | None = None
+    for epoch in range(1, count + 1):
+        root = bytes([epoch]) * 31 + (salt or b"\x00")
+        head = EpochHead.next_after(previous, epoch, root, 1_000 * epoch)
+        heads.append(sign_epoch_head(key, head))
+        previous = head
+    return heads
+
+
+def test_a_chain_is_accepted_and_round_trips() -> None:
+    heads = _chain(5)
+    assert heads[0].head.previous_head_hash == GENESIS_PREVIOUS_HASH
+    for signed in heads:
+        assert SignedEpochHead.from_bytes(signed.to_bytes()) == signed
+    verifier = HeadChainVerifier(KEY.verify_key)
+    assert verifier.advance(heads[:2]) == heads[1]
+    assert verifier.advance(heads[1:]) == heads[4]  # may start with the stored head
+    resumed = HeadChainVerifier(bytes(KEY.verify_key), heads[4])
+    resumed.check_known(heads[4])
+
+
+def test_a_forked_chain_is_refused_and_changes_nothing() -> None:
+    honest = _chain(4)
+    forked = _chain(4, salt=b"\x01")  # same epochs, other roots
+    verifier = HeadChainVerifier(KEY.verify_key, honest[1])
+    with pytest.raises(KeyTransparencyHeadError) as caught:
+        verifier.advance([forked[2], forked[3]])  # does not chain to the stored head
+    assert caught.value.reason == "fork"
+    with pytest.raises(KeyTransparencyHeadError) as caught:
+        verifier.check_known(forked[1])
+    assert caught.value.reason == "fork"
+    with pytest.raises(KeyTransparencyHeadError) as caught:
+        verifier.advance([forked[1], honest[2]])
+    assert caught.value.reason == "fork"
+    assert verifier.latest == honest[1]
+
+
+def test_a_rolled_back_chain_is_refused() -> None:
+    heads = _chain(4)
+    verifier = HeadChainVerifier(KEY.verify_key, heads[3])
+    with pytest.raises(KeyTransparencyHeadError) as caught:
+        verifier.advance([heads[1]])
+    assert caught.value.reason == "rollback"
+    with pytest.raises(KeyTransparencyHeadError) as caught:
+        verifier.check_known(heads[2])
+    assert caught.value.reason == "rollback"
+    assert verifier.latest == heads[3]
+
+
+def test_gaps_time_travel_and_foreign_signatures_are_refused() -> None:
+    heads = _chain(4)
+    verifier = HeadChainVerifier(KEY.verify_key, heads[0])
+    with pytest.raises(KeyTransparencyHeadError) as caught:
+        verifier.advance([heads[2]])
+    assert caught.value.reason == "chain"
+    backwards = EpochHead(2, bytes(32), 10, heads[0].head.hash())
+    with pytest.raises(KeyTransparencyHeadError) as caught:
+        verifier.advance([sign_epoch_head(KEY, backwards)])
+    assert caught.value.reason == "chain"
+    foreign = _chain(2, key=SigningKey(bytes([4]) * 32))
+    with pytest.raises(KeyTransparencyHeadError) as caught:
+        verifier.advance([foreign[1]])
+    assert caught.value.reason == "signature"
+    bad_signature = dataclasses.replace(heads[1], signature=bytes(64))
+    with pytest.raises(KeyTransparencyHeadError):
+        verifier.advance([bad_signature])
+    assert verifier.latest == heads[0]
+    fresh = HeadChainVerifier(KEY.verify_key)
+    not_genesis = sign_epoch_head(KEY, EpochHead(1, bytes(32), 1, bytes([1]) * 32))
+    with pytest.raises(KeyTransparencyHeadError):
+        fresh.advance([not_genesis])
+
+
+def test_malformed_heads_are_refused() -> None:
+    encoded = _chain(1)[0].to_bytes()
+    with pytest.raises(KeyTransparencyDecodeError):
+        SignedEpochHead.from_bytes(encoded[:-1])
+    with pytest.raises(KeyTransparencyDecodeError):
+        SignedEpochHead.from_bytes(bytes(8) + encoded[8:])  # epoch 0
+    with pytest.raises(UsageError):
+        EpochHead(1, bytes(31), 0, bytes(32))
+    with pytest.raises(UsageError):
+        EpochHead.next_after(None, 2, bytes(32), 0)
