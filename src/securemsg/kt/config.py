@@ -7,9 +7,8 @@ length (``val``, ``length``): bit ``i`` of a label is ``(val >> (255 - i)) & 1``
 
 from __future__ import annotations
 
-import functools
-
-from blake3 import blake3
+from securemsg.crypto.kt_primitives import blake3_hash
+from securemsg.wire.akd import EMPTY_LABEL_LEN, EMPTY_LABEL_VAL, label_bytes, label_hash
 
 __all__ = [
     "EMPTY_LABEL_LEN",
@@ -33,33 +32,16 @@ __all__ = [
 ]
 
 
-def blake3_hash(data: bytes) -> bytes:
-    """BLAKE3, 32-byte output."""
-    return blake3(data).digest()
-
-
 def i2osp(data: bytes) -> bytes:
     """AKD's ``i2osp_array``: ``u64_be(len(data)) || data``."""
     return len(data).to_bytes(8, "big") + data
 
 
-def label_bytes(val: int, length: int) -> bytes:
-    """``NodeLabel.to_bytes``: ``u32_be(length) || val (32 bytes)``."""
-    return length.to_bytes(4, "big") + val.to_bytes(32, "big")
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def label_hash(val: int, length: int) -> bytes:
-    """The value a label contributes to its parent's hash: BLAKE3 of its bytes (memoised:
-    proofs repeat the labels near the root)."""
-    return blake3(label_bytes(val, length)).digest()
-
-
 def vrf_input(akd_label: bytes, fresh: bool, version: int) -> bytes:
     """The VRF input for (label, freshness, version): BLAKE3(i2osp(label) || 0|1 || u64 version)."""
-    return blake3(
+    return blake3_hash(
         i2osp(akd_label) + (b"\x01" if fresh else b"\x00") + version.to_bytes(8, "big")
-    ).digest()
+    )
 
 
 def commitment_nonce(
@@ -77,46 +59,42 @@ def commitment_nonce(
         + version.to_bytes(8, "big")
         + i2osp(value)
     )
-    return blake3(data).digest()
+    return blake3_hash(data)
 
 
 def commitment(value: bytes, nonce: bytes) -> bytes:
     """BLAKE3(i2osp(value) || i2osp(nonce))."""
-    return blake3(i2osp(value) + i2osp(nonce)).digest()
+    return blake3_hash(i2osp(value) + i2osp(nonce))
 
 
 def leaf_hash(commitment_value: bytes, epoch: int) -> bytes:
     """The value of a leaf inserted at ``epoch``: BLAKE3(commitment || u64 epoch)."""
-    return blake3(commitment_value + epoch.to_bytes(8, "big")).digest()
+    return blake3_hash(commitment_value + epoch.to_bytes(8, "big"))
 
 
 def parent_hash(
     left_value: bytes, left_label_hash: bytes, right_value: bytes, right_label_hash: bytes
 ) -> bytes:
     """BLAKE3(BLAKE3(left value || left label hash) || BLAKE3(right value || right label hash))."""
-    return blake3(
-        blake3(left_value + left_label_hash).digest()
-        + blake3(right_value + right_label_hash).digest()
-    ).digest()
+    return blake3_hash(
+        blake3_hash(left_value + left_label_hash) + blake3_hash(right_value + right_label_hash)
+    )
 
 
 #: AKD's ``EMPTY_VALUE`` is the single byte 0x00.
-STALE_VALUE = blake3(b"\x00").digest()
+STALE_VALUE = blake3_hash(b"\x00")
 #: The value of a root with no children.
 EMPTY_ROOT_VALUE = STALE_VALUE
-#: The placeholder for a missing child of the root: label ``[1; 32]`` with length 0.
-EMPTY_LABEL_VAL = int.from_bytes(b"\x01" * 32, "big")
-EMPTY_LABEL_LEN = 0
-EMPTY_NODE_HASH = blake3(STALE_VALUE + label_hash(EMPTY_LABEL_VAL, EMPTY_LABEL_LEN)).digest()
+EMPTY_NODE_HASH = blake3_hash(STALE_VALUE + label_hash(EMPTY_LABEL_VAL, EMPTY_LABEL_LEN))
 #: BLAKE3(value || label hash) of the missing child (a building block of ``parent_hash``).
-EMPTY_NODE_DIGEST = blake3(EMPTY_NODE_HASH + label_hash(EMPTY_LABEL_VAL, EMPTY_LABEL_LEN)).digest()
+EMPTY_NODE_DIGEST = blake3_hash(EMPTY_NODE_HASH + label_hash(EMPTY_LABEL_VAL, EMPTY_LABEL_LEN))
 #: The root label is length 0, value 0.
 ROOT_LABEL_HASH = label_hash(0, 0)
 
 
 def root_hash_from_value(root_value: bytes) -> bytes:
     """The published root: BLAKE3(root node value || label hash of the root label)."""
-    return blake3(root_value + ROOT_LABEL_HASH).digest()
+    return blake3_hash(root_value + ROOT_LABEL_HASH)
 
 
 _SKIPLIST = (1, 2, 4, 16, 256, 65536, 1 << 32)

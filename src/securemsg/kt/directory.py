@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from securemsg.crypto.ecvrf import VrfPrivateKey, VrfPublicKey, proof_to_hash
 from securemsg.errors import InternalError, UsageError
 from securemsg.kt.config import (
     EMPTY_NODE_DIGEST,
@@ -48,7 +49,6 @@ from securemsg.kt.types import (
     SingleAppendOnlyProof,
     UpdateProof,
 )
-from securemsg.kt.vrf import VrfPrivateKey, VrfPublicKey, proof_to_hash
 
 __all__ = [
     "ROOT_KEY",

@@ -17,11 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
-
+from securemsg.crypto.kt_primitives import Ed25519SigningKey, blake3_hash, ed25519_verify
 from securemsg.errors import KeyTransparencyDecodeError, KeyTransparencyHeadError, UsageError
-from securemsg.kt.config import blake3_hash
 
 __all__ = [
     "GENESIS_PREVIOUS_HASH",
@@ -105,20 +102,16 @@ class SignedEpochHead:
             raise KeyTransparencyDecodeError("a signed epoch head is 144 bytes", "decode")
         return SignedEpochHead(EpochHead.from_bytes(data[:HEAD_LENGTH]), bytes(data[HEAD_LENGTH:]))
 
-    def verify(self, verify_key: VerifyKey) -> None:
-        """Raises KeyTransparencyHeadError (reason ``"signature"``) unless the signature holds."""
-        try:
-            verify_key.verify(_SIGN_DOMAIN + self.head.to_bytes(), self.signature)
-        except (BadSignatureError, ValueError) as exc:
-            raise KeyTransparencyHeadError(
-                "the epoch head signature does not verify", "signature"
-            ) from exc
+    def verify(self, public_key: bytes) -> None:
+        """Raises KeyTransparencyHeadError (reason ``"signature"``) unless the signature by
+        the head-signing key ``public_key`` (32 bytes) holds."""
+        if not ed25519_verify(public_key, _SIGN_DOMAIN + self.head.to_bytes(), self.signature):
+            raise KeyTransparencyHeadError("the epoch head signature does not verify", "signature")
 
 
-def sign_epoch_head(signing_key: SigningKey, head: EpochHead) -> SignedEpochHead:
+def sign_epoch_head(signing_key: Ed25519SigningKey, head: EpochHead) -> SignedEpochHead:
     """Sign ``head`` with the directory's head-signing key."""
-    signature = signing_key.sign(_SIGN_DOMAIN + head.to_bytes()).signature
-    return SignedEpochHead(head, bytes(signature))
+    return SignedEpochHead(head, signing_key.sign(_SIGN_DOMAIN + head.to_bytes()))
 
 
 class HeadChainVerifier:
@@ -137,12 +130,10 @@ class HeadChainVerifier:
     A refusal changes nothing: the stored head stays :attr:`latest`.
     """
 
-    def __init__(
-        self, verify_key: VerifyKey | bytes, latest: SignedEpochHead | None = None
-    ) -> None:
-        self._key = (
-            verify_key if isinstance(verify_key, VerifyKey) else VerifyKey(bytes(verify_key))
-        )
+    def __init__(self, public_key: bytes, latest: SignedEpochHead | None = None) -> None:
+        if len(public_key) != 32:
+            raise UsageError("a head-signing public key is 32 bytes")
+        self._key = bytes(public_key)
         if latest is not None:
             latest.verify(self._key)
         self._latest = latest

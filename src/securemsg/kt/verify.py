@@ -18,6 +18,7 @@ import bisect
 import itertools
 from collections.abc import Sequence
 
+from securemsg.crypto.ecvrf import VrfPublicKey, proof_to_hash
 from securemsg.errors import KeyTransparencyProofError
 from securemsg.kt import config
 from securemsg.kt.config import (
@@ -44,7 +45,6 @@ from securemsg.kt.types import (
     UpdateProof,
     VerifyResult,
 )
-from securemsg.kt.vrf import VrfPublicKey, proof_to_hash
 
 __all__ = [
     "audit_verify",

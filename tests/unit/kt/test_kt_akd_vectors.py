@@ -15,13 +15,14 @@ from kt_vectors import (
     load_vectors,
 )
 
+from securemsg.crypto.ecvrf import VrfPrivateKey, VrfPublicKey, proof_to_hash
+from securemsg.crypto.kt_primitives import blake3_hash
 from securemsg.errors import KeyTransparencyError, KeyTransparencyProofError
-from securemsg.kt import wire
-from securemsg.kt.config import blake3_hash, commitment_nonce, vrf_input
+from securemsg.kt.config import commitment_nonce, vrf_input
 from securemsg.kt.directory import Directory
 from securemsg.kt.types import HistoryParams, VerifyResult
 from securemsg.kt.verify import audit_verify, verify_history, verify_lookup
-from securemsg.kt.vrf import VrfPrivateKey, VrfPublicKey, proof_to_hash
+from securemsg.wire import akd as wire
 
 
 @pytest.fixture(scope="module")

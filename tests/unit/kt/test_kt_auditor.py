@@ -7,12 +7,12 @@ import random
 
 import pytest
 
+from securemsg.crypto.ecvrf import VrfPrivateKey
 from securemsg.errors import KeyTransparencyError, KeyTransparencyProofError
-from securemsg.kt import wire
 from securemsg.kt.directory import Directory
 from securemsg.kt.types import AzksElement, NodeLabel, SingleAppendOnlyProof
 from securemsg.kt.verify import audit_verify, verify_append_only
-from securemsg.kt.vrf import VrfPrivateKey
+from securemsg.wire import akd as wire
 
 
 @pytest.fixture(scope="module")

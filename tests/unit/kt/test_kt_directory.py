@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import pytest
 
+from securemsg.crypto.ecvrf import VrfPrivateKey
 from securemsg.errors import KeyTransparencyProofError, UsageError
-from securemsg.kt import wire
 from securemsg.kt.config import marker_versions
 from securemsg.kt.directory import Directory, InMemoryKtStore, TrieNode, ValueState
 from securemsg.kt.types import AzksElement, HistoryParams, NodeLabel, VerifyResult
 from securemsg.kt.verify import root_hash_of_elements, verify_history, verify_lookup
-from securemsg.kt.vrf import VrfPrivateKey
+from securemsg.wire import akd as wire
 
 VRF_SEED = bytes(range(32))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from nacl.signing import SigningKey
 
+from securemsg.crypto.kt_primitives import Ed25519SigningKey
 from securemsg.errors import KeyTransparencyDecodeError, KeyTransparencyHeadError, UsageError
 from securemsg.kt.heads import (
     GENESIS_PREVIOUS_HASH,
@@ -16,10 +16,10 @@ from securemsg.kt.heads import (
     sign_epoch_head,
 )
 
-KEY = SigningKey(bytes([3]) * 32)
+KEY = Ed25519SigningKey(bytes([3]) * 32)
 
 
-def _chain(count: int, key: SigningKey = KEY, salt: bytes = b"") -> list[SignedEpochHead]:
+def _chain(count: int, key: Ed25519SigningKey = KEY, salt: bytes = b"") -> list[SignedEpochHead]:
     heads: list[SignedEpochHead] = []
     previous: EpochHead | None = None
     for epoch in range(1, count + 1):
@@ -35,17 +35,17 @@ def test_a_chain_is_accepted_and_round_trips() -> None:
     assert heads[0].head.previous_head_hash == GENESIS_PREVIOUS_HASH
     for signed in heads:
         assert SignedEpochHead.from_bytes(signed.to_bytes()) == signed
-    verifier = HeadChainVerifier(KEY.verify_key)
+    verifier = HeadChainVerifier(KEY.public_key)
     assert verifier.advance(heads[:2]) == heads[1]
     assert verifier.advance(heads[1:]) == heads[4]  # may start with the stored head
-    resumed = HeadChainVerifier(bytes(KEY.verify_key), heads[4])
+    resumed = HeadChainVerifier(KEY.public_key, heads[4])
     resumed.check_known(heads[4])
 
 
 def test_a_forked_chain_is_refused_and_changes_nothing() -> None:
     honest = _chain(4)
     forked = _chain(4, salt=b"\x01")  # same epochs, other roots
-    verifier = HeadChainVerifier(KEY.verify_key, honest[1])
+    verifier = HeadChainVerifier(KEY.public_key, honest[1])
     with pytest.raises(KeyTransparencyHeadError) as caught:
         verifier.advance([forked[2], forked[3]])  # does not chain to the stored head
     assert caught.value.reason == "fork"
@@ -60,7 +60,7 @@ def test_a_forked_chain_is_refused_and_changes_nothing() -> None:
 
 def test_a_rolled_back_chain_is_refused() -> None:
     heads = _chain(4)
-    verifier = HeadChainVerifier(KEY.verify_key, heads[3])
+    verifier = HeadChainVerifier(KEY.public_key, heads[3])
     with pytest.raises(KeyTransparencyHeadError) as caught:
         verifier.advance([heads[1]])
     assert caught.value.reason == "rollback"
@@ -72,7 +72,7 @@ def test_a_rolled_back_chain_is_refused() -> None:
 
 def test_gaps_time_travel_and_foreign_signatures_are_refused() -> None:
     heads = _chain(4)
-    verifier = HeadChainVerifier(KEY.verify_key, heads[0])
+    verifier = HeadChainVerifier(KEY.public_key, heads[0])
     with pytest.raises(KeyTransparencyHeadError) as caught:
         verifier.advance([heads[2]])
     assert caught.value.reason == "chain"
@@ -80,7 +80,7 @@ def test_gaps_time_travel_and_foreign_signatures_are_refused() -> None:
     with pytest.raises(KeyTransparencyHeadError) as caught:
         verifier.advance([sign_epoch_head(KEY, backwards)])
     assert caught.value.reason == "chain"
-    foreign = _chain(2, key=SigningKey(bytes([4]) * 32))
+    foreign = _chain(2, key=Ed25519SigningKey(bytes([4]) * 32))
     with pytest.raises(KeyTransparencyHeadError) as caught:
         verifier.advance([foreign[1]])
     assert caught.value.reason == "signature"
@@ -88,7 +88,7 @@ def test_gaps_time_travel_and_foreign_signatures_are_refused() -> None:
     with pytest.raises(KeyTransparencyHeadError):
         verifier.advance([bad_signature])
     assert verifier.latest == heads[0]
-    fresh = HeadChainVerifier(KEY.verify_key)
+    fresh = HeadChainVerifier(KEY.public_key)
     not_genesis = sign_epoch_head(KEY, EpochHead(1, bytes(32), 1, bytes([1]) * 32))
     with pytest.raises(KeyTransparencyHeadError):
         fresh.advance([not_genesis])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from securemsg.crypto.ecvrf import VrfPrivateKey, VrfPublicKey, proof_to_hash
 from securemsg.errors import KeyTransparencyDecodeError, KeyTransparencyProofError, UsageError
-from securemsg.kt.vrf import VrfPrivateKey, VrfPublicKey, proof_to_hash
 
 VECTORS = json.loads(
     (

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kt_vectors import load_vectors
 
 from securemsg.errors import DecodeError, KeyTransparencyDecodeError
-from securemsg.kt import wire
 from securemsg.kt.types import AzksElement, NodeLabel, SiblingProof
+from securemsg.wire import akd as wire
 
 
 def _lookup_bytes() -> bytes:
@@ -81,3 +84,36 @@ def test_short_vrf_proofs_and_nonces_are_refused() -> None:
     ):
         with pytest.raises(KeyTransparencyDecodeError):
             wire.decode_lookup_proof(wire.encode_lookup_proof(changed))
+
+
+_DECODERS = [
+    wire.decode_lookup_proof,
+    wire.decode_history_proof,
+    wire.decode_append_only_proof,
+    wire.decode_single_append_only_proof,
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=600), which=st.integers(0, len(_DECODERS) - 1))
+def test_arbitrary_bytes_decode_or_raise_a_decode_error(data: bytes, which: int) -> None:
+    with contextlib.suppress(KeyTransparencyDecodeError):
+        _DECODERS[which](data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.integers(0, 2000),
+    length=st.integers(0, 40),
+    insert=st.binary(max_size=8),
+    history=st.booleans(),
+)
+def test_spliced_vectors_decode_or_raise_a_decode_error(
+    start: int, length: int, insert: bytes, history: bool
+) -> None:
+    vectors = load_vectors()
+    valid = vectors.history_complete if history else vectors.lookup_proof
+    mutated = valid[:start] + insert + valid[start + length :]
+    decode = wire.decode_history_proof if history else wire.decode_lookup_proof
+    with contextlib.suppress(KeyTransparencyDecodeError):
+        decode(mutated)

@@ -12,28 +12,33 @@ never identifiers to look anything up by.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
 
 from google.protobuf.message import DecodeError as _ProtobufDecodeError
 
 from securemsg._proto import akd_pb2
+from securemsg.crypto.ecvrf import PROOF_LENGTH
+from securemsg.crypto.kt_primitives import blake3_hash
 from securemsg.errors import KeyTransparencyDecodeError
-from securemsg.kt.types import (
-    AppendOnlyProof,
-    AzksElement,
-    HistoryProof,
-    LookupProof,
-    MembershipProof,
-    NodeLabel,
-    NonMembershipProof,
-    SiblingProof,
-    SingleAppendOnlyProof,
-    UpdateProof,
-)
-from securemsg.kt.vrf import PROOF_LENGTH
 
 __all__ = [
+    "EMPTY_LABEL_LEN",
+    "EMPTY_LABEL_VAL",
+    "AppendOnlyProof",
+    "AzksElement",
+    "HistoryProof",
+    "LookupProof",
+    "MembershipProof",
+    "NodeLabel",
+    "NonMembershipProof",
+    "SiblingProof",
+    "SingleAppendOnlyProof",
+    "UpdateProof",
+    "label_bytes",
+    "label_hash",
     "MAX_APPEND_ONLY_PROOF_BYTES",
     "MAX_PROOF_BYTES",
     "decode_append_only_proof",
@@ -53,6 +58,159 @@ MAX_APPEND_ONLY_PROOF_BYTES = 256 << 20
 _MAX_DEPTH = 256
 
 _T = TypeVar("_T")
+
+
+def label_bytes(val: int, length: int) -> bytes:
+    """AKD's ``NodeLabel.to_bytes``: ``u32_be(length) || val (32 bytes)``."""
+    return length.to_bytes(4, "big") + val.to_bytes(32, "big")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def label_hash(val: int, length: int) -> bytes:
+    """What a label contributes to its parent's hash: BLAKE3 of :func:`label_bytes`
+    (memoised: proofs repeat the labels near the root)."""
+    return blake3_hash(label_bytes(val, length))
+
+
+#: The placeholder label of the root's missing child: value ``[1; 32]``, length 0.
+EMPTY_LABEL_VAL = int.from_bytes(b"\x01" * 32, "big")
+EMPTY_LABEL_LEN = 0
+
+
+class NodeLabel(NamedTuple):
+    """A trie label: the first ``length`` bits (0..256) of the 256-bit big-endian ``val``.
+
+    Equality compares both fields, bits beyond ``length`` included (as AKD does: the
+    placeholder :meth:`empty` sets such bits). A named tuple: proofs carry many labels.
+    """
+
+    val: int
+    length: int
+
+    @staticmethod
+    def root() -> NodeLabel:
+        return NodeLabel(0, 0)
+
+    @staticmethod
+    def empty() -> NodeLabel:
+        return NodeLabel(EMPTY_LABEL_VAL, EMPTY_LABEL_LEN)
+
+    @staticmethod
+    def from_bytes32(data: bytes) -> NodeLabel:
+        return NodeLabel(int.from_bytes(data, "big"), 256)
+
+    def hash(self) -> bytes:
+        """BLAKE3 of ``u32_be(length) || val``: what the label contributes to hashes."""
+        return label_hash(self.val, self.length)
+
+    def bit(self, index: int) -> int:
+        return (self.val >> (255 - index)) & 1
+
+    def is_prefix_of(self, other: NodeLabel) -> bool:
+        """True when this label's bits start ``other`` (length 0 is a prefix of anything)."""
+        if self.length > other.length:
+            return False
+        shift = 256 - self.length
+        return (self.val >> shift) == (other.val >> shift)
+
+    def prefix(self, length: int) -> NodeLabel:
+        if length >= 256:
+            return self
+        shift = 256 - length
+        return NodeLabel((self.val >> shift) << shift, length)
+
+    def common_prefix(self, other: NodeLabel) -> NodeLabel:
+        """The longest common prefix; the placeholder if either label is the placeholder."""
+        empty = NodeLabel.empty()
+        if self == empty or other == empty:
+            return empty
+        shorter = min(self.length, other.length)
+        diff = (self.val ^ other.val) >> (256 - shorter) if shorter else 0
+        common = shorter - diff.bit_length()
+        return self.prefix(common)
+
+
+@dataclass(frozen=True, slots=True)
+class AzksElement:
+    """A node of the trie as a proof carries it: its label and 32-byte value."""
+
+    label: NodeLabel
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SiblingProof:
+    """One level of a membership path: the parent's label, the sibling, and the direction
+    (0 = the proved node is the left child, 1 = the right child)."""
+
+    label: NodeLabel
+    sibling: AzksElement
+    direction: int
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipProof:
+    label: NodeLabel
+    hash_val: bytes
+    sibling_proofs: tuple[SiblingProof, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NonMembershipProof:
+    label: NodeLabel
+    longest_prefix: NodeLabel
+    longest_prefix_children: tuple[AzksElement, AzksElement]
+    longest_prefix_membership_proof: MembershipProof
+
+
+@dataclass(frozen=True, slots=True)
+class LookupProof:
+    epoch: int
+    value: bytes
+    version: int
+    existence_vrf_proof: bytes
+    existence_proof: MembershipProof
+    marker_vrf_proof: bytes
+    marker_proof: MembershipProof
+    freshness_vrf_proof: bytes
+    freshness_proof: NonMembershipProof
+    commitment_nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateProof:
+    epoch: int
+    value: bytes
+    version: int
+    existence_vrf_proof: bytes
+    existence_proof: MembershipProof
+    previous_version_vrf_proof: bytes | None
+    previous_version_proof: MembershipProof | None
+    commitment_nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryProof:
+    update_proofs: tuple[UpdateProof, ...]
+    past_marker_vrf_proofs: tuple[bytes, ...]
+    existence_of_past_marker_proofs: tuple[MembershipProof, ...]
+    future_marker_vrf_proofs: tuple[bytes, ...]
+    non_existence_of_future_marker_proofs: tuple[NonMembershipProof, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SingleAppendOnlyProof:
+    """Epoch t -> t+1: the leaves inserted (commitments, without the epoch) and the roots of
+    the subtrees that did not change."""
+
+    inserted: tuple[AzksElement, ...]
+    unchanged_nodes: tuple[AzksElement, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOnlyProof:
+    proofs: tuple[SingleAppendOnlyProof, ...]
+    epochs: tuple[int, ...]
 
 
 def _fail(what: str) -> KeyTransparencyDecodeError:
