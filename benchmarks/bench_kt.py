@@ -4,7 +4,7 @@ Run: ``pytest benchmarks/bench_kt.py --benchmark-only``. No assertions on time.
 
 The default run builds a directory of 10,000 accounts (a few seconds) and publishes
 1000-change epochs over it. ``SECUREMSG_BENCH_KT_ACCOUNTS=100000`` sizes the directory for the
-100,000-account case (building it takes a few minutes in pure Python). Proof sizes are reported
+100,000-account case (building it takes about a minute in pure Python). Proof sizes are reported
 in each case's ``extra_info`` (``--benchmark-json`` keeps them) and printed with ``-s``.
 
 Targets (from the key-transparency design): lookup-proof verification under 10 ms; a
