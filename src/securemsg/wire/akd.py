@@ -1,4 +1,7 @@
-"""AKD's protobuf wire for key-transparency proofs (proto/akd.proto), strictly decoded.
+"""Key-transparency proofs: AKD's proof objects and their protobuf wire (proto/akd.proto),
+strictly decoded. The objects mirror AKD's one to one and are plain immutable data; the
+directory (:mod:`securemsg.kt.directory`) builds them, the verifiers
+(:mod:`securemsg.kt.verify`) check them. Byte formats: docs/key-transparency.md.
 
 Decoding refuses, with :class:`~securemsg.errors.KeyTransparencyDecodeError`:
 input larger than the caller's bound; bytes protobuf cannot parse; a missing field; a digest or

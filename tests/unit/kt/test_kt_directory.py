@@ -158,3 +158,38 @@ def test_a_failed_commit_leaves_the_directory_as_it_was() -> None:
     assert directory.root_hash() == before_root
     assert {key: (n.value, n.left, n.right) for key, n in store._nodes.items()} == before_nodes
     assert _check_lookup(directory, b"alice") == VerifyResult(1, 1, b"a")
+
+
+def test_a_non_membership_proof_that_skips_over_a_present_leaf_is_refused() -> None:
+    """Non-membership pointing at an ancestor whose child is a prefix of the present label
+    passes every check AKD's verifier makes (children differ from the label, the prefix is
+    the children's common prefix, hashes and path verify); the extra check refuses it."""
+    from securemsg.kt.config import vrf_input
+    from securemsg.kt.verify import _verify_non_membership
+    from securemsg.wire.akd import MembershipProof, NonMembershipProof
+
+    directory = _directory()
+    directory.publish({f"user-{i}".encode(): b"v" for i in range(64)})
+    beta = VrfPrivateKey(VRF_SEED).hash(vrf_input(b"user-7", True, 1))
+    present = NodeLabel.from_bytes32(beta[:32])
+    honest = directory._membership(present.val)
+    assert len(honest.sibling_proofs) >= 2
+    # Claim absence at the grandparent: its children are the parent (a prefix of the label)
+    # and the parent's sibling.
+    grandparent_level, parent_level = honest.sibling_proofs[-2], honest.sibling_proofs[-1]
+    parent_label = parent_level.label
+    parent_node = directory._node((parent_label.val << 9) | parent_label.length)
+    parent = AzksElement(parent_label, parent_node.value)
+    other = grandparent_level.sibling
+    children = (parent, other) if grandparent_level.direction == 0 else (other, parent)
+    grandparent = directory._node(
+        (grandparent_level.label.val << 9) | grandparent_level.label.length
+    )
+    forged = NonMembershipProof(
+        present,
+        grandparent_level.label,
+        children,
+        MembershipProof(grandparent_level.label, grandparent.value, honest.sibling_proofs[:-2]),
+    )
+    with pytest.raises(KeyTransparencyProofError, match="prefix of the absent label"):
+        _verify_non_membership(directory.root_hash(), forged)
