@@ -133,16 +133,14 @@ class NodeLabel(NamedTuple):
         return self.prefix(common)
 
 
-@dataclass(frozen=True, slots=True)
-class AzksElement:
+class AzksElement(NamedTuple):
     """A node of the trie as a proof carries it: its label and 32-byte value."""
 
     label: NodeLabel
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class SiblingProof:
+class SiblingProof(NamedTuple):
     """One level of a membership path: the parent's label, the sibling, and the direction
     (0 = the proved node is the left child, 1 = the right child)."""
 
@@ -350,11 +348,8 @@ def _vrf_proof(data: bytes) -> bytes:
     return bytes(data)
 
 
-def _label(msg: Any) -> NodeLabel:
-    if not (msg.HasField("label_val") and msg.HasField("label_len")):
-        raise _fail("missing label field")
-    raw = msg.label_val
-    length = msg.label_len
+@functools.lru_cache(maxsize=1 << 14)
+def _label_of(raw: bytes, length: int) -> NodeLabel:
     if len(raw) > 32 or length > 256:
         raise _fail("label longer than 32 bytes or 256 bits")
     if raw[-1:] == b"\x00":
@@ -362,9 +357,19 @@ def _label(msg: Any) -> NodeLabel:
     return NodeLabel(int.from_bytes(raw, "big") << (8 * (32 - len(raw))), length)
 
 
+def _label(msg: Any) -> NodeLabel:
+    if not (msg.HasField("label_val") and msg.HasField("label_len")):
+        raise _fail("missing label field")
+    return _label_of(msg.label_val, msg.label_len)
+
+
 def _element(msg: Any) -> AzksElement:
-    _require(msg, "label", "value")
-    return AzksElement(_label(msg.label), _digest(msg.value, "a node value"))
+    if not (msg.HasField("label") and msg.HasField("value")):
+        raise _fail("missing node field")
+    value = msg.value
+    if len(value) != 32:
+        raise _fail("a node value must be 32 bytes")
+    return AzksElement(_label(msg.label), value)
 
 
 def _membership(msg: Any) -> MembershipProof:
@@ -373,14 +378,15 @@ def _membership(msg: Any) -> MembershipProof:
         raise _fail("membership path deeper than 256")
     levels: list[SiblingProof] = []
     for level in msg.sibling_proofs:
-        _require(level, "label", "direction")
-        if len(level.siblings) != 1:
+        if not (level.HasField("label") and level.HasField("direction")):
+            raise _fail("missing path field")
+        siblings = level.siblings
+        direction = level.direction
+        if len(siblings) != 1:
             raise _fail("a path level must carry exactly one sibling")
-        if level.direction not in (0, 1):
+        if direction > 1:
             raise _fail("direction must be 0 or 1")
-        levels.append(
-            SiblingProof(_label(level.label), _element(level.siblings[0]), int(level.direction))
-        )
+        levels.append(SiblingProof(_label(level.label), _element(siblings[0]), direction))
     return MembershipProof(_label(msg.label), _digest(msg.hash_val, "a node hash"), tuple(levels))
 
 

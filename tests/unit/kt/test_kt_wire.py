@@ -65,13 +65,11 @@ def test_bad_directions_and_labels_are_refused() -> None:
     proof = wire.decode_lookup_proof(_lookup_bytes())
     level = proof.existence_proof.sibling_proofs[0]
     with pytest.raises(KeyTransparencyDecodeError):
-        wire.decode_lookup_proof(_with_first_level(dataclasses.replace(level, direction=2)))
-    too_long = dataclasses.replace(level, label=NodeLabel(level.label.val, 257))
+        wire.decode_lookup_proof(_with_first_level(level._replace(direction=2)))
+    too_long = level._replace(label=NodeLabel(level.label.val, 257))
     with pytest.raises(KeyTransparencyDecodeError):
         wire.decode_lookup_proof(_with_first_level(too_long))
-    short_value = dataclasses.replace(
-        level, sibling=AzksElement(level.sibling.label, level.sibling.value[:31])
-    )
+    short_value = level._replace(sibling=AzksElement(level.sibling.label, level.sibling.value[:31]))
     with pytest.raises(KeyTransparencyDecodeError):
         wire.decode_lookup_proof(_with_first_level(short_value))
 
