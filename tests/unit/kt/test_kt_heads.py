@@ -104,3 +104,30 @@ def test_malformed_heads_are_refused() -> None:
         EpochHead(1, bytes(31), 0, bytes(32))
     with pytest.raises(UsageError):
         EpochHead.next_after(None, 2, bytes(32), 0)
+
+
+def test_a_directory_publishes_signed_heads_a_client_chains_and_verifies_against() -> None:
+    from securemsg.crypto.ecvrf import VrfPrivateKey
+    from securemsg.kt.directory import Directory
+    from securemsg.kt.verify import verify_lookup
+
+    directory = Directory(VrfPrivateKey(bytes([8]) * 32))
+    head_key = Ed25519SigningKey(bytes([9]) * 32)  # a key of its own, not the VRF key
+    published: list[SignedEpochHead] = []
+    previous: EpochHead | None = None
+    for epoch, batch in enumerate(({b"alice": b"k1"}, {b"bob": b"k2"}, {b"alice": b"k3"}), 1):
+        info = directory.publish(batch)
+        previous = EpochHead.next_after(previous, info.epoch, info.root_hash, 1000 * epoch)
+        published.append(sign_epoch_head(head_key, previous))
+    client = HeadChainVerifier(head_key.public_key)
+    client.advance(published[:1])
+    latest = client.advance(published[1:])
+    assert latest is not None
+    result = verify_lookup(
+        directory.vrf_public_key,
+        latest.head.root_hash,
+        latest.head.epoch,
+        b"alice",
+        directory.lookup(b"alice"),
+    )
+    assert (result.version, result.value) == (2, b"k3")
