@@ -36,7 +36,7 @@ from enum import Enum
 from types import TracebackType
 from typing import Any, Final, Protocol
 
-from securemsg.errors import StorageError
+from securemsg.errors import StorageError, UsageError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -357,15 +357,26 @@ def _message(row: Sequence[Any]) -> QueuedMessage:
 
 
 class SqliteRelayStore:
-    """:class:`RelayStore` on one SQLite file. Use from the thread that opened it; open one
-    store per thread (or process) to share a file."""
+    """:class:`RelayStore` on one SQLite file.
 
-    __slots__ = ("_conn", "_path")
+    The connection is opened with ``check_same_thread=False`` so that the relay can open the
+    store on its event loop and then hand it to its one storage thread; after that hand-over
+    only that thread uses it (the store itself is not safe for concurrent use). Open one store
+    per thread (or process) to share a file.
+
+    :meth:`batch` groups many operations into one transaction (group commit): inside it every
+    operation runs in its own ``SAVEPOINT``, so a failed or refused one is undone alone, and
+    the whole batch is made durable by one ``COMMIT`` (one fsync).
+    """
+
+    __slots__ = ("_batch_depth", "_conn", "_path", "_savepoints")
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         """Wrap an open connection (internal: use :meth:`open`)."""
         self._conn: sqlite3.Connection | None = connection
         self._path = path
+        self._batch_depth = 0
+        self._savepoints = 0
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> SqliteRelayStore:
@@ -376,7 +387,13 @@ class SqliteRelayStore:
         """
         path_str = os.fspath(path)
         try:
-            conn = sqlite3.connect(path_str, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            # Not bound to the opening thread: the relay hands the store to its storage thread.
+            conn = sqlite3.connect(
+                path_str,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         except sqlite3.Error as exc:
             raise _db_error(exc) from exc
         store = cls(conn, path_str)
@@ -439,6 +456,10 @@ class SqliteRelayStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._batch_depth:
+            with self._savepoint() as conn:
+                yield conn
+            return
         conn = self._c()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -458,6 +479,81 @@ class SqliteRelayStore:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise _db_error(exc) from exc
+        self._after_commit()
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+        """One operation inside :meth:`batch`: undone alone (``ROLLBACK TO``) if it fails."""
+        conn = self._c()
+        if not conn.in_transaction:  # SQLite rolled the batch back (e.g. I/O error, disk full)
+            raise StorageError("relay database error: the batch transaction was lost")
+        self._savepoints += 1
+        name = "op" + str(self._savepoints)
+        try:
+            conn.execute("SAVEPOINT " + name)
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK TO " + name)
+                conn.execute("RELEASE " + name)
+            if isinstance(exc, sqlite3.Error):
+                raise _db_error(exc) from exc
+            raise
+        try:
+            conn.execute("RELEASE " + name)
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run many operations in one transaction, committed once (group commit).
+
+        Inside the block every operation is one ``SAVEPOINT``: a failed or refused operation
+        is rolled back to it and the others stay. On leaving the block the transaction is
+        committed (one fsync with ``synchronous=FULL``); nothing inside is durable before
+        that. If the block raises, or the commit fails, or SQLite abandoned the transaction
+        (an I/O error), everything in the batch is rolled back and :class:`StorageError` (or
+        the block's exception) is raised: callers must then treat every operation of the
+        batch as not done. Batches do not nest.
+
+        Raises:
+            StorageError: the transaction could not be begun or committed, or was lost.
+            UsageError: already inside a batch.
+        """
+        if self._batch_depth:
+            raise UsageError("relay store batches do not nest")
+        conn = self._c()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+        self._batch_depth = 1
+        try:
+            yield
+        except BaseException:
+            with suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._batch_depth = 0
+            self._savepoints = 0
+        if not conn.in_transaction:
+            raise StorageError("relay database error: the batch transaction was lost")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise _db_error(exc) from exc
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        """Checkpoint policy hook: called after every successful outer ``COMMIT`` (a plain
+        operation's or a whole :meth:`batch`'s), on the thread that committed."""
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._errors():
@@ -760,6 +856,44 @@ class SqliteRelayStore:
             (aci, device_id),
         )
         return [_message(r) for r in rows]
+
+    def pending_page(
+        self,
+        aci: bytes,
+        device_id: int,
+        *,
+        after_seq: int | None = None,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> list[tuple[int, QueuedMessage]]:
+        """A page of the device's queue in ``seq`` order: ``(seq, message)`` for messages
+        after ``after_seq`` (all if None), at most ``limit`` of them and, past the first, at
+        most ``max_bytes`` of bodies in total. Reads rows one at a time, so a page never
+        holds more than it returns. ``seq`` orders the queue but may be reused once the
+        newest row of the whole table is deleted: callers that page must allow for it."""
+        if limit <= 0:
+            return []
+        sql = "SELECT seq, " + _MSG_COLUMNS + " FROM messages WHERE aci = ? AND device_id = ?"
+        params: tuple[Any, ...] = (aci, device_id)
+        if after_seq is not None:
+            sql += " AND seq > ?"
+            params += (after_seq,)
+        sql += " ORDER BY seq LIMIT ?"
+        params += (limit,)
+        out: list[tuple[int, QueuedMessage]] = []
+        total = 0
+        with self._errors():
+            cur = self._c().execute(sql, params)
+            try:
+                for row in cur:
+                    size = len(row[9])
+                    if out and max_bytes is not None and total + size > max_bytes:
+                        break
+                    total += size
+                    out.append((int(row[0]), _message(row[1:])))
+            finally:
+                cur.close()
+        return out
 
     def ack(self, aci: bytes, device_id: int, ids: Sequence[bytes]) -> int:
         deleted = 0
