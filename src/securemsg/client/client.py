@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -285,6 +286,8 @@ class Client:
         self._closing = False
         self._prekeys_used = False
         self.errors = 0
+        #: TLS context for a ``wss://`` relay (None: the system's trusted CAs).
+        self.relay_ssl: ssl.SSLContext | None = None
 
     # -- creating and opening -------------------------------------------------------------
 
@@ -500,7 +503,7 @@ class Client:
         """
         if self.registered:
             raise UsageError("this device is already registered")
-        conn = await RelayConnection.open(self._relay_url)
+        conn = await RelayConnection.open(self._relay_url, ssl=self.relay_ssl)
         try:
             if self._trust_root is None:
                 resp = await conn.request(GetServerTrustRoot())
@@ -549,7 +552,7 @@ class Client:
         await self.maintain_keys()
 
     async def _open_authenticated(self) -> None:
-        conn = await RelayConnection.open(self._relay_url)
+        conn = await RelayConnection.open(self._relay_url, ssl=self.relay_ssl)
         try:
             await conn.request(
                 Authenticate(
@@ -605,7 +608,7 @@ class Client:
     async def _unidentified(self) -> RelayConnection:
         conn = self._unidentified_conn
         if conn is None or conn.closed.is_set():
-            conn = await RelayConnection.open(self._relay_url)
+            conn = await RelayConnection.open(self._relay_url, ssl=self.relay_ssl)
             self._unidentified_conn = conn
         return conn
 
