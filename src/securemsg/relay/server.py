@@ -676,7 +676,7 @@ class RelayServer:
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """``process_request``: refuse (HTTP 503) over the connection or memory budget."""
         server = self._server
-        count = len(server.all_connections) if server is not None else 0
+        count = len(server.handler_tasks) if server is not None else 0  # with handshakes
         if count > self._max_connections or self._total_buffered > self._config.max_buffered_bytes:
             response = connection.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE, "The relay is at capacity; retry later.\n"
