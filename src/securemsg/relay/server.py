@@ -77,8 +77,8 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Origin
 from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
 from securemsg.crypto.curve import PublicKey
 from securemsg.crypto.rng import Rng, SystemRng
@@ -715,16 +715,37 @@ class RelayServer:
                     except TimeoutError:
                         conn.abort()
                     return
-                try:
-                    async with asyncio.timeout(timeout):
-                        await ws.send(item)
-                except TimeoutError:
+                if not await self._send_with_progress(conn, item, timeout):
                     conn.abort()  # the peer does not read: drop it, and what it holds
                     return
                 conn.writing = False
                 conn.sent(len(item))
         except ConnectionClosed:
             return
+
+    @staticmethod
+    async def _send_with_progress(conn: _Connection, item: bytes, timeout: float) -> bool:
+        """Send one frame; False if the transport's buffer did not shrink for ``timeout``
+        seconds (a slow reader that keeps reading is not cut off)."""
+        send = asyncio.ensure_future(conn.ws.send(item))
+        transport = conn.ws.transport
+        await asyncio.sleep(0)  # the frame is written to the transport's buffer
+        last = transport.get_write_buffer_size() if transport is not None else 0
+        try:
+            while True:
+                done, _ = await asyncio.wait({send}, timeout=timeout)
+                if done:
+                    send.result()  # ConnectionClosed propagates
+                    return True
+                size = transport.get_write_buffer_size() if transport is not None else 0
+                if size >= last:
+                    return False
+                last = size
+        finally:
+            if not send.done():
+                send.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await send
 
     async def _ready(self, conn: _Connection) -> None:
         """Wait until the connection may read its next request (backpressure)."""
