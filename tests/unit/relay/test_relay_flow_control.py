@@ -391,7 +391,7 @@ def test_unauthenticated_flood_that_never_reads_is_bounded_and_dropped(tmp_path:
             except TimeoutError:
                 pass
             grown = child.rss - baseline
-            assert grown < 32 * MIB, (grown, sent)
+            assert grown < 16 * MIB, (grown, sent)  # the finding: 14.5 MiB, held forever
             if not dropped:  # the relay aborts it: the next write fails
                 with pytest.raises(ConnectionClosed):
                     async with asyncio.timeout(60):
