@@ -283,7 +283,7 @@ def _bundle(b: BundleRow) -> rf.DeviceBundle:
 class RelayService:
     """The relay's request handling over a :class:`RelayStore`.
 
-    Not thread-safe; the server calls it from its event loop only.
+    Not thread-safe; the server calls it from its one storage thread only.
     """
 
     def __init__(self, store: RelayStore, rng: Rng, config: RelayConfig | None = None) -> None:

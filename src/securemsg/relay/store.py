@@ -5,8 +5,9 @@ Theory of operation
 Everything the relay must not lose lives behind :class:`RelayStore`: accounts and devices,
 the public prekey directory, the mailboxes of queued envelopes and the relay's own signing
 keys. Rate-limit counters and connection state are *not* here (memory only, by design).
-Every method is one atomic operation (one transaction); the relay logic never composes two
-calls into something that must be atomic. The operations that need atomicity under
+Every method is one atomic operation (one transaction, or one savepoint inside
+:meth:`SqliteRelayStore.batch`); the relay logic never composes two calls into something that
+must be atomic. The operations that need atomicity under
 concurrency are inside the store: :meth:`RelayStore.take_bundles` reads and deletes the
 one-time prekeys it hands out in one transaction (so concurrent fetchers never receive the
 same key), :meth:`RelayStore.create_device` checks and inserts in one, and
@@ -17,11 +18,12 @@ milliseconds) and the SQL is portable: no SQLite-only syntax beyond ``INSERT ...
 (also PostgreSQL's), explicit ``seq`` columns instead of rowids, BLOB/BYTEA-compatible types.
 A PostgreSQL implementation would use ``SELECT ... FOR UPDATE SKIP LOCKED`` in ``take_bundles``.
 
-:class:`SqliteRelayStore`: WAL journal, ``synchronous=FULL`` (a returned call is on disk),
-``BEGIN IMMEDIATE`` per operation (writers serialize up front, so two connections on one file
-are safe), schema migrations appended to ``_MIGRATIONS``. Metadata minimisation is a schema
-property: dates (not times) for creation and last-seen, the access key only as a digest, no
-column that could hold an IP address. Every ``sqlite3`` error becomes
+:class:`SqliteRelayStore`: WAL journal, ``synchronous=FULL`` (a returned call is on disk;
+inside a batch, once the batch has committed), ``BEGIN IMMEDIATE`` per operation or per batch
+(writers serialize up front, so two connections on one file are safe), schema migrations
+appended to ``_MIGRATIONS``. Metadata minimisation is a schema property: dates (not times)
+for creation and last-seen, the access key only as a digest, no column that could hold an IP
+address. Every ``sqlite3`` error becomes
 :class:`~securemsg.errors.StorageError` and the operation is rolled back.
 """
 
