@@ -15,6 +15,7 @@ import random
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -504,3 +505,44 @@ def test_at_the_fd_limit_the_log_grows_by_a_bounded_amount(tmp_path: Path) -> No
         run(body)
     finally:
         child.stop()
+
+
+def test_sdk_client_drains_a_backlog_larger_than_the_window(tmp_path: Path) -> None:
+    """The client SDK acknowledges as it processes, so a backlog of many windows arrives
+    whole, once, in order, and ``sync()`` (QueueEmpty) returns after it."""
+    from securemsg.client import Client
+
+    async def body() -> None:
+        async with relay(tmp_path / "r.db", window_envelopes=4, window_bytes=4096) as server:
+            alice = await Client.create(tmp_path / "a.db", server.url, server.trust_root_public)
+            bob = await Client.create(tmp_path / "b.db", server.url, server.trust_root_public)
+            for c in (alice, bob):
+                await c.register()
+            alice.add_contact(bob.contact_card)
+            bob.add_contact(alice.contact_card)
+            bob_aci = bob.aci
+            await bob.close()
+            texts = [f"backlog {i}" for i in range(30)]
+            for t in texts:
+                await alice.send_text(bob_aci, t)
+            bob = await Client.open(tmp_path / "b.db")
+            await bob.connect()
+            await bob.sync()
+            got = []
+            for _ in texts:
+                m = await bob.receive(timeout=30)
+                assert m is not None
+                got.append(m.text)
+            assert got == texts
+            assert await bob.receive(timeout=0.2) is None
+            left = await server.call(lambda s: s.store.pending(uuid.UUID(bob_aci).bytes, 1))
+            for _ in range(100):  # the last ack may still be on its way (bounded)
+                if not left:
+                    break
+                await asyncio.sleep(0.05)
+                left = await server.call(lambda s: s.store.pending(uuid.UUID(bob_aci).bytes, 1))
+            assert left == []
+            await alice.close()
+            await bob.close()
+
+    run(body)
