@@ -135,11 +135,24 @@ class Held:
     def __init__(self, server: RelayServer) -> None:
         self.server = server
         self.gate = threading.Event()
+        self.entered = threading.Event()
         self.task: asyncio.Task[Any] | None = None
 
     def __enter__(self) -> Held:
-        self.task = asyncio.ensure_future(self.server.call(lambda s: self.gate.wait(30)))
+        def hold(_: object) -> bool:
+            self.entered.set()
+            return self.gate.wait(30)
+
+        self.task = asyncio.ensure_future(self.server.call(hold))
         return self
+
+    async def holding(self) -> None:
+        """Wait until the storage thread is inside the held call (bounded)."""
+        for _ in range(600):
+            if self.entered.is_set():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the storage thread never took the held call")
 
     def queued(self) -> int:
         assert self.server._storage is not None
@@ -167,7 +180,7 @@ def test_concurrent_sends_share_one_commit_and_are_answered_after_it(tmp_path: P
             await (await registered(server.url, bob)).close()
             senders = [await RawClient.open(server.url) for _ in range(4)]
             with Held(server) as held:
-                await asyncio.sleep(0.1)
+                await held.holding()
                 before = store.commits
                 rids = []
                 for i in range(20):
@@ -200,7 +213,7 @@ def test_auth_and_send_in_one_batch_deliver_exactly_once(tmp_path: Path, auth_fi
             b = await RawClient.open(server.url)
             a = await RawClient.open(server.url)
             with Held(server) as held:
-                await asyncio.sleep(0.1)
+                await held.holding()
                 if auth_first:
                     auth = await send_raw(b, bob.authenticate(b.nonce))
                     await held.until_queued(1)
