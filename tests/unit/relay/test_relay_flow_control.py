@@ -352,8 +352,10 @@ def test_idle_unauthenticated_connection_is_closed(tmp_path: Path) -> None:
             assert await idle.closed() == 1008
             # One that keeps sending stays (sealed senders are unauthenticated).
             busy = await RawClient.open(server.url)
-            for _ in range(5):
+            for _ in range(6):  # 3 s in all, longer than the idle bound; gaps far below it
                 await probe(busy)
+                await asyncio.sleep(0.5)
+            await probe(busy)
             await busy.close()
             # An authenticated connection has no idle limit (keepalive covers it).
             c = await registered(server.url, bob)
