@@ -97,6 +97,8 @@ __all__ = ["RelayServer", "configure_private_logging"]
 
 _LOG = logging.getLogger("securemsg.relay")
 _WS_LOGGER_NAME = "securemsg.relay.websockets"
+#: Resource and event-loop errors (accept() at the fd limit, failed commits): rate-limited.
+_RES_LOG = logging.getLogger("securemsg.relay.resources")
 _IP_PATTERN = re.compile(
     r"(\b\d{1,3}(?:\.\d{1,3}){3}\b)|(\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}\]?)"
 )
@@ -158,13 +160,15 @@ def configure_private_logging() -> logging.Logger:
     """The logger handed to ``websockets``: WARNING and above only, addresses scrubbed,
     rate-limited.
 
-    Also adds the scrubbing and rate-limiting filters to ``securemsg.relay``. Idempotent.
+    Also adds the scrubbing filter to ``securemsg.relay``, and both filters to
+    ``securemsg.relay.resources`` (resource and event-loop errors). Idempotent.
     """
     ws_logger = logging.getLogger(_WS_LOGGER_NAME)
     ws_logger.setLevel(logging.WARNING)
-    for lg in (ws_logger, _LOG):
+    for lg in (ws_logger, _LOG, _RES_LOG):
         if not any(isinstance(f, _ScrubAddresses) for f in lg.filters):
             lg.addFilter(_ScrubAddresses())
+    for lg in (ws_logger, _RES_LOG):
         if not any(isinstance(f, _RateLimit) for f in lg.filters):
             lg.addFilter(_RateLimit())
     return ws_logger
@@ -172,14 +176,14 @@ def configure_private_logging() -> logging.Logger:
 
 def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """The relay's event-loop exception handler: one line, no traceback, rate-limited
-    (through the ``securemsg.relay`` logger's filters)."""
+    (through the ``securemsg.relay.resources`` logger's filters)."""
     exc = context.get("exception")
     what = str(context.get("message", "event loop error"))
     if isinstance(exc, BaseException):
         what += ": " + type(exc).__name__
         if isinstance(exc, OSError) and exc.errno is not None:
             what += " (" + os.strerror(exc.errno) + ")"
-    _LOG.error("%s", what)
+    _RES_LOG.error("%s", what)
 
 
 def _now_ms() -> int:
@@ -295,7 +299,7 @@ class _StorageThread:
                 for j in jobs:
                     results.append(_call(j.fn))
         except Exception as exc:
-            _LOG.error("relay storage batch failed: %s", type(exc).__name__)
+            _RES_LOG.error("relay storage batch failed: %s", type(exc).__name__)
             failed = StorageError("the batch was not committed")
             for j in jobs:  # nothing of this batch happened: its connections are closed
                 if j.conn is not None:
@@ -982,4 +986,4 @@ def _sweeper(service: RelayService, clock: Callable[[], int]) -> Callable[[], ob
 
 def _sweep_done(ok: bool, value: object) -> None:
     if not ok:
-        _LOG.error("relay expiry sweep failed: %s", type(value).__name__)
+        _RES_LOG.error("relay expiry sweep failed: %s", type(value).__name__)
