@@ -875,24 +875,50 @@ class SqliteRelayStore:
         newest row of the whole table is deleted: callers that page must allow for it."""
         if limit <= 0:
             return []
-        sql = "SELECT seq, " + _MSG_COLUMNS + " FROM messages WHERE aci = ? AND device_id = ?"
-        params: tuple[Any, ...] = (aci, device_id)
-        if after_seq is not None:
-            sql += " AND seq > ?"
-            params += (after_seq,)
-        sql += " ORDER BY seq LIMIT ?"
-        params += (limit,)
-        out: list[tuple[int, QueuedMessage]] = []
-        total = 0
         with self._errors():
-            cur = self._c().execute(sql, params)
+            conn = self._c()
+            # Bodies may be split into a per-row part and a shared part (multi-recipient
+            # sends stored once): join the shared part when the schema has it.
+            cols = {
+                str(r[0])
+                for r in conn.execute("SELECT name FROM pragma_table_info(?)", ("messages",))
+            }
+            shared = "shared_seq" in cols
+            sql = (
+                "SELECT m.seq, m.id, m.aci, m.device_id, m.type, m.source_aci,"
+                " m.source_device_id, m.client_timestamp, m.received_at, m.body, "
+                + ("s.body" if shared else "NULL")
+                + " FROM messages AS m"
+                + (" LEFT JOIN shared_bodies AS s ON s.seq = m.shared_seq" if shared else "")
+                + " WHERE m.aci = ? AND m.device_id = ?"
+            )
+            params: tuple[Any, ...] = (aci, device_id)
+            if after_seq is not None:
+                sql += " AND m.seq > ?"
+                params += (after_seq,)
+            sql += " ORDER BY m.seq LIMIT ?"
+            params += (limit,)
+            out: list[tuple[int, QueuedMessage]] = []
+            total = 0
+            cur = conn.execute(sql, params)
             try:
                 for row in cur:
-                    size = len(row[9])
-                    if out and max_bytes is not None and total + size > max_bytes:
+                    body = bytes(row[9]) + (b"" if row[10] is None else bytes(row[10]))
+                    if out and max_bytes is not None and total + len(body) > max_bytes:
                         break
-                    total += size
-                    out.append((int(row[0]), _message(row[1:])))
+                    total += len(body)
+                    message = QueuedMessage(
+                        id=bytes(row[1]),
+                        aci=bytes(row[2]),
+                        device_id=int(row[3]),
+                        type=int(row[4]),
+                        source_aci=None if row[5] is None else bytes(row[5]),
+                        source_device_id=int(row[6]),
+                        client_timestamp=int(row[7]),
+                        received_at=int(row[8]),
+                        body=body,
+                    )
+                    out.append((int(row[0]), message))
             finally:
                 cur.close()
         return out
