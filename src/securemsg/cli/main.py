@@ -172,8 +172,8 @@ def relay() -> None:
     type=click.IntRange(1),
     default=_DEFAULTS.max_buffered_bytes // _MIB,
     show_default=True,
-    help="Most MiB waiting to be written over all connections; above it new connections "
-    "get HTTP 503 and requests wait.",
+    help="Most MiB waiting to be handled or written over all connections; above it new "
+    "connections get HTTP 503 and requests wait.",
 )
 @click.option(
     "--window",
@@ -247,6 +247,13 @@ def relay() -> None:
     help="Received frames buffered per connection before the socket is no longer read.",
 )
 @click.option(
+    "--max-inflight-kib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_inflight_bytes // 1024,
+    show_default=True,
+    help="Most KiB of one connection's requests read but not yet answered.",
+)
+@click.option(
     "--max-batch",
     type=click.IntRange(1),
     default=_DEFAULTS.max_batch,
@@ -269,6 +276,7 @@ def relay_serve(
     ping_interval: float,
     ping_timeout: float,
     max_inflight: int,
+    max_inflight_kib: int,
     outbox_kib: int,
     unauth_outbox_kib: int,
     max_incoming_frames: int,
@@ -308,6 +316,7 @@ def relay_serve(
         ping_interval_s=ping_interval,
         ping_timeout_s=ping_timeout,
         max_inflight_requests=max_inflight,
+        max_inflight_bytes=max_inflight_kib * 1024,
         max_outbox_bytes=outbox_kib * 1024,
         max_unauthenticated_outbox_bytes=unauth_outbox_kib * 1024,
         max_incoming_frames=max_incoming_frames,

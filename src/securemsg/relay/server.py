@@ -35,8 +35,8 @@ start of the queue (skipping the window) before QueueEmpty.
 
 Memory bounds: a connection holds at most its window of pushes, ``max_outbox_bytes``
 (``max_unauthenticated_outbox_bytes`` before it authenticates) of responses before the relay
-stops reading it, ``max_inflight_requests`` requests in the storage queue and
-``max_incoming_frames`` frames in the library's receive buffer. A write that makes no
+stops reading it, ``max_inflight_requests`` requests (``max_inflight_bytes``) in the storage
+queue and ``max_incoming_frames`` frames in the library's receive buffer. A write that makes no
 progress for ``write_timeout_s`` aborts the transport; a replaced connection is aborted at
 once unless its close frame can be written right away; keepalive pings run in the library
 (``ping_interval_s`` / ``ping_timeout_s``) and cannot outlive the write timeout. An
@@ -343,6 +343,7 @@ class _Connection:
         "done",
         "draining",
         "inflight",
+        "inflight_bytes",
         "limit",
         "live",
         "missed",
@@ -368,6 +369,7 @@ class _Connection:
         self.queued_bytes = 0
         self.wake = asyncio.Event()
         self.inflight = 0
+        self.inflight_bytes = 0
         self.closing = False  # a close was requested; nothing more is queued
         self.done = False  # the handler has finished
         self.aborted = False
@@ -755,7 +757,11 @@ class RelayServer:
         """Wait until the connection may read its next request (backpressure)."""
         cfg = self._config
         while not conn.closing:
-            if conn.inflight >= cfg.max_inflight_requests or conn.queued_bytes > conn.limit:
+            if (
+                conn.inflight >= cfg.max_inflight_requests
+                or conn.inflight_bytes > cfg.max_inflight_bytes
+                or conn.queued_bytes > conn.limit
+            ):
                 conn.wake.clear()
                 await conn.wake.wait()
                 continue
@@ -806,7 +812,7 @@ class RelayServer:
                     conn.send(rf.Response(0, rf.StatusCode.BAD_REQUEST, "malformed frame"))
                     conn.close(1002)
                     break
-                self._submit(conn, frame)
+                self._submit(conn, frame, len(data))
                 await self._ready(conn)
         except (ConnectionClosed, StorageError):
             pass
@@ -843,13 +849,15 @@ class RelayServer:
 
     # -- requests and their results (results applied on the loop, in commit order) ------
 
-    def _submit(self, conn: _Connection, frame: rf.ClientFrame) -> None:
+    def _submit(self, conn: _Connection, frame: rf.ClientFrame, size: int) -> None:
         service, storage = self._service, self._storage
         assert service is not None and storage is not None
         session = conn.session
         assert session is not None
         clock = self._clock
         conn.inflight += 1
+        conn.inflight_bytes += size
+        self._buffered(size)
 
         def job() -> Outcome | None:  # on the storage thread
             if conn.refused:
@@ -860,6 +868,8 @@ class RelayServer:
             return outcome
 
         def done(ok: bool, value: object) -> None:  # on the loop
+            conn.inflight_bytes -= size
+            self._buffered(-size)
             self._apply(conn, frame, ok, value)
 
         storage.submit(job, done, conn)

@@ -113,14 +113,18 @@ class RelayConfig:
             closed (15 s); it also bounds the opening handshake.
         max_connections: most open connections; more are refused with HTTP 503 (1000, and
             never more than the process's file-descriptor limit allows).
-        max_buffered_bytes: most bytes waiting to be written over all connections (256 MiB);
-            above it new connections are refused with HTTP 503 and no request is read.
+        max_buffered_bytes: most bytes waiting to be handled or written over all connections
+            (256 MiB); above it new connections are refused with HTTP 503 and no request is
+            read.
         max_unauthenticated_outbox_bytes: the outbox limit of a connection that has not
             authenticated (256 KiB): it stops being read once this much waits for it.
         max_inflight_requests: most requests of one connection read but not yet answered (32).
         max_incoming_frames: most received frames the WebSocket library buffers per
-            connection before it stops reading the socket (4).
+            connection before it stops reading the socket (2).
         max_batch: most requests the storage thread commits in one transaction (256).
+        max_inflight_bytes: most bytes of one connection's requests read but not yet
+            answered (2 MiB; one request is always allowed). Counted, with pending output,
+            in ``max_buffered_bytes``.
         allowed_origins: browser origins (``https://host``) allowed to connect; a request
             with any other ``Origin`` header is refused (HTTP 403). Clients that send no
             ``Origin`` (every non-browser client) are always accepted.
@@ -149,9 +153,10 @@ class RelayConfig:
     max_buffered_bytes: int = 256 * 1024 * 1024
     max_unauthenticated_outbox_bytes: int = 256 * 1024
     max_inflight_requests: int = 32
-    max_incoming_frames: int = 4
+    max_incoming_frames: int = 2
     max_batch: int = 256
     allowed_origins: tuple[str, ...] = ()
+    max_inflight_bytes: int = 2 * 1024 * 1024
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -548,3 +549,43 @@ def test_sdk_client_drains_a_backlog_larger_than_the_window(tmp_path: Path) -> N
             await bob.close()
 
     run(body)
+
+
+def test_requests_waiting_for_storage_are_bounded_in_bytes(tmp_path: Path) -> None:
+    """While the storage thread is busy, a connection pipelining large requests is not read
+    beyond ``max_inflight_bytes`` (plus one request): memory does not follow its sending."""
+    bob = Device.new(310)
+
+    async def body() -> None:
+        async with relay(tmp_path / "r.db", clock=lambda: NOW) as server:
+            await (await registered(server.url, bob)).close()
+            await until(lambda: not server._connections, "the registration is gone")
+            ws = await connect(server.url, max_size=rf.MAX_FRAME_SIZE)
+            await ws.recv()  # the challenge
+            (conn,) = server._connections
+            gate, entered = threading.Event(), threading.Event()
+
+            def hold(_: object) -> bool:
+                entered.set()
+                return gate.wait(30)
+
+            held = asyncio.ensure_future(server.call(hold))
+            await until(entered.is_set, "the storage thread is held")
+            big = sealed(bob, bytes(250 * 1024))
+            frame = rf.encode_client_frame(rf.ClientFrame(1, big))
+            sender = asyncio.create_task(_send_all(ws, [frame] * 40))
+            await until(lambda: conn.inflight_bytes > 2 * MIB, "requests pile up")
+            for _ in range(20):
+                await asyncio.sleep(0.02)
+                assert conn.inflight_bytes <= 2 * MIB + len(frame)
+            gate.set()
+            await held
+            await asyncio.wait_for(sender, 60)  # then the rest is read
+            await ws.close()
+
+    run(body)
+
+
+async def _send_all(ws: ClientConnection, frames: list[bytes]) -> None:
+    for f in frames:
+        await ws.send(f)
