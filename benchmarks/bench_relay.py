@@ -15,8 +15,10 @@ Two measurements:
   over WebSockets by ``SENDERS`` concurrent sealed senders (each awaits its OK before the
   next send, as a client does) and ``RECEIVERS`` authenticated receivers acknowledging
   what they get. msgs/s = messages sent and received-and-acked / wall-clock time from the
-  first send to the last message received. The relay process can run another checkout's
-  code (``--src /path/to/src``), so two commits are compared in one session, interleaved::
+  first send to the last message received; also the relay process's CPU time per message
+  (user + system, from /proc), which moves less with the machine's load. The relay process
+  can run another checkout's code (``--src /path/to/src``), so two commits are compared in
+  one session, interleaved::
 
       python benchmarks/bench_relay.py --runs 3 --src /tmp/relay-before/src --label before
       python benchmarks/bench_relay.py --runs 3 --label after
@@ -153,7 +155,19 @@ def _harness() -> Any:
     return relay_harness
 
 
-async def _drive(url: str, senders: int, receivers: int, per_sender: int) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _drive(
+    url: str, senders: int, receivers: int, per_sender: int, pid: int
+) -> tuple[float, float]:
     from websockets.asyncio.client import connect
 
     from securemsg.wire import relay_frames as rf
@@ -207,13 +221,15 @@ async def _drive(url: str, senders: int, receivers: int, per_sender: int) -> flo
     writers = [asyncio.create_task(send(s, start)) for s in range(senders)]
     await asyncio.sleep(0.5)  # every connection open and authenticated
     t0 = time.perf_counter()
+    cpu0 = _cpu_seconds(pid)
     start.set()
     async with asyncio.timeout(600):
         await asyncio.gather(*writers)
         await done.wait()
         elapsed = time.perf_counter() - t0
+        cpu = _cpu_seconds(pid) - cpu0
         await asyncio.gather(*readers)
-    return total / elapsed
+    return total / elapsed, cpu * 1e6 / total
 
 
 def sealed_on_disk(
@@ -222,8 +238,9 @@ def sealed_on_disk(
     senders: int = SENDERS,
     receivers: int = RECEIVERS,
     per_sender: int = PER_SENDER,
-) -> float:
-    """One run: a fresh on-disk relay process; sealed msgs/s end to end."""
+) -> tuple[float, float]:
+    """One run: a fresh on-disk relay process; (sealed msgs/s end to end, relay CPU
+    microseconds per message)."""
     base = directory or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
     with tempfile.TemporaryDirectory(prefix="securemsg-relay-bench-", dir=base) as tmp:
         env = dict(os.environ)
@@ -240,7 +257,7 @@ def sealed_on_disk(
             url = proc.stdout.readline().decode().strip()
             if not url.startswith("ws"):
                 raise RuntimeError("the relay did not start")
-            return asyncio.run(_drive(url, senders, receivers, per_sender))
+            return asyncio.run(_drive(url, senders, receivers, per_sender, proc.pid))
         finally:
             if proc.stdin is not None:
                 proc.stdin.close()
@@ -252,14 +269,15 @@ def sealed_on_disk(
 
 
 def test_relay_sealed_on_disk(benchmark: Benchmark) -> None:
-    rates: list[float] = []
+    runs: list[tuple[float, float]] = []
 
     def once() -> None:
-        rates.append(sealed_on_disk())
+        runs.append(sealed_on_disk())
 
     benchmark.pedantic(once, rounds=1, warmup_rounds=0)
     benchmark.extra_info["messages"] = SENDERS * PER_SENDER
-    benchmark.extra_info["messages_per_s"] = round(statistics.median(rates), 1)
+    benchmark.extra_info["messages_per_s"] = round(statistics.median(r for r, _ in runs), 1)
+    benchmark.extra_info["relay_cpu_us_per_msg"] = round(statistics.median(c for _, c in runs))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -272,12 +290,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--receivers", type=int, default=RECEIVERS)
     ap.add_argument("--per-sender", type=int, default=PER_SENDER)
     args = ap.parse_args(argv)
-    rates = []
+    rates, cpus = [], []
     for _ in range(args.runs):
-        rate = sealed_on_disk(args.dir, args.src, args.senders, args.receivers, args.per_sender)
+        rate, cpu = sealed_on_disk(
+            args.dir, args.src, args.senders, args.receivers, args.per_sender
+        )
         rates.append(rate)
-        print(f"{args.label} run: {rate:.0f} msgs/s", flush=True)
-    print(f"{args.label} median: {statistics.median(rates):.0f} msgs/s over {len(rates)} runs")
+        cpus.append(cpu)
+        print(f"{args.label} run: {rate:.0f} msgs/s, relay CPU {cpu:.0f} us/msg", flush=True)
+    print(
+        f"{args.label} median: {statistics.median(rates):.0f} msgs/s,"
+        f" relay CPU {statistics.median(cpus):.0f} us/msg over {len(rates)} runs"
+    )
 
 
 if __name__ == "__main__":

@@ -349,6 +349,8 @@ class _Connection:
         "missed",
         "outbox",
         "paging",
+        "progress_at",
+        "progress_mark",
         "queued_bytes",
         "refused",
         "server",
@@ -357,6 +359,7 @@ class _Connection:
         "window",
         "window_bytes",
         "writing",
+        "written",
         "ws",
     )
 
@@ -375,6 +378,9 @@ class _Connection:
         self.aborted = False
         self.refused = False  # storage thread: skip this connection's later requests
         self.writing = False
+        self.written = 0  # frames written so far (progress, for the watchdog)
+        self.progress_at = 0.0
+        self.progress_mark: tuple[int, int] = (0, 0)
         # flow control
         self.live = False
         self.draining = False
@@ -489,6 +495,7 @@ class RelayServer:
         self._storage: _StorageThread | None = None
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._live: dict[tuple[bytes, int], _Connection] = {}
         self._connections: set[_Connection] = set()
         self._total_buffered = 0
@@ -566,6 +573,7 @@ class RelayServer:
         sock = next(iter(self._server.sockets))
         self._host, self._port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep_loop())
+        self._watchdog = asyncio.create_task(self._watch_writes())
         if self._ssl is None and not _is_loopback(host):
             _LOG.warning(
                 "relay listening on a non-loopback address without TLS: access keys,"
@@ -576,11 +584,12 @@ class RelayServer:
 
     async def stop(self) -> None:
         """Close every connection, stop listening and close the store. Idempotent."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        for task in (self._sweeper, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._watchdog = None
         if self._server is not None:
             for conn in list(self._connections):
                 if not conn.idle_writer():
@@ -710,10 +719,12 @@ class RelayServer:
     async def _writer(self, conn: _Connection) -> None:
         timeout = self._config.write_timeout_s
         ws = conn.ws
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 item = await conn.outbox.get()
                 conn.writing = True
+                conn.progress_at = loop.time()
                 if isinstance(item, int):
                     try:
                         async with asyncio.timeout(timeout):
@@ -721,37 +732,33 @@ class RelayServer:
                     except TimeoutError:
                         conn.abort()
                     return
-                if not await self._send_with_progress(conn, item, timeout):
-                    conn.abort()  # the peer does not read: drop it, and what it holds
-                    return
+                await ws.send(item)  # the watchdog aborts it if it stops making progress
                 conn.writing = False
+                conn.written += 1
                 conn.sent(len(item))
         except ConnectionClosed:
             return
 
-    @staticmethod
-    async def _send_with_progress(conn: _Connection, item: bytes, timeout: float) -> bool:
-        """Send one frame; False if the transport's buffer did not shrink for ``timeout``
-        seconds (a slow reader that keeps reading is not cut off)."""
-        send = asyncio.ensure_future(conn.ws.send(item))
-        transport = conn.ws.transport
-        await asyncio.sleep(0)  # the frame is written to the transport's buffer
-        last = transport.get_write_buffer_size() if transport is not None else 0
-        try:
-            while True:
-                done, _ = await asyncio.wait({send}, timeout=timeout)
-                if done:
-                    send.result()  # ConnectionClosed propagates
-                    return True
+    async def _watch_writes(self) -> None:
+        """Abort connections whose pending write made no progress (no frame finished, the
+        transport's buffer did not shrink) for ``write_timeout_s``: the peer does not read.
+        A slow reader that keeps reading is not cut off."""
+        timeout = self._config.write_timeout_s
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = loop.time()
+            for conn in list(self._connections):
+                if not conn.writing or conn.aborted:
+                    continue
+                transport = conn.ws.transport
                 size = transport.get_write_buffer_size() if transport is not None else 0
-                if size >= last:
-                    return False
-                last = size
-        finally:
-            if not send.done():
-                send.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await send
+                done, before = conn.progress_mark
+                if conn.written != done or size < before:
+                    conn.progress_at = now
+                conn.progress_mark = (conn.written, size)
+                if now - conn.progress_at >= timeout:
+                    conn.abort()
 
     async def _ready(self, conn: _Connection) -> None:
         """Wait until the connection may read its next request (backpressure)."""
