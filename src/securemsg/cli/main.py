@@ -286,8 +286,8 @@ def relay_serve(
 
     Prints the URL clients connect to and the trust-root public key they should pin
     (`securemsg client register --trust-root HEX`). Without --tls-cert/--tls-key it speaks
-    plain ws://: fine on loopback or behind a TLS-terminating proxy, and it warns when
-    bound to another address.
+    plain ws://: fine on loopback or behind a TLS-terminating proxy; bound to another
+    address it logs a warning.
     """
     import dataclasses
     import ssl
@@ -328,12 +328,6 @@ def relay_serve(
         await server.start(host, port)
         click.echo(f"relay listening on {server.url}")
         click.echo(f"trust root: {server.trust_root_public.to_bytes().hex()}")
-        if context is None and not _loopback(host):
-            click.echo(
-                "warning: listening on a non-loopback address without TLS; use "
-                "--tls-cert/--tls-key or a TLS-terminating proxy",
-                err=True,
-            )
         try:
             await server.serve_forever()
         finally:
@@ -341,17 +335,6 @@ def relay_serve(
 
     with contextlib.suppress(KeyboardInterrupt):
         _run(serve())
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @relay.command("disclose")

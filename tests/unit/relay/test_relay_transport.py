@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import ssl
 from pathlib import Path
 
@@ -146,3 +147,25 @@ def test_cli_tls_options_must_come_together(tmp_path: Path) -> None:
     args = ["relay", "serve", "--db", str(tmp_path / "r.db"), "--port", "0"]
     result = CliRunner().invoke(cli, [*args, "--tls-cert", str(cert), "--tls-key", str(bad)])
     assert result.exit_code == 1 and "TLS" in result.output
+
+
+def test_plaintext_on_a_non_loopback_address_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Binding stays on 127.0.0.1 (tests never listen elsewhere); the address check is
+    made to answer "not loopback" to see what a real deployment would log."""
+    import securemsg.relay.server as server_module
+
+    async def body(ssl_ctx: ssl.SSLContext | None) -> None:
+        async with RelayServer(tmp_path / f"r{ssl_ctx is None}.db", ssl=ssl_ctx):
+            pass
+
+    monkeypatch.setattr(server_module, "_is_loopback", lambda host: False)
+    with caplog.at_level(logging.WARNING, logger="securemsg.relay"):
+        run(lambda: body(None))
+    assert "without TLS" in caplog.text
+    caplog.clear()
+    server_ctx, _ = contexts(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="securemsg.relay"):
+        run(lambda: body(server_ctx))
+    assert "without TLS" not in caplog.text
