@@ -371,14 +371,13 @@ class SqliteRelayStore:
     the whole batch is made durable by one ``COMMIT`` (one fsync).
     """
 
-    __slots__ = ("_batch_depth", "_conn", "_path", "_savepoints")
+    __slots__ = ("_batch_depth", "_conn", "_path")
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         """Wrap an open connection (internal: use :meth:`open`)."""
         self._conn: sqlite3.Connection | None = connection
         self._path = path
         self._batch_depth = 0
-        self._savepoints = 0
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> SqliteRelayStore:
@@ -489,8 +488,9 @@ class SqliteRelayStore:
         conn = self._c()
         if not conn.in_transaction:  # SQLite rolled the batch back (e.g. I/O error, disk full)
             raise StorageError("relay database error: the batch transaction was lost")
-        self._savepoints += 1
-        name = "op" + str(self._savepoints)
+        # One constant name: the statements stay in sqlite3's cache, and a nested savepoint
+        # of the same name is the innermost one for ROLLBACK TO and RELEASE.
+        name = "relay_op"
         try:
             conn.execute("SAVEPOINT " + name)
         except sqlite3.Error as exc:
@@ -542,7 +542,6 @@ class SqliteRelayStore:
             raise
         finally:
             self._batch_depth = 0
-            self._savepoints = 0
         if not conn.in_transaction:
             raise StorageError("relay database error: the batch transaction was lost")
         try:
