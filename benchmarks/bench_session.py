@@ -158,7 +158,9 @@ def test_ping_pong(benchmark: Any) -> None:
 
 def test_encrypt_existing_chain(benchmark: Any) -> None:
     pair = Pair().establish()
-    benchmark(cipher.message_encrypt, PT_100, BOB, pair.alice, now=NOW, rng=RNG)
+    benchmark(
+        cipher.message_encrypt, PT_100, BOB, pair.alice, now=NOW, rng=RNG, local_address=ALICE
+    )
 
 
 def test_decrypt_first_on_chain(benchmark: Any) -> None:
@@ -166,8 +168,12 @@ def test_decrypt_first_on_chain(benchmark: Any) -> None:
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         pair.b2a(b"turn")  # Alice now has a new chain towards Bob's new key
-        m = cipher.message_encrypt(PT_100, BOB, pair.alice, now=NOW, rng=RNG)
-        return (m.to_bytes(), WHISPER, ALICE, pair.bob), {"now": NOW, "rng": RNG}
+        m = cipher.message_encrypt(PT_100, BOB, pair.alice, now=NOW, rng=RNG, local_address=ALICE)
+        return (m.to_bytes(), WHISPER, ALICE, pair.bob), {
+            "now": NOW,
+            "rng": RNG,
+            "local_address": BOB,
+        }
 
     out = benchmark.pedantic(cipher.message_decrypt, setup=setup, rounds=300, iterations=1)
     assert out == PT_100
@@ -179,9 +185,13 @@ def test_ratchet_forward(benchmark: Any, n: int) -> None:
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         for _ in range(n):
-            cipher.message_encrypt(PT_100, BOB, pair.alice, now=NOW, rng=RNG)
-        m = cipher.message_encrypt(PT_100, BOB, pair.alice, now=NOW, rng=RNG)
-        return (m.to_bytes(), WHISPER, ALICE, pair.bob), {"now": NOW, "rng": RNG}
+            cipher.message_encrypt(PT_100, BOB, pair.alice, now=NOW, rng=RNG, local_address=ALICE)
+        m = cipher.message_encrypt(PT_100, BOB, pair.alice, now=NOW, rng=RNG, local_address=ALICE)
+        return (m.to_bytes(), WHISPER, ALICE, pair.bob), {
+            "now": NOW,
+            "rng": RNG,
+            "local_address": BOB,
+        }
 
     out = benchmark.pedantic(cipher.message_decrypt, setup=setup, rounds=10, iterations=1)
     assert out == PT_100

@@ -67,8 +67,8 @@ _RECEIVING = Direction.RECEIVING
 def _check_common(remote_address: object, now: object, local_address: object) -> None:
     if not isinstance(remote_address, ProtocolAddress):
         raise UsageError("remote_address must be a ProtocolAddress")
-    if local_address is not None and not isinstance(local_address, ProtocolAddress):
-        raise UsageError("local_address must be a ProtocolAddress or None")
+    if not isinstance(local_address, ProtocolAddress):
+        raise UsageError("local_address must be a ProtocolAddress")
     if type(now) is not int or now < 0:
         raise UsageError("now must be a non-negative int (Unix milliseconds)")
 
@@ -108,7 +108,7 @@ def process_prekey_bundle(
     *,
     now: int,
     rng: Rng,
-    local_address: ProtocolAddress | None = None,
+    local_address: ProtocolAddress,
     limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Start a session with ``remote_address`` from its published prekey bundle (PQXDH).
@@ -122,7 +122,8 @@ def process_prekey_bundle(
         store: our protocol store.
         now: Unix time in milliseconds (the session's creation time).
         rng: randomness for the base key, Kyber encapsulation and ratchet key.
-        local_address: our own address (for the self-session rule), if known.
+        local_address: our own address (for the self-session rule). Required, as in
+            libsignal.
         limits: protocol limits.
 
     Raises:
@@ -191,7 +192,7 @@ def message_encrypt(
     *,
     now: int,
     rng: Rng,
-    local_address: ProtocolAddress | None = None,
+    local_address: ProtocolAddress,
     limits: Limits = DEFAULT_LIMITS,
 ) -> PreKeySignalMessage | SignalMessage:
     """Encrypt ``plaintext`` for ``remote_address`` on the current session.
@@ -206,7 +207,8 @@ def message_encrypt(
         store: our protocol store.
         now: Unix time in milliseconds.
         rng: randomness for SPQR.
-        local_address: our own address (for the address binding), if known.
+        local_address: our own address (for the address binding). Required, as in
+            libsignal.
         limits: protocol limits.
 
     Returns:
@@ -237,9 +239,7 @@ def message_encrypt(
     else:
         if state.is_stale(now, limits):
             raise NoSessionError("unacknowledged session with " + str(remote_address) + " too old")
-        addresses = (
-            None if local_address is None else serialize_addresses(local_address, remote_address)
-        )
+        addresses = serialize_addresses(local_address, remote_address)
         new_state, message = state.encrypt(plaintext, rng, addresses)
         result = PreKeySignalMessage.new(
             message_version=state.version,
@@ -267,7 +267,7 @@ def message_decrypt(
     *,
     now: int,
     rng: Rng,
-    local_address: ProtocolAddress | None = None,
+    local_address: ProtocolAddress,
     limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """Parse and decrypt a WHISPER (2) or PREKEY (3) message from ``remote_address``.
@@ -302,7 +302,7 @@ def decrypt_signal_message(
     *,
     now: int,
     rng: Rng,
-    local_address: ProtocolAddress | None = None,
+    local_address: ProtocolAddress,
     limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """Decrypt a SignalMessage with the current session or an archived one (then promoted).
@@ -327,7 +327,7 @@ def _decrypt_whisper(
     remote_address: ProtocolAddress,
     store: ProtocolStore,
     rng: Rng,
-    local_address: ProtocolAddress | None,
+    local_address: ProtocolAddress,
     limits: Limits,
 ) -> bytes:
     """:func:`decrypt_signal_message` after its argument checks."""
@@ -353,7 +353,7 @@ def decrypt_prekey_message(
     *,
     now: int,
     rng: Rng,
-    local_address: ProtocolAddress | None = None,
+    local_address: ProtocolAddress,
     limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """Accept a PQXDH session from a PreKeySignalMessage (or find it again) and decrypt.

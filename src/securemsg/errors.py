@@ -16,7 +16,11 @@ tell a bug in its own code from a hostile or broken peer::
     │   ├── MessageGapTooLargeError a counter too far ahead of the chain
     │   ├── InvalidPreKeyError      a prekey id that is unknown, used or replayed
     │   ├── SealedSenderError       a sealed-sender envelope or certificate was refused
-    │   └── TrustRootMismatch       the relay presents another trust root than the pinned one
+    │   ├── TrustRootMismatch       the relay presents another trust root than the pinned one
+    │   └── KeyTransparencyError    a key-transparency proof or epoch head was refused
+    │       ├── KeyTransparencyProofError   a lookup/history/append-only proof does not verify
+    │       ├── KeyTransparencyDecodeError  a proof or head does not decode (also a DecodeError)
+    │       └── KeyTransparencyHeadError    bad head signature; forked or rolled-back chain
     ├── UntrustedIdentityError      the peer's identity key changed: needs a user decision
     ├── NoSessionError              no usable session with that address
     ├── FingerprintError            safety numbers do not match or are not comparable
@@ -41,6 +45,10 @@ __all__ = [
     "InvalidMessageError",
     "InvalidPreKeyError",
     "InvalidSignatureError",
+    "KeyTransparencyDecodeError",
+    "KeyTransparencyError",
+    "KeyTransparencyHeadError",
+    "KeyTransparencyProofError",
     "MessageGapTooLargeError",
     "NoSessionError",
     "PeerError",
@@ -258,3 +266,39 @@ class SealedDeliveryRefused(RelayError):
         super().__init__(message, code)
         self.reason = reason
         self.recipient = recipient
+
+
+# Key transparency (``securemsg.kt``): under PeerError, because the refused bytes come from the
+# directory (the relay).
+
+
+class KeyTransparencyError(PeerError):
+    """A key-transparency proof, epoch head or head chain was refused.
+
+    The directory (the relay) could not prove what it claimed: a lookup, history or
+    append-only proof does not verify, a proof does not decode, or the signed epoch heads do not
+    form one chain. Nothing changes: no session is created and no stored head is replaced.
+
+    Attributes:
+        reason: a short machine-readable reason, e.g. ``"decode"``, ``"vrf"``,
+            ``"membership"``, ``"non-membership"``, ``"lookup"``, ``"history"``,
+            ``"append-only"``, ``"signature"``, ``"fork"``, ``"rollback"``, ``"chain"``.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class KeyTransparencyProofError(KeyTransparencyError):
+    """A lookup, key-history or append-only proof does not verify against the epoch root."""
+
+
+class KeyTransparencyDecodeError(KeyTransparencyError, DecodeError):
+    """A key-transparency proof or epoch head does not decode (strict protobuf, bounds,
+    lengths). Also a :class:`DecodeError`."""
+
+
+class KeyTransparencyHeadError(KeyTransparencyError):
+    """A signed epoch head was refused: bad signature, or a forked, rolled-back or broken
+    head chain."""

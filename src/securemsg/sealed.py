@@ -54,6 +54,15 @@ class SealedSenderDecryptionResult(NamedTuple):
     sender: ProtocolAddress
     plaintext: bytes
 
+    def __repr__(self) -> str:  # the plaintext stays out of logs and tracebacks
+        return (
+            "SealedSenderDecryptionResult(sender="
+            + repr(self.sender)
+            + ", plaintext=<"
+            + str(len(self.plaintext))
+            + " bytes>)"
+        )
+
 
 def sealed_sender_encrypt_from_usmc(
     destination: ProtocolAddress,
@@ -130,7 +139,12 @@ def sealed_sender_decrypt(
     """Unseal, validate the sender certificate, refuse self-sends, decrypt the inner 1:1
     message (PreKey or Whisper) with :func:`securemsg.cipher.message_decrypt`.
 
+    ``local_uuid`` and ``local_device_id`` are required (our own address: the inner message's
+    address binding is checked against it, as in libsignal).
+
     Raises:
+        UsageError: ``local_uuid`` not a str, ``local_device_id`` not an int in 1..127, or
+            ``local_e164`` neither a str nor None (checked before anything else).
         DecodeError / UnsupportedVersionError: malformed envelope or contents.
         InvalidMessageError: tampered envelope (no state changes).
         SealedSenderError: ``reason`` in ``"revoked"``, ``"untrusted"``, ``"bad-signature"``,
@@ -139,6 +153,9 @@ def sealed_sender_decrypt(
             :func:`sealed_sender_decrypt_to_usmc`).
         Anything :func:`securemsg.cipher.message_decrypt` raises.
     """
+    local = ProtocolAddress(local_uuid, local_device_id)  # UsageError on a wrong type, first
+    if local_e164 is not None and not isinstance(local_e164, str):
+        raise UsageError("local_e164 must be a str or None")
     usmc = sealed_sender_decrypt_to_usmc(data, store)
     cert = usmc.sender
     cert.validate(trust_roots, now)
@@ -151,7 +168,6 @@ def sealed_sender_decrypt(
     if usmc.msg_type not in (CiphertextMessageType.PREKEY, CiphertextMessageType.WHISPER):
         raise SealedSenderError("unexpected inner message type", "unexpected-type")
     sender = ProtocolAddress(cert.sender_uuid, cert.sender_device_id)
-    local = ProtocolAddress(local_uuid, local_device_id)
     with store.transaction():
         plaintext = cipher.message_decrypt(
             usmc.contents, usmc.msg_type, sender, store, now=now, rng=rng, local_address=local

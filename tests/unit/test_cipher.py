@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from session_parties import NOW, Party, established_pair, message_type, new_pair
 
@@ -19,6 +21,7 @@ from securemsg.errors import (
     UsageError,
 )
 from securemsg.limits import Limits
+from securemsg.protocol.address import ProtocolAddress, serialize_addresses
 from securemsg.protocol.keys import IdentityKeyPair
 from securemsg.wire.messages import CiphertextMessageType, PreKeySignalMessage, SignalMessage
 
@@ -225,9 +228,17 @@ def test_message_type_mismatch_and_bad_arguments() -> None:
             alice.store,
             now=NOW,
             rng=alice.rng,
+            local_address=alice.address,
         )
     with pytest.raises(UsageError):
-        cipher.message_encrypt(b"x", bob.address, alice.store, now=1.5, rng=alice.rng)  # type: ignore[arg-type]
+        cipher.message_encrypt(
+            b"x",
+            bob.address,
+            alice.store,
+            now=1.5,  # type: ignore[arg-type]
+            rng=alice.rng,
+            local_address=alice.address,
+        )
     assert bob.decrypt(alice, msg) == b"x"
 
 
@@ -243,12 +254,53 @@ def test_address_binding_is_checked_when_present() -> None:
     assert bob.decrypt(alice, msg) == b"x"
 
 
-def test_without_local_address_no_binding_is_sent() -> None:
+_RECIPES = (
+    cipher.process_prekey_bundle,
+    cipher.message_encrypt,
+    cipher.message_decrypt,
+    cipher.decrypt_signal_message,
+    cipher.decrypt_prekey_message,
+)
+
+
+def _positional(recipe: Any, party: Party, to: Party) -> tuple[object, ...]:
+    if recipe is cipher.message_decrypt:
+        return (b"x", CiphertextMessageType.WHISPER, to.address, party.store)
+    return (b"x", to.address, party.store)
+
+
+@pytest.mark.parametrize("recipe", _RECIPES, ids=lambda f: f.__name__)
+def test_local_address_is_a_required_keyword(recipe: Any) -> None:
+    alice, bob = new_pair()
+    with pytest.raises(TypeError, match="local_address"):
+        recipe(*_positional(recipe, alice, bob), now=NOW, rng=alice.rng)
+
+
+@pytest.mark.parametrize("recipe", _RECIPES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("bad", [None, "alice.1", ("alice", 1)])
+def test_local_address_of_another_type_is_a_usage_error(recipe: Any, bad: object) -> None:
+    alice, bob = new_pair()
+    with pytest.raises(UsageError, match="local_address"):
+        recipe(*_positional(recipe, alice, bob), now=NOW, rng=alice.rng, local_address=bad)
+
+
+def test_the_address_binding_is_always_sent_and_checked_in_full() -> None:
     alice, bob = new_pair()
     alice.start_session(bob)
-    msg = cipher.message_encrypt(b"x", bob.address, alice.store, now=NOW, rng=alice.rng)
-    assert isinstance(msg, PreKeySignalMessage) and msg.message.addresses is None
-    out = cipher.message_decrypt(
-        msg.to_bytes(), message_type(msg), alice.address, bob.store, now=NOW, rng=bob.rng
-    )
-    assert out == b"x"
+    msg = alice.encrypt(bob, b"x")
+    assert isinstance(msg, PreKeySignalMessage)
+    assert msg.message.addresses == serialize_addresses(alice.address, bob.address)
+    # the recipient half is checked too: the message is for bob's device 1, not device 2
+    other_device = ProtocolAddress(bob.address.name, 2)
+    with pytest.raises(InvalidMessageError):
+        cipher.message_decrypt(
+            msg.to_bytes(),
+            message_type(msg),
+            alice.address,
+            bob.store,
+            now=NOW,
+            rng=bob.rng,
+            local_address=other_device,
+        )
+    assert bob.record_bytes(alice) is None
+    assert bob.decrypt(alice, msg) == b"x"

@@ -15,7 +15,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "securemsg"
 
-CRYPTO_LIBS = {"cryptography", "nacl", "numpy", "kyber_py"}
+CRYPTO_LIBS = {"cryptography", "nacl", "numpy", "kyber_py", "blake3"}
 IMPURE = {
     "asyncio",
     "socket",

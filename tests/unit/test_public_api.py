@@ -43,7 +43,7 @@ from securemsg import (
 )
 
 # The 1:1 recipes' ``local_address`` parameter, one place to edit when it changes.
-LOCAL_ADDRESS = "local_address: 'ProtocolAddress | None' = None"
+LOCAL_ADDRESS = "local_address: 'ProtocolAddress'"
 # Recipe keyword arguments shared by the 1:1 recipes.
 RECIPE_KW = f"*, now: 'int', rng: 'Rng', {LOCAL_ADDRESS}, limits: 'Limits' = DEFAULT_LIMITS"
 

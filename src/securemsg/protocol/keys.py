@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 _ALTERNATE_IDENTITY_PREFIX = b"\xff" * 32 + b"Signal_PNI_Signature"
+
+#: How many peers' identity agreements an :class:`IdentityKeyPair` remembers.
+STATIC_AGREEMENTS_MAX = 4096
 _UINT32_MAX = 0xFFFFFFFF
 _UINT64_MAX = 0xFFFFFFFFFFFFFFFF
 
@@ -93,6 +96,12 @@ class IdentityKeyPair:
 
     identity_key: IdentityKey
     private_key: PrivateKey = field(repr=False)
+    # DH(our identity, their identity) per peer identity (their raw public key -> 32 bytes):
+    # sealed sender v2 needs it for every message to or from that peer. It lives on the
+    # object that owns the private key and dies with it; never serialized. Bounded.
+    _agreements: dict[bytes, bytes] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def generate(cls, rng: Rng) -> IdentityKeyPair:
@@ -104,6 +113,23 @@ class IdentityKeyPair:
     def public_key(self) -> PublicKey:
         """The identity's public key."""
         return self.identity_key.public_key
+
+    def static_agreement(self, theirs: PublicKey) -> bytes:
+        """``private_key.agree(theirs)``, remembered on this key pair (at most
+        ``STATIC_AGREEMENTS_MAX`` peers; the memo is emptied when full).
+
+        Raises:
+            InvalidKeyError: an all-zero Diffie-Hellman result (never remembered).
+        """
+        memo = self._agreements
+        raw = theirs.raw
+        shared = memo.get(raw)
+        if shared is None:
+            shared = self.private_key.agree(theirs)
+            if len(memo) >= STATIC_AGREEMENTS_MAX:
+                memo.clear()
+            memo[raw] = shared
+        return shared
 
     def sign(self, message: bytes, rng: Rng) -> bytes:
         """XEdDSA signature (64 bytes) with the identity key."""

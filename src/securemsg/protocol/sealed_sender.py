@@ -554,33 +554,6 @@ def _derive_k(m: bytes) -> bytes:
     return hkdf_sha256(m, None, _LABEL_K, 32)
 
 
-# DH(our identity, their identity) is the same for every v2 message between two identities:
-# it is remembered, so a repeated send to a group costs one X25519 per recipient instead of two
-# (and a receiver pays one per message instead of two). The values are as secret as our identity
-# key, which this process holds anyway; they stay in this process. Bounded; cleared when full.
-_STATIC_AGREEMENTS: dict[tuple[bytes, bytes], bytes] = {}
-_STATIC_AGREEMENTS_MAX = 4096
-
-
-def _static_agreement(ours: IdentityKeyPair, theirs: PublicKey) -> bytes:
-    """``ours.private_key.agree(theirs)``, remembered per (our private, their public) key.
-
-    Keyed by our private key, not our public one, so the result never depends on the pair
-    being consistent.
-
-    Raises:
-        InvalidKeyError: an all-zero Diffie-Hellman result (never remembered).
-    """
-    key = (ours.private_key.to_bytes(), theirs.raw)
-    shared = _STATIC_AGREEMENTS.get(key)
-    if shared is None:
-        shared = ours.private_key.agree(theirs)
-        if len(_STATIC_AGREEMENTS) >= _STATIC_AGREEMENTS_MAX:
-            _STATIC_AGREEMENTS.clear()
-        _STATIC_AGREEMENTS[key] = shared
-    return shared
-
-
 def _xor_key(shared: bytes, e_pub: bytes, r_pub: bytes, m: bytes) -> bytes:
     pad = hkdf_sha256(shared + e_pub + r_pub, None, _LABEL_DH, _MESSAGE_KEY_LENGTH)
     if len(m) != _MESSAGE_KEY_LENGTH:
@@ -647,7 +620,7 @@ def multi_recipient_encrypt(
         r_pub = r_key.to_bytes()
         c = _xor_key(e.private_key.agree(r_key), e_pub, r_pub, m)
         out += c
-        out += _auth_tag(_static_agreement(our_identity, r_key), e_pub, c, s_pub, r_pub)
+        out += _auth_tag(our_identity.static_agreement(r_key), e_pub, c, s_pub, r_pub)
     for sid in excluded:
         out += sid.to_fixed_width()
         out.append(0)
@@ -670,7 +643,7 @@ def _unseal_v2(data: bytes, our_identity: IdentityKeyPair) -> UnidentifiedSender
     )
     sender_key = usmc.sender.key
     at = _auth_tag(
-        _static_agreement(our_identity, sender_key),
+        our_identity.static_agreement(sender_key),
         eph.to_bytes(),
         f.encrypted_message_key,
         sender_key.to_bytes(),

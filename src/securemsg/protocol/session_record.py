@@ -200,7 +200,7 @@ class SessionRecord:
         rng: Rng,
         *,
         remote_address: ProtocolAddress,
-        local_address: ProtocolAddress | None,
+        local_address: ProtocolAddress,
         prekey: bool = False,
         limits: Limits = DEFAULT_LIMITS,
     ) -> tuple[SessionRecord, bytes]:
@@ -210,7 +210,7 @@ class SessionRecord:
             message: the SignalMessage (for a PreKey message: the embedded one).
             rng: randomness for a DH ratchet step.
             remote_address: the sender.
-            local_address: us, if known (address binding and self-session checks).
+            local_address: us (address binding and self-session checks).
             prekey: True for the message inside a PreKeySignalMessage: only the current session
                 is tried (it was just created or matched).
             limits: the limits to apply.

@@ -40,6 +40,7 @@ from securemsg.errors import (
     DecodeError,
     InvalidKeyError,
     InvalidMessageError,
+    StorageError,
     UnsupportedVersionError,
 )
 from securemsg.limits import DEFAULT_LIMITS, Limits
@@ -124,11 +125,11 @@ class PendingPreKey:
 def is_self_session(
     local_identity: bytes,
     remote_identity: bytes,
-    local_address: ProtocolAddress | None,
+    local_address: ProtocolAddress,
     remote_address: ProtocolAddress,
 ) -> bool:
     """libsignal's ``is_same_account``: same identity key and same ServiceId on both ends."""
-    if local_address is None or local_identity != remote_identity:
+    if local_identity != remote_identity:
         return False
     ours = local_address.service_id()
     return ours is not None and ours == remote_address.service_id()
@@ -191,14 +192,15 @@ class SessionState:
         """The peer's identity key as an object (parsed once, then shared by later states).
 
         Raises:
-            DecodeError: the stored key does not parse (only possible for a corrupt state).
+            StorageError: the stored key does not parse (only possible for a corrupt state:
+                local state, never the peer's fault).
         """
         key = self._remote_identity_key
         if key is None:
             try:
                 key = IdentityKey(PublicKey.from_bytes(self.remote_identity))
             except InvalidKeyError:
-                raise DecodeError("stored remote identity key is invalid") from None
+                raise StorageError("stored remote identity key is invalid") from None
             self._remote_identity_key = key
         return key
 
@@ -301,7 +303,7 @@ class SessionState:
         rng: Rng,
         *,
         remote_address: ProtocolAddress,
-        local_address: ProtocolAddress | None,
+        local_address: ProtocolAddress,
         limits: Limits = DEFAULT_LIMITS,
     ) -> tuple[SessionState, bytes]:
         """Decrypt one message with this session.
@@ -474,19 +476,9 @@ def _check_public(value: bytes) -> None:
     PublicKey.from_bytes(value)
 
 
-def _addresses_match(
-    received: bytes, sender: ProtocolAddress, recipient: ProtocolAddress | None
-) -> bool:
-    """libsignal ``verify_mac_with_addresses``: a present binding must equal ours.
-
-    Without a local address only the sender half (first 18 bytes) can be checked.
-    """
-    if recipient is None:
-        sid = sender.service_id()
-        if sid is None:
-            return False
-        expected = sid.to_fixed_width() + bytes((sender.device_id,))
-        return len(received) == 36 and constant_time_eq(expected, received[:18])
+def _addresses_match(received: bytes, sender: ProtocolAddress, recipient: ProtocolAddress) -> bool:
+    """libsignal ``verify_mac_with_addresses``: a present binding must equal ours, both halves
+    (sender and recipient)."""
     full = serialize_addresses(sender, recipient)
     return full is not None and constant_time_eq(full, received)
 

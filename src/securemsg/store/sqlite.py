@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
-from securemsg.errors import InvalidPreKeyError, StorageError, UsageError
+from securemsg.errors import InvalidPreKeyError, PeerError, StorageError, UsageError
 from securemsg.store.base import (
     Direction,
     _check_key_id,
@@ -407,7 +407,9 @@ class SqliteProtocolStore:
             raise StorageError("stored " + what + " is corrupt (not a blob)")
         try:
             return decoder(blob)
-        except Exception as exc:  # DecodeError, InvalidKeyError, or any bug-shaped failure
+        except (PeerError, UsageError) as exc:  # what a decoder raises on bad bytes, typed
+            # Corrupt local state is ours, not the peer's. Anything untyped is a bug: it
+            # propagates as it is.
             raise StorageError("stored " + what + " is corrupt") from exc
 
     @contextmanager

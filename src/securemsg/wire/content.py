@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+
 from securemsg._proto import content_pb2, wire_pb2
 from securemsg.crypto.curve import PublicKey
 from securemsg.errors import DecodeError, UnsupportedVersionError, UsageError
@@ -175,20 +177,20 @@ def encode_content(content: Content) -> bytes:
     if not isinstance(content, Content):
         raise UsageError("content must be a Content")
     pb = content_pb2.Content(version=CONTENT_VERSION, timestamp=content.timestamp)
-    if content.text is not None:
-        pb.text = content.text
-    if content.group is not None:
-        pb.group.id = content.group.group_id
-        pb.group.title = content.group.title
-        pb.group.members.extend(content.group.members)
+    try:  # protobuf refuses a str that is not UTF-8 encodable (a lone surrogate) on assignment
+        if content.text is not None:
+            pb.text = content.text
+        if content.group is not None:
+            pb.group.id = content.group.group_id
+            pb.group.title = content.group.title
+            pb.group.members.extend(content.group.members)
+    except UnicodeEncodeError:
+        raise UsageError("content is not serializable (invalid text?)") from None
     if content.sender_key_distribution is not None:
         pb.sender_key_distribution = content.sender_key_distribution
     if content.access_key is not None:
         pb.access_key = content.access_key
-    try:
-        return pb.SerializeToString()
-    except Exception:  # e.g. a lone surrogate in a str field
-        raise UsageError("content is not serializable (invalid text?)") from None
+    return pb.SerializeToString()
 
 
 def decode_content(data: bytes) -> Content:
@@ -203,7 +205,7 @@ def decode_content(data: bytes) -> Content:
     pb = content_pb2.Content()
     try:
         pb.ParseFromString(bytes(data))
-    except Exception:
+    except _ProtoDecodeError:
         raise DecodeError("content: invalid protobuf") from None
     if pb.version != CONTENT_VERSION:
         raise UnsupportedVersionError("content: unknown version", pb.version)
@@ -331,7 +333,7 @@ class DecryptionErrorMessage:
         pb = wire_pb2.DecryptionErrorMessage()
         try:
             pb.ParseFromString(raw)
-        except Exception:
+        except _ProtoDecodeError:
             raise DecodeError("decryption error message: invalid protobuf") from None
         if not pb.HasField("timestamp"):
             raise DecodeError("decryption error message without a timestamp")
@@ -372,7 +374,7 @@ def decryption_error_from_plaintext(content: PlaintextContent) -> DecryptionErro
     pb = wire_pb2.ServiceContent()
     try:
         pb.ParseFromString(body[:-1])
-    except Exception:
+    except _ProtoDecodeError:
         raise DecodeError("plaintext content: invalid protobuf") from None
     if not pb.HasField("decryption_error_message"):
         raise DecodeError("plaintext content holds no decryption error message")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+
 from securemsg._proto import fingerprint_pb2
 from securemsg.errors import DecodeError
 
@@ -47,7 +49,7 @@ def decode_combined(data: bytes) -> CombinedFingerprintFields:
     pb = fingerprint_pb2.CombinedFingerprints()
     try:
         pb.ParseFromString(bytes(data))
-    except Exception:
+    except _ProtoDecodeError:
         raise DecodeError("scannable fingerprint: invalid protobuf") from None
     local = (
         pb.local_fingerprint.content

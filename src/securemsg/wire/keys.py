@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+
 from securemsg._proto import storage_pb2
 from securemsg.errors import DecodeError, UnsupportedVersionError, UsageError
 
@@ -112,7 +114,7 @@ def _parse(message: object, data: bytes, what: str) -> None:
         raise UsageError(what + " expects bytes")
     try:
         message.ParseFromString(bytes(data))  # type: ignore[attr-defined]
-    except Exception:
+    except _ProtoDecodeError:
         raise DecodeError(what + ": invalid protobuf") from None
     version = message.version  # type: ignore[attr-defined]
     if version != RECORD_VERSION:

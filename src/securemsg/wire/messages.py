@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import NamedTuple
 
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+
 from securemsg._proto import wire_pb2
 from securemsg.crypto.curve import PrivateKey, PublicKey
 from securemsg.crypto.primitives import constant_time_eq, hmac_sha256, hmac_sha256_parts
@@ -283,7 +285,7 @@ class SignalMessage(NamedTuple):
             raise UnsupportedVersionError("unsupported SignalMessage version", version=version)
         try:
             pb = _SignalMessagePb.FromString(data[1:-MAC_LENGTH])
-        except Exception:
+        except _ProtoDecodeError:
             raise DecodeError("SignalMessage: invalid protobuf") from None
         has = pb.HasField
         if not (has("ratchet_key") and has("counter") and has("ciphertext")):
@@ -424,7 +426,7 @@ class PreKeySignalMessage:
         pb = _PreKeySignalMessagePb()
         try:
             pb.ParseFromString(data[1:])
-        except Exception:
+        except _ProtoDecodeError:
             raise DecodeError("PreKeySignalMessage: invalid protobuf") from None
         if not (
             pb.HasField("base_key")
@@ -573,7 +575,7 @@ class SenderKeyMessage(NamedTuple):
         pb = _SenderKeyMessagePb()
         try:
             pb.ParseFromString(data[1:-SIGNATURE_LENGTH])
-        except Exception:
+        except _ProtoDecodeError:
             raise DecodeError("SenderKeyMessage: invalid protobuf") from None
         if not (
             pb.HasField("distribution_uuid")
@@ -693,7 +695,7 @@ class SenderKeyDistributionMessage:
         pb = _SenderKeyDistributionMessagePb()
         try:
             pb.ParseFromString(data[1:])
-        except Exception:
+        except _ProtoDecodeError:
             raise DecodeError("SenderKeyDistributionMessage: invalid protobuf") from None
         if not (
             pb.HasField("distribution_uuid")

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TypeAlias
 
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+
 from securemsg._proto import relay_pb2
 from securemsg.errors import DecodeError, UsageError
 
@@ -755,7 +757,7 @@ def _parse(pb: Any, data: object, what: str) -> None:
         raise DecodeError(what + " is larger than MAX_FRAME_SIZE")
     try:
         pb.ParseFromString(bytes(data))
-    except Exception:
+    except _ProtoDecodeError:
         raise DecodeError(what + ": invalid protobuf") from None
 
 

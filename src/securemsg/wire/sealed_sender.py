@@ -31,6 +31,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+
 from securemsg._proto import sealed_sender_pb2
 from securemsg.errors import DecodeError, UnsupportedVersionError
 
@@ -84,7 +86,7 @@ def _bytes(data: object, what: str) -> bytes:
 def _parse(pb: object, data: bytes, what: str) -> None:
     try:
         pb.ParseFromString(data)  # type: ignore[attr-defined]
-    except Exception:
+    except _ProtoDecodeError:
         raise DecodeError(what + ": invalid protobuf") from None
 
 
@@ -172,7 +174,8 @@ def decode_sender_certificate(data: bytes) -> SenderCertificateFields:
     """Parse a SenderCertificate (libsignal's required fields and device-id range).
 
     Raises:
-        DecodeError: malformed, missing field, device id not in 1..127, bad uuid bytes.
+        DecodeError: malformed, missing field, device id not in 1..127, bad uuid bytes, a
+            string field that is not UTF-8.
     """
     data = _bytes(data, "SenderCertificate")
     pb = sealed_sender_pb2.SenderCertificate()
@@ -202,12 +205,17 @@ def decode_sender_certificate(data: bytes) -> SenderCertificateFields:
         sender_uuid = str(uuid.UUID(bytes=c.uuidBytes))
     else:
         raise DecodeError("SenderCertificate.Certificate: missing sender uuid")
+    e164 = c.senderE164 if c.HasField("senderE164") else None
+    # proto2 string fields are not checked for UTF-8 by the parser: invalid bytes come back as
+    # ``bytes``, which is the peer's fault, not a reason for a type error further on.
+    if not isinstance(sender_uuid, str) or not isinstance(e164, str | None):
+        raise DecodeError("SenderCertificate: a string field is not UTF-8")
     return SenderCertificateFields(
         data,
         pb.certificate,
         pb.signature,
         sender_uuid,
-        c.senderE164 if c.HasField("senderE164") else None,
+        e164,
         c.senderDevice,
         c.expires,
         c.identityKey,

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+
 from securemsg._proto import sender_key_pb2
 from securemsg.errors import DecodeError, UnsupportedVersionError
 
@@ -74,7 +76,7 @@ def decode_sender_key_record(data: bytes) -> tuple[StoredSenderKeyState, ...]:
     pb = sender_key_pb2.SenderKeyRecordStructure()
     try:
         pb.ParseFromString(bytes(data))
-    except Exception:
+    except _ProtoDecodeError:
         raise DecodeError("sender key record: invalid protobuf") from None
     if pb.version != SENDER_KEY_RECORD_VERSION:
         raise UnsupportedVersionError("sender key record: unknown version", pb.version)

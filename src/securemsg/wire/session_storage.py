@@ -46,7 +46,7 @@ class StoredChain:
     """One chain as stored. ``message_keys`` are ``(index, seed)`` pairs, newest first."""
 
     ratchet_key: bytes
-    ratchet_private_key: bytes
+    ratchet_private_key: bytes = field(repr=False)
     chain_key: bytes = field(repr=False)
     index: int
     message_keys: list[tuple[int, bytes]] = field(default_factory=list, repr=False)

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from securemsg.crypto.curve import KeyPair
 from securemsg.crypto.rng import DeterministicRng
-from securemsg.errors import DecodeError, NoSessionError, UnsupportedVersionError
+from securemsg.errors import (
+    DecodeError,
+    NoSessionError,
+    PeerError,
+    StorageError,
+    UnsupportedVersionError,
+)
 from securemsg.limits import Limits
 from securemsg.protocol.pqxdh import HandshakeKeys
 from securemsg.protocol.session_record import SessionRecord
@@ -197,7 +203,9 @@ def test_decrypting_with_an_empty_record_is_no_session() -> None:
     from securemsg.protocol.address import ProtocolAddress
 
     with pytest.raises(NoSessionError):
-        rec.decrypt(msg, RNG, remote_address=ProtocolAddress("a", 1), local_address=None)
+        rec.decrypt(
+            msg, RNG, remote_address=ProtocolAddress("a", 1), local_address=ProtocolAddress("b", 1)
+        )
 
 
 def test_repr_shows_no_secrets() -> None:
@@ -205,3 +213,21 @@ def test_repr_shows_no_secrets() -> None:
     text = repr(SessionRecord(state)) + repr(state) + repr(state.pending)
     assert state.ratchet.root_key.hex() not in text
     assert "SessionRecord" in text
+
+
+def test_a_corrupt_stored_remote_identity_is_a_storage_error() -> None:
+    good = _recipient()
+    state = SessionState(
+        good.version,
+        good.local_identity,
+        b"\x06" + good.remote_identity[1:],  # local state gone bad: not the peer's fault
+        good.ratchet,
+        good.spqr,
+        good.alice_base_key,
+        good.pending,
+        good.local_registration_id,
+        good.remote_registration_id,
+    )
+    with pytest.raises(StorageError) as info:
+        _ = state.remote_identity_key
+    assert not isinstance(info.value, PeerError)

@@ -18,7 +18,9 @@ from securemsg.errors import (
     InvalidMessageError,
     PeerError,
     SealedSenderError,
+    UsageError,
 )
+from securemsg.protocol import keys as keys_module
 from securemsg.protocol import sealed_sender as sealed_sender_module
 from securemsg.protocol.address import ProtocolAddress, ServiceId
 from securemsg.protocol.keys import IdentityKeyPair
@@ -199,20 +201,56 @@ def test_decoders_take_arbitrary_bytes(data: bytes) -> None:
             unseal(prefix + data, BOB)
 
 
-def test_v2_remembered_static_agreement_is_per_identity_pair_and_bounded(
+def test_v2_remembered_static_agreement_lives_on_the_key_pair_and_is_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sealed_sender_module, "_STATIC_AGREEMENTS", {})
-    monkeypatch.setattr(sealed_sender_module, "_STATIC_AGREEMENTS_MAX", 2)
-    memo = sealed_sender_module._STATIC_AGREEMENTS
+    monkeypatch.setattr(keys_module, "STATIC_AGREEMENTS_MAX", 2)
+    pairs = [
+        IdentityKeyPair(k.identity_key, k.private_key) for k in (ALICE, BOB, CAROL)
+    ]  # fresh objects: fresh, empty memos
+    alice, bob, carol = pairs
     b_sid = ServiceId.aci(uuid.UUID(int=2))
-    for sender, recipient in ((ALICE, BOB), (CAROL, BOB), (ALICE, BOB), (BOB, CAROL)):
+    for sender, recipient in ((alice, bob), (carol, bob), (alice, bob), (bob, carol)):
         u = usmc(cert(sender))
         to = MultiRecipient(b_sid, recipient.identity_key, ((1, 1),))
         sent = SealedSenderV2SentMessage.parse(multi_recipient_encrypt(u, [to], sender, RNG))
         # the receiver's remembered value is the sender's, seen from the other side
         assert unseal(sent.message_for_recipient(b_sid), recipient).to_bytes() == u.to_bytes()
-        for (ours, theirs), shared in memo.items():
-            pair = next(k for k in (ALICE, BOB, CAROL) if k.private_key.to_bytes() == ours)
-            assert shared == pair.private_key.agree(PublicKey.from_raw(theirs))
-        assert len(memo) <= 2
+        for pair in pairs:
+            memo = pair._agreements
+            assert len(memo) <= 2
+            for theirs, shared in memo.items():
+                assert shared == pair.private_key.agree(PublicKey.from_raw(theirs))
+    assert set(bob._agreements) == {alice.public_key.raw, carol.public_key.raw}
+    # nothing of it is left in a module global
+    assert not hasattr(sealed_sender_module, "_STATIC_AGREEMENTS")
+
+
+def test_sealed_sender_decrypt_needs_our_address_and_checks_its_type_first() -> None:
+    store = InMemoryProtocolStore(BOB, 5)
+    env = seal_v1(usmc(cert(expires=NOW - 1)), ALICE, BOB.identity_key, RNG)
+    with pytest.raises(TypeError, match=r"local_uuid|local_device_id"):
+        sealed.sealed_sender_decrypt(env, ROOT.public_key(), store, now=NOW, rng=RNG)  # type: ignore[call-arg]
+    # a wrong type is the caller's error, before the (expired) certificate is even looked at
+    for local_uuid, device in ((None, 1), ("bob", "1"), ("bob", 0), (b"bob", 1)):
+        with pytest.raises(UsageError):
+            sealed.sealed_sender_decrypt(
+                env,
+                ROOT.public_key(),
+                store,
+                now=NOW,
+                local_uuid=local_uuid,  # type: ignore[arg-type]
+                local_device_id=device,  # type: ignore[arg-type]
+                rng=RNG,
+            )
+    with pytest.raises(UsageError):
+        sealed.sealed_sender_decrypt(
+            env,
+            ROOT.public_key(),
+            store,
+            now=NOW,
+            local_uuid="bob",
+            local_device_id=1,
+            rng=RNG,
+            local_e164=5,  # type: ignore[arg-type]
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -12,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from securemsg.errors import StorageError, UsageError
+from securemsg.errors import PeerError, StorageError, UsageError
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.sender_keys import SenderKeyRecord
 from securemsg.store import sqlite as sqlite_store
 from securemsg.store.base import Direction
 from securemsg.store.sqlite import SqliteProtocolStore
+from securemsg.wire import keys as keys_codec
 
 ALICE = ProtocolAddress("alice", 1)
 BOB = ProtocolAddress("bob", 1)
@@ -270,3 +272,43 @@ def test_use_from_another_thread_is_a_storage_error(db_path: Path, records: Any)
         t.start()
         t.join()
     assert len(errors) == 1 and isinstance(errors[0], StorageError)
+
+
+_BAD_KEY = b"\x06" + bytes(range(32))  # well-formed bytes, a key type byte we do not know
+
+
+@pytest.mark.parametrize("table", ["local_identity", "identities"])
+def test_a_corrupt_stored_identity_is_a_storage_error_not_a_peer_error(
+    db_path: Path, records: Any, table: str
+) -> None:
+    with create(db_path, records) as store:
+        fill(store, records)
+    conn = raw(db_path)
+    if table == "local_identity":
+        pair = records.identity_key_pair()
+        blob = keys_codec.encode_identity_key_pair(
+            keys_codec.IdentityKeyPairFields(_BAD_KEY, pair.private_key.to_bytes())
+        )
+        conn.execute("UPDATE local_identity SET identity_key_pair = ?", (blob,))
+    else:
+        conn.execute("UPDATE identities SET identity_key = ? WHERE name = 'alice'", (_BAD_KEY,))
+    conn.commit()
+    conn.close()
+    with SqliteProtocolStore.open(db_path) as store:
+        read = store.get_identity_key_pair if table == "local_identity" else None
+        with pytest.raises(StorageError) as info:
+            read() if read is not None else store.get_identity(ALICE)
+        assert not isinstance(info.value, PeerError)
+        assert isinstance(info.value.__cause__, PeerError)  # the decoder's typed refusal
+
+
+def test_a_bug_in_a_decoder_is_not_turned_into_a_storage_error(db_path: Path, records: Any) -> None:
+    def buggy(data: bytes) -> Any:
+        raise AttributeError("a bug, not corrupt data")
+
+    with create(db_path, records) as store:
+        fill(store, records)
+    with SqliteProtocolStore.open(db_path) as store:
+        store._decoders_cache = dataclasses.replace(store._decoders(), identity_key=buggy)
+        with pytest.raises(AttributeError):
+            store.get_identity(ALICE)

@@ -32,9 +32,8 @@ every message. They are immutable by convention, like every state object of
 
 from __future__ import annotations
 
-from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from securemsg.crypto import mlkem768
 from securemsg.crypto.primitives import hkdf_sha256
@@ -88,6 +87,15 @@ def _future(msg: SpqrMessage) -> InvalidMessageError:
     return InvalidMessageError("SPQR: epoch not in valid range")
 
 
+def _chunk(msg: SpqrMessage) -> tuple[int, bytes]:
+    """The chunk of a chunk-carrying message type; refused (typed, also under ``python -O``)
+    when the message lacks it."""
+    ci, chunk = msg.chunk_index, msg.chunk
+    if ci is None or chunk is None:
+        raise InvalidMessageError("SPQR: erroneous data received")
+    return ci, chunk
+
+
 def _validate_ek(header: bytes, ek_vector: bytes) -> None:
     try:
         mlkem768.validate_ek_vector(header, ek_vector)
@@ -95,10 +103,34 @@ def _validate_ek(header: bytes, ek_vector: bytes) -> None:
         raise InvalidMessageError("SPQR: erroneous data received") from exc
 
 
+class _Encaps:
+    """An ML-KEM encapsulation state (secret) and, once computed, its stored form.
+
+    Shared by the successive braid states of one epoch, so the ~40 us serialization runs once
+    per epoch rather than once per saved message. The memo lives and dies with the states that
+    own the secret; it is never a module global. ``repr`` shows nothing of it.
+    """
+
+    __slots__ = ("_data", "state")
+
+    def __init__(self, state: mlkem768.EncapsState) -> None:
+        self.state = state
+        self._data: bytes | None = None
+
+    def to_bytes(self) -> bytes:
+        data = self._data
+        if data is None:
+            data = self._data = self.state.to_bytes()
+        return data
+
+    def __repr__(self) -> str:
+        return "_Encaps(...)"
+
+
 def _make_ct2(
-    epoch: int, auth: Authenticator, es: mlkem768.EncapsState, ek_vector: bytes, ct1: bytes
+    epoch: int, auth: Authenticator, es: _Encaps, ek_vector: bytes, ct1: bytes
 ) -> Ct2Sampled:
-    ct2 = mlkem768.encaps2(es, ek_vector)
+    ct2 = mlkem768.encaps2(es.state, ek_vector)
     mac = auth.mac_ct(epoch, ct1 + ct2)
     return Ct2Sampled(epoch, auth, Encoder(ct2 + mac))
 
@@ -178,8 +210,8 @@ class KeysSampled(_Base):
             raise _future(msg)
         if msg.epoch < self.epoch or msg.type is not MessageType.CT1:
             return self, None
-        assert msg.chunk_index is not None and msg.chunk is not None
-        dec = Decoder(CT1_LENGTH).add(msg.chunk_index, msg.chunk)
+        ci, chunk = _chunk(msg)
+        dec = Decoder(CT1_LENGTH).add(ci, chunk)
         sending_ek = Encoder(self.keypair.ek_vector)
         return HeaderSent(self.epoch, self.auth, self.keypair, sending_ek, dec), None
 
@@ -205,8 +237,8 @@ class HeaderSent(_Base):
             raise _future(msg)
         if msg.epoch < self.epoch or msg.type is not MessageType.CT1:
             return self, None
-        assert msg.chunk_index is not None and msg.chunk is not None
-        dec = self.receiving_ct1.add(msg.chunk_index, msg.chunk)
+        ci, chunk = _chunk(msg)
+        dec = self.receiving_ct1.add(ci, chunk)
         ct1 = dec.decode()
         if ct1 is None:
             return HeaderSent(self.epoch, self.auth, self.keypair, self.sending_ek, dec), None
@@ -238,8 +270,8 @@ class Ct1Received(_Base):
             raise _future(msg)
         if msg.epoch < self.epoch or msg.type is not MessageType.CT2:
             return self, None
-        assert msg.chunk_index is not None and msg.chunk is not None
-        dec = Decoder(CT2_PAYLOAD).add(msg.chunk_index, msg.chunk)
+        ci, chunk = _chunk(msg)
+        dec = Decoder(CT2_PAYLOAD).add(ci, chunk)
         return EkSentCt1Received(self.epoch, self.auth, self.keypair, self.ct1, dec), None
 
     def to_record(self) -> BraidRecord:
@@ -264,8 +296,8 @@ class EkSentCt1Received(_Base):
             raise _future(msg)
         if msg.epoch < self.epoch or msg.type is not MessageType.CT2:
             return self, None
-        assert msg.chunk_index is not None and msg.chunk is not None
-        dec = self.receiving_ct2.add(msg.chunk_index, msg.chunk)
+        ci, chunk = _chunk(msg)
+        dec = self.receiving_ct2.add(ci, chunk)
         payload = dec.decode()
         if payload is None:
             return EkSentCt1Received(self.epoch, self.auth, self.keypair, self.ct1, dec), None
@@ -300,8 +332,8 @@ class NoHeaderReceived(_Base):
             raise _future(msg)
         if msg.epoch < self.epoch or msg.type is not MessageType.HDR:
             return self, None
-        assert msg.chunk_index is not None and msg.chunk is not None
-        dec = self.receiving_hdr.add(msg.chunk_index, msg.chunk)
+        ci, chunk = _chunk(msg)
+        dec = self.receiving_hdr.add(ci, chunk)
         payload = dec.decode()
         if payload is None:
             return NoHeaderReceived(self.epoch, self.auth, dec), None
@@ -325,7 +357,7 @@ class HeaderReceived(_Base):
         secret = _epoch_secret(self.epoch, ss)
         auth = self.auth.update(self.epoch, secret)
         enc, ci, chunk = Encoder(ct1).next_chunk()
-        st = Ct1Sampled(self.epoch, auth, self.header, es, ct1, enc, self.receiving_ek)
+        st = Ct1Sampled(self.epoch, auth, self.header, _Encaps(es), ct1, enc, self.receiving_ek)
         return st, MessageType.CT1, ci, chunk, (self.epoch, secret)
 
     def recv(self, msg: SpqrMessage) -> RecvResult:
@@ -342,7 +374,7 @@ class Ct1Sampled(_Base):
     NAME: ClassVar[str] = "ct1_sampled"
     KIND: ClassVar[int] = 8
     header: bytes = field(repr=False)
-    encaps_state: mlkem768.EncapsState = field(repr=False)
+    encaps: _Encaps = field(repr=False)
     ct1: bytes = field(repr=False)
     sending_ct1: Encoder
     receiving_ek: Decoder
@@ -350,7 +382,7 @@ class Ct1Sampled(_Base):
     def send(self, rng: Rng) -> SendResult:
         enc, ci, chunk = self.sending_ct1.next_chunk()
         st = Ct1Sampled(
-            self.epoch, self.auth, self.header, self.encaps_state, self.ct1, enc, self.receiving_ek
+            self.epoch, self.auth, self.header, self.encaps, self.ct1, enc, self.receiving_ek
         )
         return st, MessageType.CT1, ci, chunk, None
 
@@ -359,21 +391,21 @@ class Ct1Sampled(_Base):
             raise _future(msg)
         if msg.epoch < self.epoch or msg.type not in _EK_TYPES:
             return self, None
-        assert msg.chunk_index is not None and msg.chunk is not None
+        ci, chunk = _chunk(msg)
         ack = msg.type is MessageType.EK_CT1_ACK
-        dec = self.receiving_ek.add(msg.chunk_index, msg.chunk)
+        dec = self.receiving_ek.add(ci, chunk)
         ek_vector = dec.decode()
         if ek_vector is None:
             if ack:
                 st: BraidState = Ct1Acknowledged(
-                    self.epoch, self.auth, self.header, self.encaps_state, self.ct1, dec
+                    self.epoch, self.auth, self.header, self.encaps, self.ct1, dec
                 )
             else:
                 st = Ct1Sampled(
                     self.epoch,
                     self.auth,
                     self.header,
-                    self.encaps_state,
+                    self.encaps,
                     self.ct1,
                     self.sending_ct1,
                     dec,
@@ -381,16 +413,16 @@ class Ct1Sampled(_Base):
             return st, None
         _validate_ek(self.header, ek_vector)
         if ack:
-            return _make_ct2(self.epoch, self.auth, self.encaps_state, ek_vector, self.ct1), None
+            return _make_ct2(self.epoch, self.auth, self.encaps, ek_vector, self.ct1), None
         st = EkReceivedCt1Sampled(
-            self.epoch, self.auth, self.encaps_state, ek_vector, self.ct1, self.sending_ct1
+            self.epoch, self.auth, self.encaps, ek_vector, self.ct1, self.sending_ct1
         )
         return st, None
 
     def to_record(self) -> BraidRecord:
         return self._record(
             header=self.header,
-            encaps_state=_encaps_bytes(self.encaps_state),
+            encaps_state=self.encaps.to_bytes(),
             ct1=self.ct1,
             encoder=_enc_rec(self.sending_ct1),
             decoder=_dec_rec(self.receiving_ek),
@@ -401,16 +433,14 @@ class Ct1Sampled(_Base):
 class EkReceivedCt1Sampled(_Base):
     NAME: ClassVar[str] = "ek_received_ct1_sampled"
     KIND: ClassVar[int] = 9
-    encaps_state: mlkem768.EncapsState = field(repr=False)
+    encaps: _Encaps = field(repr=False)
     ek_vector: bytes = field(repr=False)
     ct1: bytes = field(repr=False)
     sending_ct1: Encoder
 
     def send(self, rng: Rng) -> SendResult:
         enc, ci, chunk = self.sending_ct1.next_chunk()
-        st = EkReceivedCt1Sampled(
-            self.epoch, self.auth, self.encaps_state, self.ek_vector, self.ct1, enc
-        )
+        st = EkReceivedCt1Sampled(self.epoch, self.auth, self.encaps, self.ek_vector, self.ct1, enc)
         return st, MessageType.CT1, ci, chunk, None
 
     def recv(self, msg: SpqrMessage) -> RecvResult:
@@ -421,12 +451,12 @@ class EkReceivedCt1Sampled(_Base):
             MessageType.EK_CT1_ACK,
         ):
             return self, None
-        st = _make_ct2(self.epoch, self.auth, self.encaps_state, self.ek_vector, self.ct1)
+        st = _make_ct2(self.epoch, self.auth, self.encaps, self.ek_vector, self.ct1)
         return st, None
 
     def to_record(self) -> BraidRecord:
         return self._record(
-            encaps_state=_encaps_bytes(self.encaps_state),
+            encaps_state=self.encaps.to_bytes(),
             ek_vector=self.ek_vector,
             ct1=self.ct1,
             encoder=_enc_rec(self.sending_ct1),
@@ -438,7 +468,7 @@ class Ct1Acknowledged(_Base):
     NAME: ClassVar[str] = "ct1_acknowledged"
     KIND: ClassVar[int] = 10
     header: bytes = field(repr=False)
-    encaps_state: mlkem768.EncapsState = field(repr=False)
+    encaps: _Encaps = field(repr=False)
     ct1: bytes = field(repr=False)
     receiving_ek: Decoder
 
@@ -450,21 +480,19 @@ class Ct1Acknowledged(_Base):
             raise _future(msg)
         if msg.epoch < self.epoch or msg.type not in _EK_TYPES:
             return self, None
-        assert msg.chunk_index is not None and msg.chunk is not None
-        dec = self.receiving_ek.add(msg.chunk_index, msg.chunk)
+        ci, chunk = _chunk(msg)
+        dec = self.receiving_ek.add(ci, chunk)
         ek_vector = dec.decode()
         if ek_vector is None:
-            st = Ct1Acknowledged(
-                self.epoch, self.auth, self.header, self.encaps_state, self.ct1, dec
-            )
+            st = Ct1Acknowledged(self.epoch, self.auth, self.header, self.encaps, self.ct1, dec)
             return st, None
         _validate_ek(self.header, ek_vector)
-        return _make_ct2(self.epoch, self.auth, self.encaps_state, ek_vector, self.ct1), None
+        return _make_ct2(self.epoch, self.auth, self.encaps, ek_vector, self.ct1), None
 
     def to_record(self) -> BraidRecord:
         return self._record(
             header=self.header,
-            encaps_state=_encaps_bytes(self.encaps_state),
+            encaps_state=self.encaps.to_bytes(),
             ct1=self.ct1,
             decoder=_dec_rec(self.receiving_ek),
         )
@@ -544,46 +572,16 @@ def _keypair(seed: bytes) -> mlkem768.MlKem768KeyPair:
     return mlkem768.MlKem768KeyPair.from_seed(_need(seed, SEED_LENGTH))
 
 
-# Serialized encapsulation states (~40 us to encode, ~60 us to decode): the same state is
-# written after every message of an epoch, so the last few are memoised both ways. Encoding is
-# keyed by object identity (the object is held, so its id is not reused); decoding by the
-# exact bytes (a legacy byte-swapped state decodes to an object whose own encoding differs,
-# so decoded objects are never entered in the encoding memo).
-_ENCAPS_MEMO_SIZE: Final = 4
-_ENCAPS_BY_ID: dict[int, tuple[mlkem768.EncapsState, bytes]] = {}
-_ENCAPS_BY_BYTES: dict[bytes, mlkem768.EncapsState] = {}
-
-
-def _evict_oldest(memo: dict[Any, Any]) -> None:
-    with suppress(KeyError, RuntimeError, StopIteration):  # evicted by another thread
-        del memo[next(iter(memo))]
-
-
-def _encaps_bytes(state: mlkem768.EncapsState) -> bytes:
-    hit = _ENCAPS_BY_ID.get(id(state))
-    if hit is not None and hit[0] is state:
-        return hit[1]
-    data = state.to_bytes()
-    if len(_ENCAPS_BY_ID) >= _ENCAPS_MEMO_SIZE:
-        _evict_oldest(_ENCAPS_BY_ID)
-    _ENCAPS_BY_ID[id(state)] = (state, data)
-    return data
-
-
-def _encaps_state(data: bytes) -> mlkem768.EncapsState:
-    hit = _ENCAPS_BY_BYTES.get(data) if type(data) is bytes else None
-    if hit is not None:
-        return hit
+def _encaps_state(data: bytes) -> _Encaps:
+    """Decode a stored encapsulation state. Its stored form is recomputed on the next save
+    (a legacy byte-swapped state is written back in the current layout)."""
     try:
         state = mlkem768.EncapsState.from_bytes(data)
     except DecodeError:
         raise
     except (ValueError, InvalidKeyError) as exc:
         raise DecodeError("SPQR state: bad encapsulation state") from exc
-    if len(_ENCAPS_BY_BYTES) >= _ENCAPS_MEMO_SIZE:
-        _evict_oldest(_ENCAPS_BY_BYTES)
-    _ENCAPS_BY_BYTES[bytes(data)] = state
-    return state
+    return _Encaps(state)
 
 
 def braid_from_record(r: BraidRecord) -> BraidState:
