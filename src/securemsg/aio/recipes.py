@@ -181,12 +181,7 @@ async def _attempt(
     raise StorageError("the operation needed more store reads than allowed")
 
 
-async def run_staged(
-    store: AsyncProtocolStore,
-    fn: Callable[[ProtocolStore], _T],
-    *,
-    prefetch: Callable[[StagingStore], Awaitable[None]] | None = None,
-) -> _T:
+async def run_staged(store: AsyncProtocolStore, fn: Callable[[ProtocolStore], _T]) -> _T:
     """Run a sync recipe ``fn(sync_store)`` for an async store: load, compute, commit once.
 
     ``fn`` gets a staging store with in-memory copies of what it reads (loaded from
@@ -198,6 +193,14 @@ async def run_staged(
         whatever ``fn`` raises (nothing committed).
         StorageError: the store failed (nothing committed).
     """
+    return await _run_staged(store, fn, None)
+
+
+async def _run_staged(
+    store: AsyncProtocolStore,
+    fn: Callable[[ProtocolStore], _T],
+    prefetch: Callable[[StagingStore], Awaitable[None]] | None,
+) -> _T:
     async with _lock(store):
         staging = StagingStore()
         if prefetch is not None:
@@ -230,12 +233,12 @@ async def process_prekey_bundle(
                 store, staging, remote_address, Direction.SENDING, bundle.identity_key
             )
 
-    await run_staged(
+    await _run_staged(
         store,
         lambda s: cipher.process_prekey_bundle(
             bundle, remote_address, s, now=now, rng=rng, local_address=local_address, limits=limits
         ),
-        prefetch=prefetch,
+        prefetch,
     )
 
 
@@ -255,7 +258,7 @@ async def message_encrypt(
         if isinstance(remote_address, ProtocolAddress):
             await _prefetch_peer(store, staging, remote_address, Direction.SENDING, None)
 
-    return await run_staged(
+    return await _run_staged(
         store,
         lambda s: cipher.message_encrypt(
             plaintext,
@@ -266,7 +269,7 @@ async def message_encrypt(
             local_address=local_address,
             limits=limits,
         ),
-        prefetch=prefetch,
+        prefetch,
     )
 
 
@@ -311,7 +314,7 @@ async def message_decrypt(
     async def prefetch(staging: StagingStore) -> None:
         await _prefetch_decrypt(store, staging, ciphertext, message_type, remote_address)
 
-    return await run_staged(
+    return await _run_staged(
         store,
         lambda s: cipher.message_decrypt(
             ciphertext,
@@ -323,7 +326,7 @@ async def message_decrypt(
             local_address=local_address,
             limits=limits,
         ),
-        prefetch=prefetch,
+        prefetch,
     )
 
 
