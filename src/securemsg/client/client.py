@@ -25,12 +25,20 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   sender-key distribution message goes 1:1 to each member device first (once), then each
   group message is encrypted once and fanned out as ONE sealed sender v2 upload the relay
   splits per recipient. The group id doubles as the distribution id.
-* **Receiving** runs in a background task: each pushed envelope is decrypted and the new
-  session / sender-key state, the decrypted message (in ``client_inbox``) and any learned
-  contact or group are committed in ONE store transaction; only then is the envelope
-  acknowledged. A crash before the ack means the relay pushes it again, the inbox already
-  knows its id, and it is acknowledged without being shown twice. :meth:`Client.receive`
-  hands each inbox message to the application exactly once.
+* **Receiving** runs in a background task: the envelopes already pushed (up to
+  :data:`RECEIVE_BATCH`) are decrypted together and, per envelope, the new session /
+  sender-key state, the decrypted message (in ``client_inbox``) and any learned contact or
+  group are written in a nested transaction of ONE store transaction for the batch; only
+  after that commit are they acknowledged (one ``Ack``). An envelope that fails is recorded
+  or left out without touching the others. A crash before the ack means the relay pushes them
+  again, the inbox already knows their ids, and they are acknowledged without being shown
+  twice. :meth:`Client.receive` hands each inbox message to the application exactly once.
+* **The event loop never waits for the database** on the receive and send paths: that work
+  (decrypting, encrypting, every SQLite call and fsync) runs on the device database's own
+  thread (:class:`~securemsg.aio.sqlite.AsyncSqliteProtocolStore`). Set-up and inspection
+  (:meth:`Client.create`, :meth:`Client.register`, :meth:`Client.add_contact`,
+  :meth:`Client.create_group`, :meth:`Client.failures`, :attr:`Client.store`) still touch the
+  database from the loop, taking turns with that thread.
 * **Connection loss** is followed by a bounded number of reconnect attempts.
 
 * **What the client refuses from its relay.** A relay whose trust root differs from the

@@ -36,6 +36,7 @@ from securemsg.aio import AsyncProtocolStore, AsyncSqliteProtocolStore, AsyncSto
 from securemsg.errors import (
     DuplicateMessageError,
     InvalidMessageError,
+    InvalidPreKeyError,
     NoSessionError,
     StorageError,
     UntrustedIdentityError,
@@ -340,5 +341,55 @@ def test_a_store_without_weak_references_is_refused() -> None:
     async def body() -> None:
         with pytest.raises(UsageError):
             await aio.run_staged(Slotted(), lambda s: None)  # type: ignore[arg-type]
+
+    run(body())
+
+
+class CountingAdapter(AsyncStoreAdapter):
+    """Counts the sync calls an async recipe makes through the async store."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self.calls: list[str] = []
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(getattr(fn, "__name__", "?"))
+        return fn(*args, **kwargs)
+
+
+def test_one_message_is_three_loads_and_one_commit() -> None:
+    async def body() -> None:
+        alice = CountingAdapter(memory_store(ALICE))
+        bob = CountingAdapter(memory_store(BOB))
+        await establish(alice, bob)
+        alice.calls.clear()
+        bob.calls.clear()
+        assert await a2b(alice, bob, b"counted") == b"counted"
+        expected = ["load_session", "is_trusted_identity", "get_identity", "apply_writes"]
+        assert alice.calls == expected
+        assert bob.calls == expected
+
+    run(body())
+
+
+def test_a_refused_commit_writes_nothing(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with (
+            opened("sqlite", tmp_path, ALICE) as alice,
+            opened("sqlite", tmp_path, BOB) as bob,
+        ):
+            await establish(alice, bob)
+            record = await alice.load_session(BOB)
+            assert record is not None
+            before = await state(alice)
+            writes = [
+                aio.StoreSession(BOB, record.archive_current_state()),
+                aio.MarkKyberPreKeyUsed(99, 1, ALICE_ID.identity_key.public_key),  # no such key
+            ]
+            with pytest.raises(InvalidPreKeyError):
+                await alice.commit(writes)
+            assert await state(alice) == before
 
     run(body())
