@@ -159,6 +159,12 @@ async def _prefetch_peer(
     await _ensure(store, staging, "identity", address)
 
 
+async def _prefetch_own(store: AsyncProtocolStore, staging: StagingStore) -> None:
+    """Our identity key pair and registration id (what a new session needs)."""
+    for need in (NotLoaded("identity_key_pair", ()), NotLoaded("registration_id", ())):
+        await _load(store, staging, need)
+
+
 def _run_loaded(staging: StagingStore, fn: Callable[[ProtocolStore], _T]) -> _T:
     """One attempt of ``fn``; a NotLoaded leaves no staged write behind."""
     mark = staging.checkpoint()
@@ -232,6 +238,7 @@ async def process_prekey_bundle(
             await _prefetch_peer(
                 store, staging, remote_address, Direction.SENDING, bundle.identity_key
             )
+            await _prefetch_own(store, staging)
 
     await _run_staged(
         store,
@@ -293,6 +300,8 @@ async def _prefetch_decrypt(
     if isinstance(remote_address, ProtocolAddress):
         identity = _prekey_identity(ciphertext, message_type)
         await _prefetch_peer(store, staging, remote_address, Direction.RECEIVING, identity)
+        if identity is not None:  # a PreKey message may start a session
+            await _prefetch_own(store, staging)
 
 
 async def message_decrypt(
