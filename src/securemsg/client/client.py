@@ -1147,8 +1147,11 @@ class Client:
         if record:
             group_id = None if content.group is None else content.group.group_id
             sent_at = self._now()
+            sealed_only = sealed and not allow_identified  # honoured by every resend
             await self._in_db(
-                lambda: store.sent_add(aci, content.timestamp, plaintext, sent_at, group_id)
+                lambda: store.sent_add(
+                    aci, content.timestamp, plaintext, sent_at, group_id, sealed_only=sealed_only
+                )
             )
         for _ in range(_SEND_ATTEMPTS):
             await self._ensure_sessions(aci)
@@ -1166,6 +1169,11 @@ class Client:
                 else:
                     await self._request(
                         SendMessage(_aci_bytes(aci), content.timestamp, tuple(messages))
+                    )
+                if record:  # a retry request is answered only for these devices
+                    devices = [m.device_id for m in messages]
+                    await self._in_db(
+                        functools.partial(store.sent_set_devices, aci, content.timestamp, devices)
                     )
                 return access is not None
             except RelayError as exc:
@@ -1329,14 +1337,28 @@ class Client:
             self._store.mark_group_key_sent(group_id, member, d)
 
     def _group_encrypt_and_record(
-        self, group: StoredGroup, others: Sequence[str], ts: int, padded: bytes
+        self,
+        group: StoredGroup,
+        others: Sequence[str],
+        ts: int,
+        padded: bytes,
+        sealed_only: bool,
     ) -> tuple[bytes, list[str]]:
-        """Keep the sent content per member, encrypt once with our sender key; the body and
-        the members we can reach sealed (runs on the database's thread)."""
+        """Keep the sent content per member (with the delivery choice and the member's
+        devices), encrypt once with our sender key; the body and the members we can reach
+        sealed (runs on the database's thread)."""
         store = self._store
         now = self._now()
         for m in others:
-            store.sent_add(m, ts, padded, now, group.group_id)
+            store.sent_add(
+                m,
+                ts,
+                padded,
+                now,
+                group.group_id,
+                sealed_only=sealed_only,
+                devices=self._devices(m),
+            )
         message = group_encrypt(
             self._address, uuid.UUID(bytes=group.group_id), padded, store, rng=self._rng
         )
@@ -1414,7 +1436,7 @@ class Client:
         content = Content(ts, text, context, access_key=self._access_key)
         padded = encode_padded_content(content)
         body, sealed_to = await self._in_db(
-            functools.partial(self._group_encrypt_and_record, group, others, ts, padded)
+            functools.partial(self._group_encrypt_and_record, group, others, ts, padded, not allow)
         )
         for _ in range(_SEND_ATTEMPTS):
             if not sealed_to:
@@ -1715,6 +1737,19 @@ class Client:
         on the current one. A request naming another device of ours, or a timestamp we hold
         no sent content for (unknown, or older than one day), is dropped. Each content is
         sent again at most :data:`MAX_RESENDS` times.
+
+        Trust model: a retry request is not authenticated. One in an identified
+        ``PLAINTEXT_CONTENT`` envelope carries no MAC and its sender is whatever the relay
+        says; a sealed one names a sender the relay's certificate vouches for. So the relay
+        (or anyone it lets through) may forge one for any timestamp it saw. What a forged
+        request can get is bounded: the content we already sent, sent again (at most
+        :data:`MAX_RESENDS` times) to the same account (the sent record is looked up by the
+        requester's account), only when the request names a device the content went to, and
+        with the same delivery choice as the original send (a sealed-only content is resent
+        sealed or not at all, see :meth:`_send_resends`). It also may archive our session with
+        that device (a new session is then started from a fetched bundle, under the usual
+        identity-key checks). The relay requires a send to cover all of the account's
+        devices, so the resend goes to the account's current device list.
         """
         store = self._store
         store.inbox_add(
@@ -1726,9 +1761,14 @@ class Client:
         if request.device_id != self._device_id:
             _log.info("retry request for another device; ignored")
             return
+        # Keyed by the requester's account: a request can only bring a content back to the
+        # account it was sent to, and only for a device it went to.
         sent = store.sent_get(sender.name, request.timestamp, now)
         if sent is None:
             _log.info("retry request for a message we no longer hold; ignored")
+            return
+        if sent.devices is None or sender.device_id not in sent.devices:
+            _log.info("retry request from a device the message was not sent to; ignored")
             return
         if store.sent_resends(sender.name, request.timestamp) >= MAX_RESENDS:
             _log.info("retry request for a message already sent again too often; ignored")
@@ -1853,9 +1893,18 @@ class Client:
         return True
 
     async def _send_resends(self) -> None:
-        """Send again the contents retry requests asked for; never raises."""
+        """Send again the contents retry requests asked for; never raises.
+
+        A resend goes the way the original send was allowed to go, not the way the client
+        is set now: a content sent sealed-only (``allow_identified=False`` on the call, or
+        the client's setting then) is resent sealed or not at all. One that cannot go sealed
+        is recorded as not resent (``resend_status`` ``"sealed-refused"`` on its sent
+        record), never downgraded.
+        """
         store = self._store
         for aci, device, ts in await self._in_db(store.resend_pending):
+            status = "failed"
+            sent = None
             try:
                 sent, no_session = await self._in_db(
                     functools.partial(self._resend_lookup, aci, device, ts)
@@ -1868,13 +1917,19 @@ class Client:
                     await self._send_content(
                         aci,
                         decode_padded_content(sent.content),
-                        allow_identified=self._allow_identified,
+                        allow_identified=not sent.sealed_only,
                         record=False,
                     )
+                    status = "resent"
+            except SealedDeliveryRefused as exc:
+                status = "sealed-refused"
+                _log.warning("not resent: %s", exc)
             except SecureMsgError as exc:
                 if self._closing or _connection_lost(exc):
                     return  # the resend stays queued for the next connection
                 _log.warning("resend failed: %s (%s)", exc, type(exc).__name__)
+            if sent is not None:
+                await self._in_db(functools.partial(store.sent_set_resend_status, aci, ts, status))
             await self._in_db(functools.partial(store.resend_done, aci, device, ts))
 
     def _resend_lookup(self, aci: str, device: int, ts: int) -> tuple[SentRecord | None, bool]:

@@ -24,7 +24,10 @@ and the client's own tables, all prefixed ``client_``:
 * ``client_sent`` -- the contents we sent recently, per recipient and timestamp, so a retry
   request can be answered by sending the same content again. Bounded: the newest
   :data:`MAX_SENT_RECORDS` rows, none older than :data:`SENT_RECORD_TTL_MS` (one day, as
-  Signal's clients keep their send log), each sent again at most a few times.
+  Signal's clients keep their send log), each sent again at most a few times. Each record
+  keeps the send's delivery choice (``sealed_only``: a resend goes sealed or not at all), the
+  recipient devices it went to (a retry request from another device is ignored) and what
+  became of the last resend (``resend_status``).
 * ``client_resend`` -- resends asked for by retry requests and not yet done (durable, so a
   crash between acknowledging the request and sending loses nothing).
 
@@ -137,12 +140,24 @@ _CLIENT_SCHEMA: Final[tuple[str, ...]] = (
         group_id BLOB,
         content BLOB NOT NULL,
         resends INTEGER NOT NULL DEFAULT 0,
+        sealed_only INTEGER NOT NULL DEFAULT 1,
+        devices TEXT,
+        resend_status TEXT,
         PRIMARY KEY (recipient, timestamp)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS client_resend (
         recipient TEXT NOT NULL,
         device_id INTEGER NOT NULL,
         timestamp INTEGER NOT NULL,
         PRIMARY KEY (recipient, device_id, timestamp)) WITHOUT ROWID""",
+)
+
+#: Columns added to ``client_sent`` after its first release, with their definitions (an older
+#: database gets them on open; its records count as sealed-only, sent to no known device, so
+#: a retry request cannot get them sent again identified or to a device they never went to).
+_SENT_COLUMNS_ADDED: Final[tuple[tuple[str, str], ...]] = (
+    ("sealed_only", "INTEGER NOT NULL DEFAULT 1"),
+    ("devices", "TEXT"),
+    ("resend_status", "TEXT"),
 )
 
 
@@ -176,6 +191,10 @@ def secure_file_mode(path: str | os.PathLike[str]) -> None:
                 os.chmod(name, 0o600)
             except OSError:
                 raise StorageError("cannot make a database file private") from None
+
+
+def _device_list(devices: Sequence[int] | None) -> str | None:
+    return None if devices is None else ",".join(str(int(d)) for d in sorted(set(devices)))
 
 
 def _create_private(path: str) -> None:
@@ -225,13 +244,26 @@ class FailureRow:
 
 @dataclass(frozen=True, slots=True)
 class SentRecord:
-    """A content we sent recently (padded plaintext), kept to answer retry requests."""
+    """A content we sent recently (padded plaintext), kept to answer retry requests.
+
+    Attributes:
+        sealed_only: the send was not allowed to go identified (per call or client-wide at
+            the time): a resend goes sealed or not at all.
+        devices: the recipient's devices the content was sent to (None until the send went
+            through); a retry request from any other device is ignored.
+        resend_status: what became of the last resend asked for: ``"resent"``,
+            ``"sealed-refused"`` (not resent: it could not go sealed and the original send
+            did not allow identified delivery), ``"failed"``; None if never asked.
+    """
 
     recipient: str
     timestamp: int
     sent_at: int
     group_id: bytes | None
     content: bytes = field(repr=False)
+    sealed_only: bool = True
+    devices: tuple[int, ...] | None = None
+    resend_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +343,10 @@ class ClientStore(SqliteProtocolStore):
             with store.transaction():
                 for statement in _CLIENT_SCHEMA:
                     store._exec(statement)
+                have = {str(r[1]) for r in store._fetchall("PRAGMA table_info(client_sent)")}
+                for name, definition in _SENT_COLUMNS_ADDED:
+                    if name not in have:
+                        store._exec(f"ALTER TABLE client_sent ADD COLUMN {name} {definition}")
             if on_disk:
                 secure_file_mode(path_str)
         except BaseException:
@@ -630,13 +666,36 @@ class ClientStore(SqliteProtocolStore):
     # -- sent contents and resends ----------------------------------------------------------
 
     def sent_add(
-        self, recipient: str, timestamp: int, content: bytes, now: int, group_id: bytes | None
+        self,
+        recipient: str,
+        timestamp: int,
+        content: bytes,
+        now: int,
+        group_id: bytes | None,
+        *,
+        sealed_only: bool = True,
+        devices: Sequence[int] | None = None,
     ) -> None:
-        """Keep a sent content for answering retry requests; drop records beyond the bounds."""
+        """Keep a sent content for answering retry requests; drop records beyond the bounds.
+
+        ``sealed_only``: the send was not allowed to go identified (a resend then may not
+        either). ``devices``: the recipient devices it went to (or :meth:`sent_set_devices`
+        once the send went through).
+        """
         with self.transaction():
             self._exec(
-                "INSERT OR REPLACE INTO client_sent VALUES (?, ?, ?, ?, ?, 0)",
-                (recipient, timestamp, now, group_id, bytes(content)),
+                "INSERT OR REPLACE INTO client_sent (recipient, timestamp, sent_at, group_id,"
+                " content, resends, sealed_only, devices, resend_status)"
+                " VALUES (?, ?, ?, ?, ?, 0, ?, ?, NULL)",
+                (
+                    recipient,
+                    timestamp,
+                    now,
+                    group_id,
+                    bytes(content),
+                    1 if sealed_only else 0,
+                    _device_list(devices),
+                ),
             )
             self._exec("DELETE FROM client_sent WHERE sent_at < ?", (now - SENT_RECORD_TTL_MS,))
             row = self._fetchone("SELECT COUNT(*) FROM client_sent")
@@ -651,19 +710,44 @@ class ClientStore(SqliteProtocolStore):
     def sent_get(self, recipient: str, timestamp: int, now: int) -> SentRecord | None:
         """The content sent to ``recipient`` at ``timestamp``, unless unknown or expired."""
         row = self._fetchone(
-            "SELECT sent_at, group_id, content FROM client_sent"
-            " WHERE recipient = ? AND timestamp = ?",
+            "SELECT sent_at, group_id, content, sealed_only, devices, resend_status"
+            " FROM client_sent WHERE recipient = ? AND timestamp = ?",
             (recipient, timestamp),
         )
         if row is None or int(row[0]) < now - SENT_RECORD_TTL_MS:
             return None
+        devices: tuple[int, ...] | None = None
+        if row[4] is not None:
+            try:
+                devices = tuple(int(d) for d in str(row[4]).split(",") if d)
+            except ValueError:
+                raise StorageError("a sent record's device list is corrupt") from None
         return SentRecord(
             recipient,
             timestamp,
             int(row[0]),
             None if row[1] is None else bytes(row[1]),
             bytes(row[2]),
+            sealed_only=row[3] != 0,
+            devices=devices,
+            resend_status=None if row[5] is None else str(row[5]),
         )
+
+    def sent_set_devices(self, recipient: str, timestamp: int, devices: Sequence[int]) -> None:
+        """Record the recipient devices a sent content went to (after the send)."""
+        with self.transaction():
+            self._exec(
+                "UPDATE client_sent SET devices = ? WHERE recipient = ? AND timestamp = ?",
+                (_device_list(devices), recipient, timestamp),
+            )
+
+    def sent_set_resend_status(self, recipient: str, timestamp: int, status: str) -> None:
+        """Record what became of a resend of that sent content (see :class:`SentRecord`)."""
+        with self.transaction():
+            self._exec(
+                "UPDATE client_sent SET resend_status = ? WHERE recipient = ? AND timestamp = ?",
+                (status, recipient, timestamp),
+            )
 
     def sent_resends(self, recipient: str, timestamp: int) -> int:
         """How many times that sent content was sent again already."""
