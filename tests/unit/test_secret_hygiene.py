@@ -258,6 +258,49 @@ def test_the_sweep_sees_a_leaking_field() -> None:
     assert _leaks(f"{_plant(1)!r}", [_plant(1)])
 
 
+# Message text held as str (the bytes sweep above covers ``plaintext: bytes``): fields with
+# these names and a str annotation. ``body: bytes`` fields are ciphertext (relay frames,
+# stored envelopes) and stay out of this sweep.
+_TEXT_NAME = re.compile(r"^(text|body|plaintext)$")
+_PLANTED_TEXT = "PLANTED-MESSAGE-TEXT-\u2603"
+
+
+def _text_classes() -> list[tuple[type, list[tuple[str, str]]]]:
+    found = []
+    for mod in _securemsg_modules():
+        for obj in vars(mod).values():
+            if (
+                not isinstance(obj, type)
+                or obj.__module__ != mod.__name__
+                or issubclass(obj, enum.Enum | BaseException)
+            ):
+                continue
+            fields = _fields(obj)
+            if any(_TEXT_NAME.search(n) and "str" in a for n, a in fields):
+                found.append((obj, fields))
+    return found
+
+
+def test_the_text_sweep_finds_the_classes_holding_message_text() -> None:
+    names = {cls.__qualname__ for cls, _ in _text_classes()}
+    assert {"ReceivedMessage", "InboxRow", "Content"} <= names
+
+
+def test_no_message_text_in_the_repr_or_str_of_any_class_holding_it() -> None:
+    failures = []
+    for cls, fields in _text_classes():
+        values = [
+            _PLANTED_TEXT if _TEXT_NAME.search(n) and "str" in a else _neutral(a) for n, a in fields
+        ]
+        obj = object.__new__(cls)
+        for (name, _), value in zip(fields, values, strict=True):
+            object.__setattr__(obj, name, value)
+        for show in (repr, str):
+            if _PLANTED_TEXT in show(obj) or ascii(_PLANTED_TEXT)[1:-1] in show(obj):
+                failures.append(f"{cls.__module__}.{cls.__qualname__} {show.__name__}")
+    assert failures == []
+
+
 # ------------------------------------------------------------------ a real conversation
 
 _TRUST_ROOT = PrivateKey.from_bytes(bytes(range(1, 33)))

@@ -82,7 +82,14 @@ from typing import Final, TypeVar
 from securemsg import cipher
 from securemsg.aio.sqlite import AsyncSqliteProtocolStore
 from securemsg.client.connection import CONNECTION_LOST, RelayConnection
-from securemsg.client.store import ClientStore, FailureRow, InboxRow, SentRecord, StoredGroup
+from securemsg.client.store import (
+    ClientStore,
+    FailureRow,
+    InboxRow,
+    SentRecord,
+    StoredGroup,
+    redacted_repr,
+)
 from securemsg.crypto.curve import PublicKey
 from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.rng import Rng, SystemRng
@@ -227,7 +234,7 @@ class ReceivedMessage:
     Attributes:
         sender_aci: the sender's ACI (from the certificate for a sealed message).
         sender_device: the sender's device id.
-        text: the message text.
+        text: the message text (the repr shows its length only).
         sent_timestamp: the sender's timestamp (Unix ms).
         server_timestamp: when the relay accepted it (Unix ms).
         group_id: the group's id for a group message, else None.
@@ -248,6 +255,9 @@ class ReceivedMessage:
     group_title: str | None
     sealed: bool
     envelope_id: bytes
+
+    def __repr__(self) -> str:  # the text's length only: no plaintext in logs or tracebacks
+        return redacted_repr(self, frozenset({"text"}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -1004,6 +1014,20 @@ class Client:
     # -- sending ----------------------------------------------------------------------------
 
     async def _sender_certificate(self) -> SenderCertificate:
+        """Our sender certificate for sealed sends (cached until an hour before it expires).
+
+        A certificate the relay issues is used (and cached) only if it chains to the pinned
+        trust root and names our own ACI, device id and identity key: a relay handing us a
+        certificate for someone else's key would make our sealed messages undecryptable, or
+        have them attributed to another sender.
+
+        Raises:
+            SealedSenderError: the certificate does not validate against the pinned trust
+                root (its ``reason``), or names another account, device or identity key
+                (``reason`` ``"key-mismatch"``); it is not used and not cached.
+            DecodeError: the relay sent a malformed certificate.
+            RelayError: refused or not connected.
+        """
         store = self._store
         now = self._now()
         cached = await self._in_db(lambda: store.get_meta_bytes("sender_certificate"))
@@ -1021,8 +1045,19 @@ class Client:
         if self._trust_root is None:
             raise UsageError("no trust root pinned")
         cert.validate(self._trust_root, now)
-        if cert.sender_uuid != self._aci or cert.sender_device_id != self._device_id:
-            raise SealedSenderError("relay issued a certificate for someone else", "key-mismatch")
+        ours = await self._in_db(
+            lambda: store.get_identity_key_pair().identity_key.public_key.to_bytes()
+        )
+        if (
+            cert.sender_uuid != self._aci
+            or cert.sender_device_id != self._device_id
+            or cert.key.to_bytes() != ours
+        ):
+            raise SealedSenderError(
+                "the relay issued a sender certificate for another account, device or "
+                "identity key; not used",
+                "key-mismatch",
+            )
         await self._in_db(lambda: store.set_meta("sender_certificate", cert.to_bytes()))
         return cert
 

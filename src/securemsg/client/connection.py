@@ -11,7 +11,9 @@ closes (or the relay sends bytes that do not decode), every waiting request fail
 the push queue as an end marker, and :attr:`RelayConnection.closed` is set.
 
 :meth:`RelayConnection.request` turns a non-OK status into ``RelayError(message, code,
-details)`` so callers only ever see typed errors. Every wait is bounded by a timeout.
+details)`` so callers only ever see typed errors. Every wait is bounded by a timeout. The
+relay's status message goes into that error only through :func:`relay_text`: escaped (no
+control characters) and bounded, since the relay is not trusted.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from securemsg.wire.relay_frames import (
     encode_client_frame,
 )
 
-__all__ = ["CONNECTION_LOST", "RelayConnection"]
+__all__ = ["CONNECTION_LOST", "MAX_RELAY_TEXT", "RelayConnection", "relay_text"]
 
 #: ``RelayError.code`` when the relay could not be reached or the connection dropped (not a
 #: relay status: the request may or may not have been handled).
@@ -48,6 +50,22 @@ CONNECTION_LOST: Final = -1
 OPEN_TIMEOUT_S: Final = 10.0
 #: Seconds to wait for one response.
 REQUEST_TIMEOUT_S: Final = 30.0
+
+
+#: Most characters of the relay's own text (a response's status message) that the client
+#: puts into an exception or a log line.
+MAX_RELAY_TEXT: Final = 200
+
+
+def relay_text(text: str) -> str:
+    """The relay's text as the client shows it: control and other non-printable characters
+    removed, cut to :data:`MAX_RELAY_TEXT` characters (``...`` marks a cut), quoted
+    ``repr()``-style. The relay is not trusted: its words must not forge log lines, move a
+    terminal's cursor or flood a log."""
+    kept = "".join(c for c in text[: MAX_RELAY_TEXT * 4] if c.isprintable())
+    if len(kept) > MAX_RELAY_TEXT or len(text) > MAX_RELAY_TEXT * 4:
+        kept = kept[: MAX_RELAY_TEXT - 3] + "..."
+    return repr(kept)
 
 
 def _lost(why: str) -> RelayError:
@@ -184,7 +202,7 @@ class RelayConnection:
                 fut.exception()  # closed while sending: the error is raised above, not lost
         if response.code != StatusCode.OK:
             name = StatusCode(response.code).name
-            text = response.message or "refused"
+            text = relay_text(response.message or "refused")  # the relay's words, escaped
             raise RelayError(
                 "relay refused " + type(body).__name__ + ": " + name + " (" + text + ")",
                 int(response.code),

@@ -56,7 +56,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from securemsg.errors import StorageError
@@ -208,9 +208,25 @@ def _create_private(path: str) -> None:
     os.close(fd)
 
 
+def redacted_repr(obj: object, hidden: frozenset[str]) -> str:
+    """A dataclass's repr with the fields in ``hidden`` (message text) shown by length only,
+    so plaintext never reaches a log line or a traceback through ``repr``/``str``."""
+    parts = []
+    for f in fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if f.name in hidden and value is not None:
+            parts.append(f"{f.name}=<{len(value)} chars>")
+        else:
+            parts.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
 @dataclass(frozen=True, slots=True)
 class InboxRow:
-    """One decrypted message waiting for (or already given to) the application."""
+    """One decrypted message waiting for (or already given to) the application.
+
+    Its repr shows the body's length only, never the text.
+    """
 
     seq: int
     envelope_id: bytes
@@ -221,6 +237,9 @@ class InboxRow:
     group_id: bytes | None
     body: str
     sealed: bool
+
+    def __repr__(self) -> str:
+        return redacted_repr(self, frozenset({"body"}))
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,7 @@ class Content:
     """
 
     timestamp: int
-    text: str | None = None
+    text: str | None = field(default=None, repr=False)  # message text: never in a repr
     group: GroupContext | None = None
     sender_key_distribution: bytes | None = field(default=None, repr=False)
     access_key: bytes | None = field(default=None, repr=False)
