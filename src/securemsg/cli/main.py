@@ -525,7 +525,8 @@ _allow_identified_option = click.option(
     "--trust-root",
     default=None,
     help="The relay's trust-root key (hex, printed by `relay serve`). Without it the "
-    "key is taken from the relay on first contact.",
+    "key is taken from the relay on first contact (trust on first use; a warning shows the "
+    "key to compare out of band).",
 )
 @click.option(
     "--registration-token",
@@ -538,8 +539,9 @@ def client_register(
     """Create a new device in HOME and register it with the relay.
 
     HOME is created owner-only (0700) and the device database 0600. The relay's trust root is
-    checked against --trust-root (one changed nibble is refused). If registration fails, the
-    files and directories it created are removed.
+    checked against --trust-root (one changed nibble is refused). Without --trust-root the
+    relay's own trust root is pinned (trust on first use) and a warning shows it, to compare
+    out of band. If registration fails, the files and directories it created are removed.
 
     Prints the account's ACI and its contact card (ACI:ACCESSKEY): give the card to people
     who should be able to send to you with sealed sender.
@@ -570,6 +572,15 @@ def client_register(
             await c.register(registration_token=(registration_token or "").encode())
             click.echo(f"registered {c.aci} (device {c.device_id})")
             click.echo(f"contact card: {c.contact_card}")
+            if trust_root is None and c.trust_root is not None:
+                click.echo(
+                    "warning: no --trust-root given, so the relay's trust root was taken from"
+                    " the relay itself (trust on first use) and is now pinned. Compare it with"
+                    " the key `relay serve` printed, over a channel the relay does not"
+                    " control; if they differ, this relay can impersonate senders to you.\n"
+                    f"pinned trust root: {c.trust_root.to_bytes().hex()}",
+                    err=True,
+                )
         finally:
             await c.close()
 

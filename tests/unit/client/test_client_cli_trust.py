@@ -172,3 +172,16 @@ def test_send_fails_closed_and_receive_explains_a_failure(
     assert "could not decrypt a message from an unknown sender (sealed)" in r.output
     assert "not signed by the pinned trust root" in r.output
     assert "SealedSenderError" not in r.output
+
+
+def test_register_without_a_trust_root_warns_and_shows_the_key_to_compare(
+    tmp_path: Path, relay: RelayThread
+) -> None:
+    r = _register(CliRunner(), tmp_path / "tofu", relay.url, None)
+    assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+    out = r.output  # type: ignore[attr-defined]
+    assert "warning" in out.lower() and "trust on first use" in out
+    assert relay.trust_root in out  # the pinned key, to compare out of band
+    r = _register(CliRunner(), tmp_path / "pinned", relay.url, relay.trust_root)
+    assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+    assert "trust on first use" not in r.output  # type: ignore[attr-defined]
