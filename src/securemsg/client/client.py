@@ -43,7 +43,16 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
 
 * **What the client refuses from its relay.** A relay whose trust root differs from the
   pinned one (checked at :meth:`Client.register` and on every connection:
-  :class:`~securemsg.errors.TrustRootMismatch`, nothing written). A send that asked for
+  :class:`~securemsg.errors.TrustRootMismatch`, nothing written). That check only catches
+  misconfiguration (the wrong relay, a mistyped key): it is the relay's own claim, and a
+  hostile relay simply presents the pinned key. The protection is certificate validation on
+  receive: a sealed message is accepted only if its sender certificate validates against the
+  pinned trust root. Without a pinned root, :meth:`Client.register` pins the relay's (trust on
+  first use; compare :attr:`Client.trust_root` out of band). A sender certificate the relay
+  issues to us is used only if it names our ACI, device id and identity key. The relay's
+  words (status messages) reach exceptions and log lines escaped and bounded
+  (:func:`~securemsg.client.connection.relay_text`); message text never appears in a repr.
+  A send that asked for
   sealed sender and cannot have it (no access key, or the relay refuses unidentified
   delivery) raises :class:`~securemsg.errors.SealedDeliveryRefused` and sends nothing
   identified, unless the caller allowed identified delivery (``allow_identified``, per
@@ -59,7 +68,10 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   looks up the content it sent at that timestamp (kept one day, bounded) and sends it
   again, archiving its session first if the request names the session's current sending
   ratchet key; the recipient's inbox deduplicates by (sender, device, timestamp), so the
-  application sees the message once.
+  application sees the message once. Retry requests are not authenticated (see
+  :meth:`Client._apply_retry_request`): one only brings a content back to the account and a
+  device it was sent to, and the resend goes the way the original send was allowed to go
+  (a sealed-only content is resent sealed or recorded as not resent, never identified).
 
 :attr:`Client.errors` counts undecryptable envelopes. Errors are securemsg's typed errors:
 :class:`~securemsg.errors.RelayError` for the relay (``code``), ``UsageError`` for misuse.
@@ -734,8 +746,11 @@ class Client:
         (``relay serve --registration-token-file``); others ignore it.
 
         First the relay's trust root is fetched and compared with the pinned one (or pinned,
-        if none was given: trust on first use). A mismatch raises before anything is
-        generated, uploaded or written.
+        if none was given: trust on first use, so compare :attr:`trust_root` out of band). A
+        mismatch raises before anything is generated, uploaded or written. This comparison
+        only catches misconfiguration (a hostile relay presents the pinned key); what protects
+        received sealed messages is that each sender certificate must validate against the
+        pinned trust root.
 
         Raises:
             UsageError: already registered.
@@ -784,7 +799,9 @@ class Client:
         """Open and authenticate a connection, start receiving, and refresh the keys.
 
         Every connection (reconnects too) first checks the relay's trust root against the
-        pinned one and is refused on a mismatch.
+        pinned one and is refused on a mismatch. That catches misconfiguration only; received
+        sealed messages are protected by validating their sender certificates against the
+        pinned root.
 
         Raises:
             UsageError: not registered yet.
