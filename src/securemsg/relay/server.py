@@ -180,6 +180,7 @@ class RelayServer:
         self._service: RelayService | None = None
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._kt_publisher: asyncio.Task[None] | None = None
         self._live: dict[tuple[bytes, int], _Connection] = {}
         self._connections: set[_Connection] = set()
         self._host = ""
@@ -221,10 +222,16 @@ class RelayServer:
         sock = next(iter(self._server.sockets))
         self._host, self._port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep_loop())
+        self._kt_publisher = asyncio.create_task(self._kt_loop())
         _LOG.info("relay listening on port %d", self._port)
 
     async def stop(self) -> None:
         """Close every connection, stop listening and close the store. Idempotent."""
+        if self._kt_publisher is not None:
+            self._kt_publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._kt_publisher
+            self._kt_publisher = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -294,6 +301,20 @@ class RelayServer:
             await asyncio.sleep(self._config.sweep_interval_s)
             if self._service is not None:
                 self._service.sweep(self._clock())
+
+    def publish_kt_epoch(self) -> int | None:
+        """Publish the queued key-transparency updates now (the timer does it every
+        ``kt_epoch_interval_s``); the new epoch, or None if nothing changed."""
+        return self.service.publish_kt_epoch(self._clock())
+
+    async def _kt_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.kt_epoch_interval_s)
+            if self._service is not None:
+                try:
+                    self._service.publish_kt_epoch(self._clock())
+                except Exception as exc:  # retried at the next interval
+                    _LOG.error("key-transparency publication failed: %s", type(exc).__name__)
 
     async def _writer(self, conn: _Connection) -> None:
         while True:
