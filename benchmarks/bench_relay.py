@@ -1,19 +1,37 @@
-"""Benchmark: relay + client SDK throughput over loopback (reported, never asserted).
+"""Benchmark: relay throughput over loopback (reported, never asserted).
 
-Run: ``pytest benchmarks/bench_relay.py --benchmark-only``. A smaller configuration of the
-load test in tests/integration/test_integration_load.py: ``PAIRS`` pairs of SDK clients on one
-in-process relay, each side sending ``MESSAGES`` messages to the other while receiving, sealed
-(sealed sender v1 on an unauthenticated connection) or identified. One round is the whole
-exchange until every message reached the application; registration is set-up, not measured.
-``extra_info["messages_per_s"]`` is the end-to-end throughput (encrypt, relay enqueue with a
-SQLite commit, push, decrypt, client commit, ack). Databases go to ``/dev/shm`` when present
-(no fsync cost: this measures the software, not the disk).
+Two measurements:
+
+* ``test_relay_round_trip_throughput`` (pytest-benchmark): ``PAIRS`` pairs of SDK clients
+  on one in-process relay, each side sending ``MESSAGES`` messages to the other while
+  receiving, sealed (sealed sender v1 on an unauthenticated connection) or identified. One
+  round is the whole exchange until every message reached the application; registration is
+  set-up. ``extra_info["messages_per_s"]`` is the end-to-end throughput (encrypt, relay
+  enqueue, push, decrypt, client commit, ack). Databases go to ``/dev/shm`` when present
+  (no fsync cost: this measures the software, not the disk).
+* ``sealed_on_disk`` / ``test_relay_sealed_on_disk`` / ``python benchmarks/bench_relay.py``:
+  the relay alone, as deployed: a relay process (``securemsg relay serve`` defaults,
+  ``synchronous=FULL``) with its database ON DISK (``/var/tmp`` unless ``--dir``), driven
+  over WebSockets by ``SENDERS`` concurrent sealed senders (each awaits its OK before the
+  next send, as a client does) and ``RECEIVERS`` authenticated receivers acknowledging
+  what they get. msgs/s = messages sent and received-and-acked / wall-clock time from the
+  first send to the last message received; also the relay process's CPU time per message
+  (user + system, from /proc), which moves less with the machine's load. The relay process
+  can run another checkout's code (``--src /path/to/src``), so two commits are compared in
+  one session, interleaved::
+
+      python benchmarks/bench_relay.py --runs 3 --src /tmp/relay-before/src --label before
+      python benchmarks/bench_relay.py --runs 3 --label after
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,3 +122,187 @@ def test_relay_round_trip_throughput(benchmark: Benchmark, sealed: bool) -> None
         benchmark.extra_info["messages_per_s"] = round(total / mean, 1)
     finally:
         ex.close()
+
+
+# -- the relay alone, database on disk ------------------------------------------------------
+
+SENDERS = 32
+RECEIVERS = 8
+PER_SENDER = 50
+BODY = 400
+
+_RELAY_CHILD = """
+import asyncio, sys
+from securemsg.relay.server import RelayServer
+
+async def main():
+    relay = RelayServer(sys.argv[1])
+    await relay.start()
+    print(relay.url, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await relay.stop()
+
+asyncio.run(main())
+"""
+
+
+def _harness() -> Any:
+    here = Path(__file__).resolve().parents[1] / "tests" / "unit" / "relay"
+    if str(here) not in sys.path:
+        sys.path.insert(0, str(here))
+    import relay_harness  # the tests' raw-frame client and device keys
+
+    return relay_harness
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _drive(
+    url: str, senders: int, receivers: int, per_sender: int, pid: int
+) -> tuple[float, float]:
+    from websockets.asyncio.client import connect
+
+    from securemsg.wire import relay_frames as rf
+
+    h = _harness()
+    devices = [h.Device.new(9000 + i) for i in range(receivers)]
+    for d in devices:
+        await (await h.registered(url, d)).close()
+    total = senders * per_sender
+    expected = [0] * receivers
+    for s in range(senders):
+        expected[s % receivers] += per_sender
+    done = asyncio.Event()
+    received = [0]
+
+    async def receive(i: int, d: Any) -> None:
+        ws = await connect(url, max_size=rf.MAX_FRAME_SIZE, compression=None)
+        first = rf.decode_server_frame(await ws.recv())
+        await ws.send(rf.encode_client_frame(rf.ClientFrame(1, d.authenticate(first.nonce))))
+        got, rid = 0, 2
+        async for data in ws:
+            frame = rf.decode_server_frame(data)
+            if isinstance(frame, rf.Envelope):
+                await ws.send(rf.encode_client_frame(rf.ClientFrame(rid, rf.Ack((frame.id,)))))
+                rid += 1
+                got += 1
+                received[0] += 1
+                if received[0] == total:
+                    done.set()
+                if got == expected[i]:
+                    break
+        await ws.close()
+
+    async def send(s: int, start: asyncio.Event) -> None:
+        d = devices[s % receivers]
+        ws = await connect(url, max_size=rf.MAX_FRAME_SIZE, compression=None)
+        await ws.recv()  # the challenge
+        await start.wait()
+        for n in range(per_sender):
+            body = s.to_bytes(2, "big") + n.to_bytes(4, "big") + bytes(BODY - 6)
+            msg = rf.OutgoingMessage(d.device_id, d.registration_id, 0, body)
+            req = rf.SendSealed(d.aci, d.access_key, 1_750_000_000_000, (msg,))
+            await ws.send(rf.encode_client_frame(rf.ClientFrame(n + 1, req)))
+            r = rf.decode_server_frame(await ws.recv())
+            if not isinstance(r, rf.Response) or r.code != rf.StatusCode.OK:
+                raise RuntimeError(f"send refused: {r}")
+        await ws.close()
+
+    start = asyncio.Event()
+    readers = [asyncio.create_task(receive(i, d)) for i, d in enumerate(devices)]
+    writers = [asyncio.create_task(send(s, start)) for s in range(senders)]
+    await asyncio.sleep(0.5)  # every connection open and authenticated
+    t0 = time.perf_counter()
+    cpu0 = _cpu_seconds(pid)
+    start.set()
+    async with asyncio.timeout(600):
+        await asyncio.gather(*writers)
+        await done.wait()
+        elapsed = time.perf_counter() - t0
+        cpu = _cpu_seconds(pid) - cpu0
+        await asyncio.gather(*readers)
+    return total / elapsed, cpu * 1e6 / total
+
+
+def sealed_on_disk(
+    directory: str | None = None,
+    src: str | None = None,
+    senders: int = SENDERS,
+    receivers: int = RECEIVERS,
+    per_sender: int = PER_SENDER,
+) -> tuple[float, float]:
+    """One run: a fresh on-disk relay process; (sealed msgs/s end to end, relay CPU
+    microseconds per message)."""
+    base = directory or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
+    with tempfile.TemporaryDirectory(prefix="securemsg-relay-bench-", dir=base) as tmp:
+        env = dict(os.environ)
+        if src is not None:
+            env["PYTHONPATH"] = src
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _RELAY_CHILD, str(Path(tmp) / "relay.db")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().decode().strip()
+            if not url.startswith("ws"):
+                raise RuntimeError("the relay did not start")
+            return asyncio.run(_drive(url, senders, receivers, per_sender, proc.pid))
+        finally:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_relay_sealed_on_disk(benchmark: Benchmark) -> None:
+    runs: list[tuple[float, float]] = []
+
+    def once() -> None:
+        runs.append(sealed_on_disk())
+
+    benchmark.pedantic(once, rounds=1, warmup_rounds=0)
+    benchmark.extra_info["messages"] = SENDERS * PER_SENDER
+    benchmark.extra_info["messages_per_s"] = round(statistics.median(r for r, _ in runs), 1)
+    benchmark.extra_info["relay_cpu_us_per_msg"] = round(statistics.median(c for _, c in runs))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Sealed relay throughput, database on disk.")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dir", default=None, help="where the database goes (default /var/tmp)")
+    ap.add_argument("--src", default=None, help="run the relay from this src/ (another tree)")
+    ap.add_argument("--label", default="")
+    ap.add_argument("--senders", type=int, default=SENDERS)
+    ap.add_argument("--receivers", type=int, default=RECEIVERS)
+    ap.add_argument("--per-sender", type=int, default=PER_SENDER)
+    args = ap.parse_args(argv)
+    rates, cpus = [], []
+    for _ in range(args.runs):
+        rate, cpu = sealed_on_disk(
+            args.dir, args.src, args.senders, args.receivers, args.per_sender
+        )
+        rates.append(rate)
+        cpus.append(cpu)
+        print(f"{args.label} run: {rate:.0f} msgs/s, relay CPU {cpu:.0f} us/msg", flush=True)
+    print(
+        f"{args.label} median: {statistics.median(rates):.0f} msgs/s,"
+        f" relay CPU {statistics.median(cpus):.0f} us/msg over {len(rates)} runs"
+    )
+
+
+if __name__ == "__main__":
+    main()

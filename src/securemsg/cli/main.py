@@ -40,10 +40,14 @@ from rich.console import Console
 
 from securemsg import __version__
 from securemsg.errors import SealedDeliveryRefused, SecureMsgError
+from securemsg.relay.service import RelayConfig
 
 __all__ = ["cli", "main"]
 
 _T = TypeVar("_T")
+#: The relay's default limits (the `relay serve` option defaults).
+_DEFAULTS = RelayConfig()
+_MIB = 1024 * 1024
 _DEVICE_FILE = "device.db"
 _DB_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
@@ -159,26 +163,201 @@ def relay() -> None:
     help="Admit only registrations carrying one of these tokens (one per line; blank lines"
     " and # comments skipped). Without it, registration is open (rate-limited).",
 )
-def relay_serve(db: Path, host: str, port: int, token_file: Path | None) -> None:
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="PEM certificate chain: serve wss:// (needs --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    help="A browser origin (e.g. https://app.example) allowed to connect; repeatable. "
+    "Requests with any other Origin header are refused; clients sending none are accepted.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_connections,
+    show_default=True,
+    help="Most open connections (also capped by the file-descriptor limit); more get HTTP 503.",
+)
+@click.option(
+    "--max-buffered-mib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_buffered_bytes // _MIB,
+    show_default=True,
+    help="Most MiB waiting to be handled or written over all connections; above it new "
+    "connections get HTTP 503 and requests wait.",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(1),
+    default=_DEFAULTS.window_envelopes,
+    show_default=True,
+    help="Most unacknowledged envelopes pushed to one connection.",
+)
+@click.option(
+    "--window-kib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.window_bytes // 1024,
+    show_default=True,
+    help="Most KiB of unacknowledged envelope bodies pushed to one connection.",
+)
+@click.option(
+    "--write-timeout",
+    type=click.FloatRange(0.1),
+    default=_DEFAULTS.write_timeout_s,
+    show_default=True,
+    help="Seconds a write may make no progress before the connection is aborted.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0.1),
+    default=_DEFAULTS.idle_timeout_s,
+    show_default=True,
+    help="Seconds an unauthenticated connection may stay silent before it is closed.",
+)
+@click.option(
+    "--ping-interval",
+    type=click.FloatRange(0.1),
+    default=_DEFAULTS.ping_interval_s,
+    show_default=True,
+    help="Seconds between keepalive pings.",
+)
+@click.option(
+    "--ping-timeout",
+    type=click.FloatRange(0.1),
+    default=_DEFAULTS.ping_timeout_s,
+    show_default=True,
+    help="Seconds to wait for a keepalive pong before closing.",
+)
+@click.option(
+    "--max-inflight",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_inflight_requests,
+    show_default=True,
+    help="Most requests of one connection read but not yet answered.",
+)
+@click.option(
+    "--outbox-kib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_outbox_bytes // 1024,
+    show_default=True,
+    help="KiB waiting to be written to an authenticated connection before its requests "
+    "are no longer read.",
+)
+@click.option(
+    "--unauth-outbox-kib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_unauthenticated_outbox_bytes // 1024,
+    show_default=True,
+    help="The same for a connection that has not authenticated.",
+)
+@click.option(
+    "--max-incoming-frames",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_incoming_frames,
+    show_default=True,
+    help="Received frames buffered per connection before the socket is no longer read.",
+)
+@click.option(
+    "--max-inflight-kib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_inflight_bytes // 1024,
+    show_default=True,
+    help="Most KiB of one connection's requests read but not yet answered.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_batch,
+    show_default=True,
+    help="Most requests committed together in one transaction (group commit).",
+)
+def relay_serve(
+    db: Path,
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    allow_origins: tuple[str, ...],
+    max_connections: int,
+    max_buffered_mib: int,
+    window: int,
+    window_kib: int,
+    write_timeout: float,
+    idle_timeout: float,
+    ping_interval: float,
+    ping_timeout: float,
+    max_inflight: int,
+    max_inflight_kib: int,
+    outbox_kib: int,
+    unauth_outbox_kib: int,
+    max_incoming_frames: int,
+    max_batch: int,
+    token_file: Path | None,
+) -> None:
     """Serve the relay until interrupted (Ctrl-C).
 
     Prints the URL clients connect to and the trust-root public key they should pin
-    (`securemsg client register --trust-root HEX`).
+    (`securemsg client register --trust-root HEX`). Without --tls-cert/--tls-key it speaks
+    plain ws://: fine on loopback or behind a TLS-terminating proxy; bound to another
+    address it logs a warning.
     """
-    from securemsg.relay.server import RelayServer
-    from securemsg.relay.service import RelayConfig, TokenAdmission
+    import dataclasses
+    import ssl
 
-    config = RelayConfig()
+    from securemsg.relay.server import RelayServer
+    from securemsg.relay.service import TokenAdmission
+
+    admission = None
     if token_file is not None:
         try:
             admission = TokenAdmission.from_file(token_file)
         except (OSError, UnicodeDecodeError, SecureMsgError) as exc:
             raise click.UsageError(f"--registration-token-file: {exc}") from None
-        config = RelayConfig(admission=admission)
+
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    context: ssl.SSLContext | None = None
+    if tls_cert is not None and tls_key is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(tls_cert, tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise click.ClickException(f"cannot load the TLS certificate or key: {exc}") from None
+    config = dataclasses.replace(
+        _DEFAULTS,
+        admission=admission,
+        allowed_origins=tuple(allow_origins),
+        max_connections=max_connections,
+        max_buffered_bytes=max_buffered_mib * _MIB,
+        window_envelopes=window,
+        window_bytes=window_kib * 1024,
+        write_timeout_s=write_timeout,
+        idle_timeout_s=idle_timeout,
+        ping_interval_s=ping_interval,
+        ping_timeout_s=ping_timeout,
+        max_inflight_requests=max_inflight,
+        max_inflight_bytes=max_inflight_kib * 1024,
+        max_outbox_bytes=outbox_kib * 1024,
+        max_unauthenticated_outbox_bytes=unauth_outbox_kib * 1024,
+        max_incoming_frames=max_incoming_frames,
+        max_batch=max_batch,
+    )
 
     async def serve() -> None:
         created = not db.exists()
-        server = RelayServer(db, config=config)
+        server = RelayServer(db, config=config, ssl=context)
         try:
             await server.start(host, port)
         except BaseException:

@@ -63,6 +63,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -462,6 +463,8 @@ class Client:
         self._kt_interval_ms = int(kt_monitor_interval_s * 1000)
         self.errors = 0
         self.last_send_sealed = False
+        #: TLS context for a ``wss://`` relay (None: the system's trusted CAs).
+        self.relay_ssl: ssl.SSLContext | None = None
         #: What the ``kt_pending="warn"`` policy let through (oldest first).
         self.kt_warnings: list[KtWarning] = []
 
@@ -746,7 +749,7 @@ class Client:
         """
         if self.registered:
             raise UsageError("this device is already registered")
-        conn = await RelayConnection.open(self._relay_url)
+        conn = await RelayConnection.open(self._relay_url, ssl=self.relay_ssl)
         try:
             root = await self._check_trust_root(conn)
             kt_keys = await self._kt.pin(conn.request)
@@ -800,7 +803,7 @@ class Client:
         await self.maintain_keys()
 
     async def _open_authenticated(self) -> None:
-        conn = await RelayConnection.open(self._relay_url)
+        conn = await RelayConnection.open(self._relay_url, ssl=self.relay_ssl)
         try:
             root = await self._check_trust_root(conn)
             if self._trust_root is None:  # registered by an older version without a pin
@@ -865,7 +868,7 @@ class Client:
     async def _unidentified(self) -> RelayConnection:
         conn = self._unidentified_conn
         if conn is None or conn.closed.is_set():
-            conn = await RelayConnection.open(self._relay_url)
+            conn = await RelayConnection.open(self._relay_url, ssl=self.relay_ssl)
             try:  # this connection too must reach the relay we pinned
                 await self._check_trust_root(conn)
             except BaseException:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_module
 from typing import Final
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -73,8 +74,17 @@ class RelayConnection:
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
-    async def open(cls, url: str, *, timeout: float = OPEN_TIMEOUT_S) -> RelayConnection:
+    async def open(
+        cls,
+        url: str,
+        *,
+        timeout: float = OPEN_TIMEOUT_S,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> RelayConnection:
         """Connect to ``url`` and read the challenge.
+
+        ``ssl`` is the TLS context for a ``wss://`` URL (default: the system's trusted CAs
+        with hostname checking); pass one that trusts a private CA or pinned certificate.
 
         Raises:
             UsageError: ``url`` is not a ws:// or wss:// URL, or does not parse.
@@ -86,7 +96,11 @@ class RelayConnection:
         try:
             async with asyncio.timeout(timeout):
                 ws = await connect(
-                    url, max_size=MAX_FRAME_SIZE, compression=None, open_timeout=timeout
+                    url,
+                    max_size=MAX_FRAME_SIZE,
+                    compression=None,
+                    open_timeout=timeout,
+                    ssl=ssl if url.startswith("wss://") else None,
                 )
                 try:
                     first = await ws.recv(decode=False)

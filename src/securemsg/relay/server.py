@@ -4,23 +4,52 @@ Theory of operation
 -------------------
 :class:`RelayServer` listens with ``websockets.asyncio.server.serve``; each connection is one
 device. On connect it sends a :class:`~securemsg.wire.relay_frames.Challenge`, then reads
-frames one at a time, asks the service for an :class:`~securemsg.relay.service.Outcome` and
-writes the response. Everything a connection sends goes through one outbound queue drained
-by a writer task, so responses and pushes never interleave within a frame and keep their
-order.
+frames, asks the service for an :class:`~securemsg.relay.service.Outcome` and writes the
+responses in request order. Everything a connection sends goes through one outbound queue
+drained by a writer task, so responses and pushes never interleave within a frame.
 
-Delivery: when a connection authenticates it is registered as its device's live connection
-(replacing and closing an older one), then the device's backlog is pushed, then
-:class:`~securemsg.wire.relay_frames.QueueEmpty`. When a send queues envelopes, each is
-pushed at once to its device's live connection, if any. Registration, backlog read and live
-pushes all happen between two ``await`` points, so no envelope is missed or pushed twice on
-one connection; an envelope pushed but not acknowledged is pushed again on the next
-connection (at-least-once). The store is called synchronously from the event loop (SQLite
-with ``synchronous=FULL``), which keeps every request atomic with respect to the others.
+Storage off the event loop, with group commit: the synchronous :class:`RelayService` (and
+so the SQLite store) runs on ONE dedicated storage thread (:class:`_StorageThread`). The
+event loop submits every request, backlog page read and expiry sweep to it; the thread takes
+everything queued (up to ``max_batch``), runs it inside one :meth:`SqliteRelayStore.batch`
+(one ``BEGIN IMMEDIATE``, a ``SAVEPOINT`` per operation, one ``COMMIT`` and so one fsync)
+and hands the results back to the loop in one callback, in order. So a send is answered OK,
+its envelopes are pushed and an ack takes effect only after their commit is durable; if the
+commit fails, every request of the batch is answered ``INTERNAL`` and its connection closed
+(fail closed). A store without ``batch()`` runs the requests one by one.
+
+Delivery and flow control: a connection that authenticates becomes its device's live
+connection (replacing an older one, which is closed at once) and starts *draining*: a pager
+reads the device's queue from the store page by page in ``seq`` order and pushes envelopes
+while the connection's window has room (``window_envelopes`` unacknowledged envelopes and
+``window_bytes`` of bodies); acks free room and the pager reads on. When a page comes back
+empty the backlog is drained and :class:`~securemsg.wire.relay_frames.QueueEmpty` is sent.
+A send's envelopes are pushed at once to a live connection that is drained and has room;
+otherwise the connection (re)starts draining and the pager reads them from the store. All
+results are applied on the loop in commit order, and a connection's window holds the ids it
+was pushed and has not acknowledged, so no envelope is missed or pushed twice on one
+connection; an envelope pushed but not acknowledged is pushed again on the next connection
+(at-least-once). ``seq`` values can be reused after the newest row is deleted, so a page
+read that might have been passed by a live envelope is followed by one rescan from the
+start of the queue (skipping the window) before QueueEmpty.
+
+Memory bounds: a connection holds at most its window of pushes, ``max_outbox_bytes``
+(``max_unauthenticated_outbox_bytes`` before it authenticates) of responses before the relay
+stops reading it, ``max_inflight_requests`` requests (``max_inflight_bytes``) in the storage
+queue and ``max_incoming_frames`` frames in the library's receive buffer. A write that makes no
+progress for ``write_timeout_s`` aborts the transport; a replaced connection is aborted at
+once unless its close frame can be written right away; keepalive pings run in the library
+(``ping_interval_s`` / ``ping_timeout_s``) and cannot outlive the write timeout. An
+unauthenticated connection that sends nothing for ``idle_timeout_s`` is closed. Over
+``max_connections`` (capped below the file-descriptor limit) or ``max_buffered_bytes`` of
+queued output in total, new connections get HTTP 503. Requests carrying a browser
+``Origin`` not in ``allowed_origins`` get HTTP 403.
 
 Privacy: the server never reads the peer address; the ``websockets`` library logs through a
 logger capped at WARNING whose records are scrubbed of anything that looks like an IP
-address. An expiry sweep runs every ``sweep_interval_s`` and at start.
+address, and resource errors (e.g. ``accept()`` failing at the file-descriptor limit) are
+logged at a bounded rate, without tracebacks. An expiry sweep runs every
+``sweep_interval_s`` and at start.
 
 Hostile input: frames over :data:`~securemsg.wire.relay_frames.MAX_FRAME_SIZE` are refused
 by the library (close 1009); text frames close the connection (1003); undecodable frames get
@@ -32,20 +61,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
+import queue
 import re
+import resource
+import ssl as ssl_module
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
 from securemsg.crypto.curve import PublicKey
 from securemsg.crypto.rng import Rng, SystemRng
-from securemsg.errors import DecodeError, UsageError
+from securemsg.errors import DecodeError, StorageError, UsageError
 from securemsg.relay.service import (
     Outcome,
     RelayConfig,
@@ -60,11 +97,18 @@ __all__ = ["RelayServer", "configure_private_logging"]
 
 _LOG = logging.getLogger("securemsg.relay")
 _WS_LOGGER_NAME = "securemsg.relay.websockets"
+#: Resource and event-loop errors (accept() at the fd limit, failed commits): rate-limited.
+_RES_LOG = logging.getLogger("securemsg.relay.resources")
 _IP_PATTERN = re.compile(
     r"(\b\d{1,3}(?:\.\d{1,3}){3}\b)|(\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}\]?)"
 )
 _CLOSE_REPLACED = 4000
 _CLOSE_AUTH_FAILED = 4001
+_CLOSE_STORAGE = 1011
+#: File descriptors kept for the database, its journal and the listening sockets.
+_FD_RESERVE = 32
+#: The library's write buffer high-water mark (bytes); ``send`` waits above it.
+_WRITE_LIMIT = 32 * 1024
 
 
 class _ScrubAddresses(logging.Filter):
@@ -82,63 +126,328 @@ class _ScrubAddresses(logging.Filter):
         return True
 
 
-def configure_private_logging() -> logging.Logger:
-    """The logger handed to ``websockets``: WARNING and above only, addresses scrubbed.
+class _RateLimit(logging.Filter):
+    """At most ``burst`` records of one kind (logger, level, text) per ``period_s``; the
+    next one let through says how many were dropped. Bounds the log when a resource error
+    repeats (an ``accept()`` at the file-descriptor limit fails every second, forever)."""
 
-    Also adds the scrubbing filter to ``securemsg.relay``. Idempotent.
+    def __init__(self, burst: int = 5, period_s: float = 60.0) -> None:
+        super().__init__()
+        self._burst = burst
+        self._period = period_s
+        self._seen: dict[tuple[str, int, str], tuple[float, int, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg)[:200])
+        now = time.monotonic()
+        with self._lock:
+            start, passed, dropped = self._seen.get(key, (now, 0, 0))
+            if now - start >= self._period:
+                start, passed = now, 0
+            if passed >= self._burst:
+                self._seen[key] = (start, passed, dropped + 1)
+                return False
+            if len(self._seen) > 1024:  # bound the filter's own memory
+                self._seen.clear()
+            self._seen[key] = (start, passed + 1, 0)
+        if dropped:
+            record.msg = str(record.msg) + f" ({dropped} similar messages suppressed)"
+        return True
+
+
+def configure_private_logging() -> logging.Logger:
+    """The logger handed to ``websockets``: WARNING and above only, addresses scrubbed,
+    rate-limited.
+
+    Also adds the scrubbing filter to ``securemsg.relay``, and both filters to
+    ``securemsg.relay.resources`` (resource and event-loop errors). Idempotent.
     """
     ws_logger = logging.getLogger(_WS_LOGGER_NAME)
     ws_logger.setLevel(logging.WARNING)
-    for lg in (ws_logger, _LOG):
+    for lg in (ws_logger, _LOG, _RES_LOG):
         if not any(isinstance(f, _ScrubAddresses) for f in lg.filters):
             lg.addFilter(_ScrubAddresses())
+    for lg in (ws_logger, _RES_LOG):
+        if not any(isinstance(f, _RateLimit) for f in lg.filters):
+            lg.addFilter(_RateLimit())
     return ws_logger
+
+
+def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The relay's event-loop exception handler: one line, no traceback, rate-limited
+    (through the ``securemsg.relay.resources`` logger's filters)."""
+    exc = context.get("exception")
+    what = str(context.get("message", "event loop error"))
+    if isinstance(exc, BaseException):
+        what += ": " + type(exc).__name__
+        if isinstance(exc, OSError) and exc.errno is not None:
+            what += " (" + os.strerror(exc.errno) + ")"
+    _RES_LOG.error("%s", what)
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _Connection:
-    """One device connection: its session and its outbound queue.
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
-    ``queued_bytes`` counts the frames waiting for the writer; ``room`` is set while that is
-    at most ``limit``, and the reader waits for it before reading the next request, so a peer
-    that does not read its responses cannot grow the queue without bound.
+
+def _fd_capacity() -> int | None:
+    """How many connections the file-descriptor limit leaves room for (None: unlimited)."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover - every POSIX system has it
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(1, soft - _FD_RESERVE)
+
+
+# ------------------------------------------------------------------------------------------
+# The storage thread
+
+
+class _Job:
+    """One unit of work for the storage thread and the loop callback for its result."""
+
+    __slots__ = ("conn", "done", "fn")
+
+    def __init__(
+        self,
+        fn: Callable[[], object],
+        done: Callable[[bool, object], None],
+        conn: _Connection | None,
+    ) -> None:
+        self.fn = fn
+        self.done = done
+        self.conn = conn
+
+
+class _StorageThread:
+    """Runs every store call on one thread, committing what is queued together.
+
+    ``submit`` is called on the event loop; results come back through
+    ``loop.call_soon_threadsafe``, one callback per batch, applied in submission order.
     """
 
-    __slots__ = ("limit", "outbox", "pushed", "queued_bytes", "room", "session", "ws")
+    def __init__(self, store: RelayStore, loop: asyncio.AbstractEventLoop, max_batch: int) -> None:
+        self._store = store
+        self._loop = loop
+        self._max_batch = max(1, max_batch)
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name="securemsg-relay-storage", daemon=True
+        )
+        self.batches = 0
 
-    def __init__(self, ws: ServerConnection, session: Session, limit: int) -> None:
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(
+        self,
+        fn: Callable[[], object],
+        done: Callable[[bool, object], None],
+        conn: _Connection | None = None,
+    ) -> None:
+        self._queue.put(_Job(fn, done, conn))
+
+    async def stop(self) -> None:
+        """Finish what is queued, then end the thread."""
+        self._queue.put(None)
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first]
+            stopping = False
+            while len(jobs) < self._max_batch:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+            results = self._run_batch(jobs)
+            self.batches += 1
+            try:
+                self._loop.call_soon_threadsafe(_deliver_results, jobs, results)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+            if stopping:
+                return
+
+    def _run_batch(self, jobs: list[_Job]) -> list[tuple[bool, object]]:
+        batch = getattr(self._store, "batch", None)
+        if batch is None:
+            return [_call(j.fn) for j in jobs]
+        results: list[tuple[bool, object]] = []
+        try:
+            with batch():
+                for j in jobs:
+                    results.append(_call(j.fn))
+        except Exception as exc:
+            _RES_LOG.error("relay storage batch failed: %s", type(exc).__name__)
+            failed = StorageError("the batch was not committed")
+            for j in jobs:  # nothing of this batch happened: its connections are closed
+                if j.conn is not None:
+                    j.conn.refused = True
+            return [(False, failed)] * len(jobs)
+        return results
+
+
+def _call(fn: Callable[[], object]) -> tuple[bool, object]:
+    try:
+        return True, fn()
+    except Exception as exc:
+        return False, exc
+
+
+def _deliver_results(jobs: list[_Job], results: list[tuple[bool, object]]) -> None:
+    for job, (ok, value) in zip(jobs, results, strict=True):
+        try:
+            job.done(ok, value)
+        except Exception as exc:  # pragma: no cover - a bug must not stop the others
+            _LOG.error("relay bug while applying a result: %s", type(exc).__name__)
+
+
+# ------------------------------------------------------------------------------------------
+# Connections
+
+
+class _Connection:
+    """One device connection: its session, outbound queue and flow-control window.
+
+    Loop-side state, except ``session`` and ``refused`` which only the storage thread
+    writes. ``queued_bytes`` counts the frames waiting for the writer; the reader does not
+    read the next request while that is above ``limit`` or ``inflight`` requests wait for
+    the storage thread.
+    """
+
+    __slots__ = (
+        "aborted",
+        "closing",
+        "cursor",
+        "done",
+        "draining",
+        "inflight",
+        "inflight_bytes",
+        "limit",
+        "live",
+        "missed",
+        "outbox",
+        "paging",
+        "progress_at",
+        "progress_mark",
+        "queued_bytes",
+        "refused",
+        "server",
+        "session",
+        "wake",
+        "window",
+        "window_bytes",
+        "writing",
+        "written",
+        "ws",
+    )
+
+    def __init__(self, ws: ServerConnection, server: RelayServer, limit: int) -> None:
         self.ws = ws
-        self.session = session
+        self.server = server
+        self.session: Session | None = None
         self.outbox: asyncio.Queue[bytes | int] = asyncio.Queue()  # int = close code
-        self.pushed: set[bytes] = set()
         self.limit = limit
         self.queued_bytes = 0
-        self.room = asyncio.Event()
-        self.room.set()
+        self.wake = asyncio.Event()
+        self.inflight = 0
+        self.inflight_bytes = 0
+        self.closing = False  # a close was requested; nothing more is queued
+        self.done = False  # the handler has finished
+        self.aborted = False
+        self.refused = False  # storage thread: skip this connection's later requests
+        self.writing = False
+        self.written = 0  # frames written so far (progress, for the watchdog)
+        self.progress_at = 0.0
+        self.progress_mark: tuple[int, int] = (0, 0)
+        # flow control
+        self.live = False
+        self.draining = False
+        self.paging = False
+        self.missed = False
+        self.cursor: int | None = None
+        self.window: dict[bytes, int] = {}
+        self.window_bytes = 0
 
     def send(self, frame: rf.ServerFrame) -> None:
+        if self.closing:
+            return
         data = rf.encode_server_frame(frame)
         self.queued_bytes += len(data)
-        if self.queued_bytes > self.limit:
-            self.room.clear()
+        self.server._buffered(len(data))
         self.outbox.put_nowait(data)
 
     def sent(self, size: int) -> None:
         self.queued_bytes -= size
-        if self.queued_bytes <= self.limit:
-            self.room.set()
+        self.server._buffered(-size)
+        self.wake.set()
 
     def push(self, message: QueuedMessage) -> None:
-        if message.id in self.pushed:
+        if message.id in self.window:
             return
-        self.pushed.add(message.id)
+        size = len(message.body)
+        self.window[message.id] = size
+        self.window_bytes += size
         self.send(envelope_of(message))
 
+    def acked(self, ids: Sequence[bytes]) -> None:
+        for i in ids:
+            size = self.window.pop(i, None)
+            if size is not None:
+                self.window_bytes -= size
+
+    def has_room(self, size: int) -> bool:
+        cfg = self.server._config
+        if len(self.window) >= cfg.window_envelopes:
+            return False
+        return not self.window or self.window_bytes + size <= cfg.window_bytes
+
     def close(self, code: int) -> None:
+        """Queue a close frame after what is queued (the writer bounds it in time)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.live = False
         self.outbox.put_nowait(code)
+        self.wake.set()
+
+    def abort(self) -> None:
+        """Drop the transport now: nothing queued is sent."""
+        self.closing = True
+        self.live = False
+        if not self.aborted:
+            self.aborted = True
+            transport = self.ws.transport
+            if transport is not None:
+                transport.abort()
+        self.wake.set()
+
+    def idle_writer(self) -> bool:
+        """True when nothing waits to be written (a close frame would go out at once)."""
+        transport = self.ws.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return not self.writing and self.outbox.empty() and buffered == 0
 
 
 class RelayServer:
@@ -156,16 +465,20 @@ class RelayServer:
         config: RelayConfig | None = None,
         rng: Rng | None = None,
         clock: Callable[[], int] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         """Configure (nothing is opened until :meth:`start`).
 
         Args:
             db_path: the SQLite database (created on first start). Exactly one of ``db_path``
                 and ``store`` must be given.
-            store: an already-open :class:`RelayStore` (not closed by :meth:`stop`).
+            store: an already-open :class:`RelayStore` (not closed by :meth:`stop`). From
+                :meth:`start` to :meth:`stop` the relay's storage thread uses it; do not use
+                it from elsewhere meanwhile.
             config: limits and periods (defaults documented in docs/relay-protocol.md).
             rng: randomness for nonces, envelope ids and signatures (default: the OS).
             clock: Unix milliseconds (default: the system clock); tests pass a fake.
+            ssl: a server TLS context: the relay then speaks ``wss://``.
 
         Raises:
             UsageError: neither or both of ``db_path`` and ``store``.
@@ -177,12 +490,21 @@ class RelayServer:
         self._config = config or RelayConfig()
         self._rng = rng or SystemRng()
         self._clock = clock or _now_ms
+        self._ssl = ssl
         self._service: RelayService | None = None
+        self._storage: _StorageThread | None = None
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._kt_publisher: asyncio.Task[None] | None = None
         self._live: dict[tuple[bytes, int], _Connection] = {}
         self._connections: set[_Connection] = set()
+        self._total_buffered = 0
+        self._budget_free = asyncio.Event()
+        self._budget_free.set()
+        self._max_connections = self._config.max_connections
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._old_handler: Any = None
         self._host = ""
         self._port = 0
 
@@ -191,6 +513,9 @@ class RelayServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Open the store (creating keys on first start) and listen on ``host:port``.
 
+        Logs a warning when ``host`` is not a loopback address and no TLS context was given
+        (access keys, ACIs and identity keys would cross the network in the clear).
+
         Raises:
             UsageError: already started.
             StorageError: the database cannot be opened.
@@ -198,50 +523,89 @@ class RelayServer:
         """
         if self._server is not None:
             raise UsageError("the relay is already running")
+        cfg = self._config
         store = self._given_store
         if store is None:
             assert self._db_path is not None
             store = SqliteRelayStore.open(self._db_path)
+        loop = asyncio.get_running_loop()
+        self._budget_free = asyncio.Event()
+        self._budget_free.set()
+        capacity = _fd_capacity()
+        self._max_connections = (
+            cfg.max_connections if capacity is None else min(cfg.max_connections, capacity)
+        )
         try:
-            self._service = RelayService(store, self._rng, self._config)
+            # Opened here, then handed to the storage thread, which alone uses it from now.
+            self._service = RelayService(store, self._rng, cfg)
             self._service.sweep(self._clock())
+            self._storage = _StorageThread(store, loop, cfg.max_batch)
+            self._storage.start()
+            ws_logger = configure_private_logging()
             self._server = await serve(
                 self._handle,
                 host,
                 port,
                 max_size=rf.MAX_FRAME_SIZE,
-                logger=configure_private_logging(),
+                max_queue=cfg.max_incoming_frames,
+                write_limit=_WRITE_LIMIT,
+                open_timeout=cfg.idle_timeout_s,
+                close_timeout=cfg.write_timeout_s,
+                ping_interval=cfg.ping_interval_s,
+                ping_timeout=cfg.ping_timeout_s,
+                origins=[None, *(Origin(o) for o in cfg.allowed_origins)],
+                process_request=self._admit,
+                logger=ws_logger,
                 server_header=None,
                 compression=None,
+                ssl=self._ssl,
             )
         except BaseException:
+            if self._storage is not None:
+                await self._storage.stop()
+                self._storage = None
             if self._given_store is None:
                 store.close()
             self._service = None
             raise
+        self._loop = loop
+        self._old_handler = loop.get_exception_handler()
+        loop.set_exception_handler(_loop_exception_handler)
         sock = next(iter(self._server.sockets))
         self._host, self._port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep_loop())
         self._kt_publisher = asyncio.create_task(self._kt_loop())
+        self._watchdog = asyncio.create_task(self._watch_writes())
+        if self._ssl is None and not _is_loopback(host):
+            _LOG.warning(
+                "relay listening on a non-loopback address without TLS: access keys,"
+                " account ids and identity keys cross the network in the clear"
+                " (use --tls-cert/--tls-key or a TLS-terminating proxy)"
+            )
         _LOG.info("relay listening on port %d", self._port)
 
     async def stop(self) -> None:
         """Close every connection, stop listening and close the store. Idempotent."""
-        if self._kt_publisher is not None:
-            self._kt_publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._kt_publisher
-            self._kt_publisher = None
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        for task in (self._sweeper, self._watchdog, self._kt_publisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._watchdog = self._kt_publisher = None
         if self._server is not None:
+            for conn in list(self._connections):
+                if not conn.idle_writer():
+                    conn.abort()  # a close frame would wait behind unsendable data
             self._server.close()
             await self._server.wait_closed()
             self._server = None
         self._live.clear()
+        if self._storage is not None:
+            await self._storage.stop()
+            self._storage = None
+        if self._loop is not None:
+            self._loop.set_exception_handler(self._old_handler)
+            self._loop = None
         if self._service is not None and self._given_store is None:
             self._service.store.close()
         self._service = None
@@ -274,13 +638,17 @@ class RelayServer:
 
     @property
     def url(self) -> str:
-        """``ws://host:port`` to connect to."""
+        """``ws://host:port`` (``wss://`` with TLS) to connect to."""
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"ws://{host}:{self._port}"
+        scheme = "ws" if self._ssl is None else "wss"
+        return f"{scheme}://{host}:{self._port}"
 
     @property
     def service(self) -> RelayService:
         """The request logic (for tests and the disclosure command).
+
+        While the relay runs, the service and its store belong to the storage thread; use
+        :meth:`call` to run something against them.
 
         Raises:
             UsageError: not started.
@@ -294,99 +662,362 @@ class RelayServer:
         """The trust-root public key clients pin for sealed sender."""
         return self.service.trust_root_public
 
+    async def call(self, fn: Callable[[RelayService], Any]) -> Any:
+        """Run ``fn(service)`` on the storage thread (in its own committed batch position)
+        and return its result.
+
+        Raises:
+            UsageError: not started.
+            Exception: whatever ``fn`` raised.
+        """
+        service = self.service
+        storage = self._storage
+        if storage is None:
+            raise UsageError("the relay is not running")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(ok: bool, value: object) -> None:
+            if fut.done():
+                return
+            if ok:
+                fut.set_result(value)
+            else:
+                assert isinstance(value, BaseException)
+                fut.set_exception(value)
+
+        storage.submit(lambda: fn(service), done)
+        return await fut
+
+    # -- admission ------------------------------------------------------------------------
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """``process_request``: refuse (HTTP 503) over the connection or memory budget."""
+        server = self._server
+        count = len(server.handler_tasks) if server is not None else 0  # with handshakes
+        if count > self._max_connections or self._total_buffered > self._config.max_buffered_bytes:
+            response = connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE, "The relay is at capacity; retry later.\n"
+            )
+            response.headers["Retry-After"] = "30"
+            return response
+        return None
+
+    def _buffered(self, delta: int) -> None:
+        self._total_buffered += delta
+        if self._total_buffered > self._config.max_buffered_bytes:
+            self._budget_free.clear()
+        else:
+            self._budget_free.set()
+
     # -- connections ----------------------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(self._config.sweep_interval_s)
-            if self._service is not None:
-                self._service.sweep(self._clock())
+            service, storage = self._service, self._storage
+            if service is not None and storage is not None:
+                storage.submit(_sweeper(service, self._clock), _sweep_done)
 
-    def publish_kt_epoch(self) -> int | None:
-        """Publish the queued key-transparency updates now (the timer does it every
-        ``kt_epoch_interval_s``); the new epoch, or None if nothing changed."""
-        return self.service.publish_kt_epoch(self._clock())
+    async def publish_kt_epoch(self) -> int | None:
+        """Publish the queued key-transparency updates now, on the storage thread (the timer
+        does it every ``kt_epoch_interval_s``); the new epoch, or None if nothing changed."""
+        clock = self._clock
+        result: int | None = await self.call(lambda service: service.publish_kt_epoch(clock()))
+        return result
 
     async def _kt_loop(self) -> None:
         while True:
             await asyncio.sleep(self._config.kt_epoch_interval_s)
-            if self._service is not None:
-                try:
-                    self._service.publish_kt_epoch(self._clock())
-                except Exception as exc:  # retried at the next interval
-                    _LOG.error("key-transparency publication failed: %s", type(exc).__name__)
+            try:
+                await self.publish_kt_epoch()
+            except Exception as exc:  # retried at the next interval
+                _LOG.error("key-transparency publication failed: %s", type(exc).__name__)
 
     async def _writer(self, conn: _Connection) -> None:
+        timeout = self._config.write_timeout_s
+        ws = conn.ws
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                item = await conn.outbox.get()
+                conn.writing = True
+                conn.progress_at = loop.time()
+                if isinstance(item, int):
+                    try:
+                        async with asyncio.timeout(timeout):
+                            await ws.close(item)
+                    except TimeoutError:
+                        conn.abort()
+                    return
+                await ws.send(item)  # the watchdog aborts it if it stops making progress
+                conn.writing = False
+                conn.written += 1
+                conn.sent(len(item))
+        except ConnectionClosed:
+            return
+
+    async def _watch_writes(self) -> None:
+        """Abort connections whose pending write made no progress (no frame finished, the
+        transport's buffer did not shrink) for ``write_timeout_s``: the peer does not read.
+        A slow reader that keeps reading is not cut off."""
+        timeout = self._config.write_timeout_s
+        loop = asyncio.get_running_loop()
         while True:
-            item = await conn.outbox.get()
-            if isinstance(item, int):
-                await conn.ws.close(item)
-                return
-            await conn.ws.send(item)
-            conn.sent(len(item))
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = loop.time()
+            for conn in list(self._connections):
+                if not conn.writing or conn.aborted:
+                    continue
+                transport = conn.ws.transport
+                size = transport.get_write_buffer_size() if transport is not None else 0
+                done, before = conn.progress_mark
+                if conn.written != done or size < before:
+                    conn.progress_at = now
+                conn.progress_mark = (conn.written, size)
+                if now - conn.progress_at >= timeout:
+                    conn.abort()
+
+    async def _ready(self, conn: _Connection) -> None:
+        """Wait until the connection may read its next request (backpressure)."""
+        cfg = self._config
+        while not conn.closing:
+            if (
+                conn.inflight >= cfg.max_inflight_requests
+                or conn.inflight_bytes > cfg.max_inflight_bytes
+                or conn.queued_bytes > conn.limit
+            ):
+                conn.wake.clear()
+                await conn.wake.wait()
+                continue
+            if not self._budget_free.is_set():
+                await self._budget_free.wait()
+                continue
+            return
 
     async def _handle(self, ws: ServerConnection) -> None:
-        service = self._service
-        if service is None:
+        service, storage = self._service, self._storage
+        if service is None or storage is None:
             return
-        conn = _Connection(ws, service.new_session(), self._config.max_outbox_bytes)
+        cfg = self._config
+        conn = _Connection(ws, self, cfg.max_unauthenticated_outbox_bytes)
         self._connections.add(conn)
         writer = asyncio.create_task(self._writer(conn))
         try:
+            fut: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+
+            def got_session(ok: bool, value: object) -> None:
+                if not fut.done() and ok and isinstance(value, Session):
+                    fut.set_result(value)
+                elif not fut.done():
+                    fut.set_exception(StorageError("no session"))
+
+            storage.submit(service.new_session, got_session)
+            conn.session = await fut
             conn.send(rf.Challenge(conn.session.nonce))
-            closing = False
-            async for data in ws:
-                if not self._on_frame(service, conn, data):
-                    closing = True
+            while not conn.closing:
+                idle = None if conn.live else cfg.idle_timeout_s
+                try:
+                    async with asyncio.timeout(idle):
+                        data = await ws.recv()
+                except TimeoutError:
+                    if conn.session.aci is not None:
+                        continue  # authenticated meanwhile (pipelined): no idle limit
+                    conn.close(1008)  # idle before authenticating
                     break
-                await conn.room.wait()  # backpressure: the peer must read its answers
-            if closing:  # let the writer flush the last response and close
-                await asyncio.wait_for(writer, timeout=5.0)
-        except (ConnectionClosed, TimeoutError):
+                if conn.closing:
+                    break
+                if not isinstance(data, bytes):
+                    conn.close(1003)
+                    break
+                try:
+                    frame = rf.decode_client_frame(data)
+                except DecodeError:
+                    await self._drain_inflight(conn)
+                    conn.send(rf.Response(0, rf.StatusCode.BAD_REQUEST, "malformed frame"))
+                    conn.close(1002)
+                    break
+                self._submit(conn, frame, len(data))
+                await self._ready(conn)
+        except (ConnectionClosed, StorageError):
             pass
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await writer
-            self._connections.discard(conn)
-            s = conn.session
-            if s.aci is not None and self._live.get((s.aci, s.device_id)) is conn:
-                del self._live[(s.aci, s.device_id)]
+            await self._finish(conn, writer)
 
-    def _on_frame(self, service: RelayService, conn: _Connection, data: Any) -> bool:
-        """Handle one frame synchronously; False once the connection is to be closed."""
-        if not isinstance(data, bytes):
-            conn.close(1003)
-            return False
-        try:
-            frame = rf.decode_client_frame(data)
-        except DecodeError:
-            conn.send(rf.Response(0, rf.StatusCode.BAD_REQUEST, "malformed frame"))
-            conn.close(1002)
-            return False
-        outcome = service.handle(conn.session, frame, self._clock())
-        conn.send(outcome.response)
-        if outcome.close:
-            conn.close(_CLOSE_AUTH_FAILED)
-            return False
-        if outcome.authenticated:
-            self._went_live(service, conn)
-        self._deliver(outcome)
-        return True
+    async def _drain_inflight(self, conn: _Connection) -> None:
+        while conn.inflight and not conn.closing:
+            conn.wake.clear()
+            await conn.wake.wait()
 
-    def _went_live(self, service: RelayService, conn: _Connection) -> None:
+    async def _finish(self, conn: _Connection, writer: asyncio.Task[None]) -> None:
+        if conn.closing and not conn.aborted and not writer.done():
+            try:  # let the writer flush the last response and the close frame (bounded)
+                async with asyncio.timeout(2 * self._config.write_timeout_s):
+                    await asyncio.shield(writer)
+            except (TimeoutError, asyncio.CancelledError):
+                conn.abort()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+            await writer
+        conn.done = True
+        conn.closing = True
+        conn.live = False
+        self._connections.discard(conn)
+        self._buffered(-conn.queued_bytes)
+        conn.queued_bytes = 0
+        while not conn.outbox.empty():  # drop what will never be sent
+            conn.outbox.get_nowait()
+        conn.window.clear()
         s = conn.session
-        assert s.aci is not None
-        old = self._live.get((s.aci, s.device_id))
+        if s is not None and s.aci is not None and self._live.get((s.aci, s.device_id)) is conn:
+            del self._live[(s.aci, s.device_id)]
+
+    # -- requests and their results (results applied on the loop, in commit order) ------
+
+    def _submit(self, conn: _Connection, frame: rf.ClientFrame, size: int) -> None:
+        service, storage = self._service, self._storage
+        assert service is not None and storage is not None
+        session = conn.session
+        assert session is not None
+        clock = self._clock
+        conn.inflight += 1
+        conn.inflight_bytes += size
+        self._buffered(size)
+
+        def job() -> Outcome | None:  # on the storage thread
+            if conn.refused:
+                return None
+            outcome = service.handle(session, frame, clock())
+            if outcome.close:
+                conn.refused = True
+            return outcome
+
+        def done(ok: bool, value: object) -> None:  # on the loop
+            conn.inflight_bytes -= size
+            self._buffered(-size)
+            self._apply(conn, frame, ok, value)
+
+        storage.submit(job, done, conn)
+
+    def _apply(self, conn: _Connection, frame: rf.ClientFrame, ok: bool, value: object) -> None:
+        conn.inflight -= 1
+        conn.wake.set()
+        if not ok:
+            if not conn.done:
+                conn.send(rf.Response(frame.request_id, rf.StatusCode.INTERNAL, "storage error"))
+                conn.close(_CLOSE_STORAGE)
+            return
+        if not isinstance(value, Outcome):
+            return  # skipped: the connection was already being closed
+        self._deliver(value.queued)  # even if the sender is gone: the commit happened
+        if conn.done or conn.closing:
+            return
+        conn.send(value.response)
+        if value.close:
+            conn.close(_CLOSE_AUTH_FAILED)
+            return
+        if value.authenticated:
+            self._went_live(conn)
+        body = frame.body
+        if isinstance(body, rf.Ack) and value.response.code == rf.StatusCode.OK:
+            conn.acked(body.ids)
+            self._pump(conn)
+
+    def _went_live(self, conn: _Connection) -> None:
+        s = conn.session
+        assert s is not None and s.aci is not None
+        key = (s.aci, s.device_id)
+        old = self._live.get(key)
         if old is not None and old is not conn:
+            self._replace(old)
+        self._live[key] = conn
+        conn.limit = self._config.max_outbox_bytes
+        conn.live = True
+        conn.draining = True
+        conn.cursor = None
+        conn.missed = False
+        self._pump(conn)
+
+    def _replace(self, old: _Connection) -> None:
+        """Close a replaced connection now: politely if its close frame can go out at once,
+        else by aborting the transport (its unsent pushes are pushed again later)."""
+        if old.idle_writer():
             old.close(_CLOSE_REPLACED)
-        self._live[(s.aci, s.device_id)] = conn
-        for m in service.pending(s):
+        else:
+            old.abort()
+
+    def _deliver(self, queued: Sequence[QueuedMessage]) -> None:
+        for m in queued:
+            target = self._live.get((m.aci, m.device_id))
+            if target is None or not target.live:
+                continue
+            if target.draining or not target.has_room(len(m.body)):
+                # The pager reads it from the store; it may sit before the cursor.
+                target.draining = True
+                target.missed = True
+                self._pump(target)
+                continue
+            target.push(m)
+
+    def _pump(self, conn: _Connection) -> None:
+        """Read the next page of the backlog if the window has room."""
+        if not conn.live or not conn.draining or conn.paging:
+            return
+        cfg = self._config
+        room = cfg.window_envelopes - len(conn.window)
+        room_bytes = cfg.window_bytes - conn.window_bytes
+        if room <= 0 or (conn.window and room_bytes <= 0):
+            return
+        s = conn.session
+        storage = self._storage
+        service = self._service
+        assert s is not None and s.aci is not None and storage is not None and service
+        aci, dev, after = s.aci, s.device_id, conn.cursor
+        store = service.store
+        conn.paging = True
+        page = getattr(store, "pending_page", None)
+        in_window = frozenset(conn.window) if page is None else frozenset()
+
+        def read() -> object:
+            if page is not None:
+                return page(aci, dev, after_seq=after, limit=room, max_bytes=max(1, room_bytes))
+            # A store without pages: the whole queue, less what the window holds.
+            rows = [m for m in store.pending(aci, dev) if m.id not in in_window]
+            return [(-1, m) for m in rows[:room]]
+
+        def done(ok: bool, value: object) -> None:
+            self._paged(conn, ok, value)
+
+        storage.submit(read, done)
+
+    def _paged(self, conn: _Connection, ok: bool, value: object) -> None:
+        conn.paging = False
+        if not conn.live:
+            return
+        if not ok or not isinstance(value, list):
+            conn.abort()
+            return
+        for seq, m in value:
+            conn.cursor = seq if seq >= 0 else None
             conn.push(m)
+        if value:
+            self._pump(conn)
+            return
+        if conn.missed:  # something arrived meanwhile: rescan once from the start
+            conn.missed = False
+            conn.cursor = None
+            self._pump(conn)
+            return
+        conn.draining = False
         conn.send(rf.QueueEmpty())
 
-    def _deliver(self, outcome: Outcome) -> None:
-        for m in outcome.queued:
-            target = self._live.get((m.aci, m.device_id))
-            if target is not None:
-                target.push(m)
+
+def _sweeper(service: RelayService, clock: Callable[[], int]) -> Callable[[], object]:
+    def sweep() -> object:
+        return service.sweep(clock())
+
+    return sweep
+
+
+def _sweep_done(ok: bool, value: object) -> None:
+    if not ok:
+        _RES_LOG.error("relay expiry sweep failed: %s", type(value).__name__)

@@ -146,6 +146,34 @@ class RelayConfig:
             has; each recipient's own part counts per device. A send that would exceed it is
             refused with ``RATE_LIMITED`` ("relay storage full") and queues nothing; it frees
             up as envelopes are acknowledged or expire.
+        window_envelopes: flow control: most envelopes pushed to one connection and not yet
+            acknowledged (64); the backlog is read from the store page by page as acks free
+            room, so a connection holds at most one window in memory whatever its mailbox.
+        window_bytes: most bytes of bodies pushed to one connection and not yet acknowledged
+            (1 MiB; one envelope is always allowed, however large).
+        write_timeout_s: a connection whose pending writes make no progress for this long
+            is aborted (30 s); so is one that does not take a close frame in this time.
+        ping_interval_s: keepalive ping period (20 s).
+        ping_timeout_s: a connection that does not answer a ping in this time is closed (20 s).
+        idle_timeout_s: an unauthenticated connection that sends nothing for this long is
+            closed (15 s); it also bounds the opening handshake.
+        max_connections: most open connections; more are refused with HTTP 503 (1000, and
+            never more than the process's file-descriptor limit allows).
+        max_buffered_bytes: most bytes waiting to be handled or written over all connections
+            (256 MiB); above it new connections are refused with HTTP 503 and no request is
+            read.
+        max_unauthenticated_outbox_bytes: the outbox limit of a connection that has not
+            authenticated (256 KiB): it stops being read once this much waits for it.
+        max_inflight_requests: most requests of one connection read but not yet answered (32).
+        max_incoming_frames: most received frames the WebSocket library buffers per
+            connection before it stops reading the socket (2).
+        max_batch: most requests the storage thread commits in one transaction (256).
+        max_inflight_bytes: most bytes of one connection's requests read but not yet
+            answered (2 MiB; one request is always allowed). Counted, with pending output,
+            in ``max_buffered_bytes``.
+        allowed_origins: browser origins (``https://host``) allowed to connect; a request
+            with any other ``Origin`` header is refused (HTTP 403). Clients that send no
+            ``Origin`` (every non-browser client) are always accepted.
         kt_epoch_interval_s: how often the key-transparency directory publishes the queued
             (ACI -> identity key) updates as an epoch (60 s); a registration's key is
             "pending" for clients until then.
@@ -179,6 +207,20 @@ class RelayConfig:
     sealed_burst: int = 500
     sealed_refill_per_s: float = 50.0
     max_total_queued_bytes: int = 2 * 1024 * 1024 * 1024
+    window_envelopes: int = 64
+    window_bytes: int = 1024 * 1024
+    write_timeout_s: float = 30.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    idle_timeout_s: float = 15.0
+    max_connections: int = 1000
+    max_buffered_bytes: int = 256 * 1024 * 1024
+    max_unauthenticated_outbox_bytes: int = 256 * 1024
+    max_inflight_requests: int = 32
+    max_incoming_frames: int = 2
+    max_batch: int = 256
+    allowed_origins: tuple[str, ...] = ()
+    max_inflight_bytes: int = 2 * 1024 * 1024
     kt_epoch_interval_s: float = 60.0
     kt_max_epoch_changes: int = 1000
     kt_auditor_keys: tuple[bytes, ...] = ()
@@ -393,7 +435,7 @@ def _bundle(b: BundleRow) -> rf.DeviceBundle:
 class RelayService:
     """The relay's request handling over a :class:`RelayStore`.
 
-    Not thread-safe; the server calls it from its event loop only.
+    Not thread-safe; the server calls it from its one storage thread only.
     """
 
     def __init__(self, store: RelayStore, rng: Rng, config: RelayConfig | None = None) -> None:

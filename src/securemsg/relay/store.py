@@ -5,8 +5,9 @@ Theory of operation
 Everything the relay must not lose lives behind :class:`RelayStore`: accounts and devices,
 the public prekey directory, the mailboxes of queued envelopes and the relay's own signing
 keys. Rate-limit counters and connection state are *not* here (memory only, by design).
-Every method is one atomic operation (one transaction); the relay logic never composes two
-calls into something that must be atomic. The operations that need atomicity under
+Every method is one atomic operation (one transaction, or one savepoint inside
+:meth:`SqliteRelayStore.batch`); the relay logic never composes two calls into something that
+must be atomic. The operations that need atomicity under
 concurrency are inside the store: :meth:`RelayStore.take_bundles` reads and deletes the
 one-time prekeys it hands out in one transaction (so concurrent fetchers never receive the
 same key), :meth:`RelayStore.create_device` checks and inserts in one, and
@@ -17,9 +18,10 @@ milliseconds) and the SQL is portable: no SQLite-only syntax beyond ``INSERT ...
 (also PostgreSQL's), explicit ``seq`` columns instead of rowids, BLOB/BYTEA-compatible types.
 A PostgreSQL implementation would use ``SELECT ... FOR UPDATE SKIP LOCKED`` in ``take_bundles``.
 
-:class:`SqliteRelayStore`: WAL journal, ``synchronous=FULL`` (a returned call is on disk),
-``BEGIN IMMEDIATE`` per operation (writers serialize up front, so two connections on one file
-are safe), schema migrations appended to ``_MIGRATIONS``. Retention is a file property too:
+:class:`SqliteRelayStore`: WAL journal, ``synchronous=FULL`` (a returned call is on disk;
+inside a batch, once the batch has committed), ``BEGIN IMMEDIATE`` per operation or per batch
+(writers serialize up front, so two connections on one file are safe), schema migrations
+appended to ``_MIGRATIONS``. Retention is a file property too:
 ``secure_delete`` plus a truncating WAL checkpoint after every commit that deleted envelopes
 leave nothing of an acknowledged or expired envelope in the database, WAL or SHM file, and
 all three are mode 0600 (see :class:`SqliteRelayStore`). A sealed sender v2 send's shared
@@ -44,7 +46,7 @@ from enum import Enum
 from types import TracebackType
 from typing import Any, Final, Protocol
 
-from securemsg.errors import StorageError
+from securemsg.errors import StorageError, UsageError
 from securemsg.relay.filescan import blank_live
 
 __all__ = [
@@ -405,11 +407,27 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # versions, signed epoch heads, auditor cosignatures, and the queue of unpublished
     # (ACI -> identity key) updates, seeded with the accounts that exist already.
     (
-        "CREATE TABLE kt_keys (singleton INTEGER PRIMARY KEY CHECK (singleton = 1), vrf_seed BLOB NOT NULL, head_seed BLOB NOT NULL)",
-        "CREATE TABLE kt_nodes (node_key BLOB PRIMARY KEY, left_key BLOB, right_key BLOB, commitment BLOB NOT NULL, value BLOB NOT NULL, digest BLOB NOT NULL, label_hash BLOB NOT NULL, last_epoch INTEGER NOT NULL, min_epoch INTEGER NOT NULL)",
-        "CREATE TABLE kt_values (label BLOB NOT NULL, version INTEGER NOT NULL, epoch INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY (label, version))",
-        "CREATE TABLE kt_epochs (epoch INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, signed_head BLOB NOT NULL)",
-        "CREATE TABLE kt_cosignatures (epoch INTEGER NOT NULL, auditor_key BLOB NOT NULL, signature BLOB NOT NULL, PRIMARY KEY (epoch, auditor_key))",
+        (
+            "CREATE TABLE kt_keys (singleton INTEGER PRIMARY KEY CHECK (singleton = 1), vrf_seed "
+            "BLOB NOT NULL, head_seed BLOB NOT NULL)"
+        ),
+        (
+            "CREATE TABLE kt_nodes (node_key BLOB PRIMARY KEY, left_key BLOB, right_key BLOB, "
+            "commitment BLOB NOT NULL, value BLOB NOT NULL, digest BLOB NOT NULL, label_hash BLOB"
+            " NOT NULL, last_epoch INTEGER NOT NULL, min_epoch INTEGER NOT NULL)"
+        ),
+        (
+            "CREATE TABLE kt_values (label BLOB NOT NULL, version INTEGER NOT NULL, epoch INTEGER"
+            " NOT NULL, value BLOB NOT NULL, PRIMARY KEY (label, version))"
+        ),
+        (
+            "CREATE TABLE kt_epochs (epoch INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, "
+            "signed_head BLOB NOT NULL)"
+        ),
+        (
+            "CREATE TABLE kt_cosignatures (epoch INTEGER NOT NULL, auditor_key BLOB NOT NULL, "
+            "signature BLOB NOT NULL, PRIMARY KEY (epoch, auditor_key))"
+        ),
         "CREATE TABLE kt_pending (label BLOB PRIMARY KEY, value BLOB NOT NULL)",
         "INSERT INTO kt_pending (label, value) SELECT aci, identity_key FROM accounts",
     ),
@@ -487,19 +505,28 @@ def _make_private(path: str, *, create: bool) -> None:
 
 
 class SqliteRelayStore:
-    """:class:`RelayStore` on one SQLite file. Use from the thread that opened it; open one
-    store per thread (or process) to share a file.
+    """:class:`RelayStore` on one SQLite file.
+
+    The connection is opened with ``check_same_thread=False`` so that the relay can open the
+    store on its event loop and then hand it to its one storage thread; after that hand-over
+    only that thread uses it (the store itself is not safe for concurrent use). Open one store
+    per thread (or process) to share a file.
+
+    :meth:`batch` groups many operations into one transaction (group commit): inside it every
+    operation runs in its own ``SAVEPOINT``, so a failed or refused one is undone alone, and
+    the whole batch is made durable by one ``COMMIT`` (one fsync).
 
     Files: the database and its ``-wal`` / ``-shm`` companions are mode 0600 (created so
     before SQLite opens them, which gives the companions the database file's mode; an
     existing file others could read is tightened and logged). Retention: ``secure_delete``
     zeroes deleted rows and freed pages, and after every commit that deleted envelopes (ack,
-    expiry) the WAL is checkpointed into the database and truncated to zero bytes
-    (``PRAGMA wal_checkpoint(TRUNCATE)``), so an acknowledged or expired envelope leaves no
-    copy in any file; at open, the same checkpoint scrubs what a crash left in the WAL.
+    expiry; for a batch, once after its commit) the WAL is checkpointed into the database and
+    truncated to zero bytes (``PRAGMA wal_checkpoint(TRUNCATE)``), so an acknowledged or
+    expired envelope leaves no copy in any file; at open, the same checkpoint scrubs what a
+    crash left in the WAL.
     """
 
-    __slots__ = ("_conn", "_path", "_residue")
+    __slots__ = ("_batch_depth", "_conn", "_path", "_residue")
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         """Wrap an open connection (internal: use :meth:`open`)."""
@@ -507,6 +534,7 @@ class SqliteRelayStore:
         self._path = path
         #: True while deleted envelopes may still have page images in the WAL.
         self._residue = False
+        self._batch_depth = 0
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> SqliteRelayStore:
@@ -526,7 +554,13 @@ class SqliteRelayStore:
                     "cannot create or protect the relay database file: " + (exc.strerror or "error")
                 ) from exc
         try:
-            conn = sqlite3.connect(path_str, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            # Not bound to the opening thread: the relay hands the store to its storage thread.
+            conn = sqlite3.connect(
+                path_str,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         except sqlite3.Error as exc:
             raise _db_error(exc) from exc
         store = cls(conn, path_str)
@@ -632,6 +666,10 @@ class SqliteRelayStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._batch_depth:
+            with self._savepoint() as conn:
+                yield conn
+            return
         conn = self._c()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -645,6 +683,76 @@ class SqliteRelayStore:
             if isinstance(exc, sqlite3.Error):
                 raise _db_error(exc) from exc
             raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise _db_error(exc) from exc
+        self._after_commit()
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+        """One operation inside :meth:`batch`: undone alone (``ROLLBACK TO``) if it fails."""
+        conn = self._c()
+        if not conn.in_transaction:  # SQLite rolled the batch back (e.g. I/O error, disk full)
+            raise StorageError("relay database error: the batch transaction was lost")
+        # One constant name: the statements stay in sqlite3's cache, and a nested savepoint
+        # of the same name is the innermost one for ROLLBACK TO and RELEASE.
+        name = "relay_op"
+        try:
+            conn.execute("SAVEPOINT " + name)
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK TO " + name)
+                conn.execute("RELEASE " + name)
+            if isinstance(exc, sqlite3.Error):
+                raise _db_error(exc) from exc
+            raise
+        try:
+            conn.execute("RELEASE " + name)
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run many operations in one transaction, committed once (group commit).
+
+        Inside the block every operation is one ``SAVEPOINT``: a failed or refused operation
+        is rolled back to it and the others stay. On leaving the block the transaction is
+        committed (one fsync with ``synchronous=FULL``); nothing inside is durable before
+        that. If the block raises, or the commit fails, or SQLite abandoned the transaction
+        (an I/O error), everything in the batch is rolled back and :class:`StorageError` (or
+        the block's exception) is raised: callers must then treat every operation of the
+        batch as not done. Batches do not nest.
+
+        Raises:
+            StorageError: the transaction could not be begun or committed, or was lost.
+            UsageError: already inside a batch.
+        """
+        if self._batch_depth:
+            raise UsageError("relay store batches do not nest")
+        conn = self._c()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+        self._batch_depth = 1
+        try:
+            yield
+        except BaseException:
+            with suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._batch_depth = 0
+        if not conn.in_transaction:
+            raise StorageError("relay database error: the batch transaction was lost")
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -1018,6 +1126,47 @@ class SqliteRelayStore:
                 c.execute("DELETE FROM shared_bodies WHERE seq = ?", (seq,))
                 freed += int(row[0])
         return freed
+
+    def pending_page(
+        self,
+        aci: bytes,
+        device_id: int,
+        *,
+        after_seq: int | None = None,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> list[tuple[int, QueuedMessage]]:
+        """A page of the device's queue in ``seq`` order: ``(seq, message)`` for messages
+        after ``after_seq`` (all if None), at most ``limit`` of them and, past the first, at
+        most ``max_bytes`` of bodies in total. Reads rows one at a time, so a page never
+        holds more than it returns. ``seq`` orders the queue but may be reused once the
+        newest row of the whole table is deleted: callers that page must allow for it."""
+        if limit <= 0:
+            return []
+        sql = _MSG_SELECT.replace("SELECT ", "SELECT m.seq, ", 1) + (
+            " WHERE m.aci = ? AND m.device_id = ?"
+        )
+        params: tuple[Any, ...] = (aci, device_id)
+        if after_seq is not None:
+            sql += " AND m.seq > ?"
+            params += (after_seq,)
+        sql += " ORDER BY m.seq LIMIT ?"
+        params += (limit,)
+        out: list[tuple[int, QueuedMessage]] = []
+        total = 0
+        with self._errors():
+            cur = self._c().execute(sql, params)
+            try:
+                for row in cur:
+                    message = _message(row[1:])
+                    size = len(message.body)
+                    if out and max_bytes is not None and total + size > max_bytes:
+                        break
+                    total += size
+                    out.append((int(row[0]), message))
+            finally:
+                cur.close()
+        return out
 
     def ack(self, aci: bytes, device_id: int, ids: Sequence[bytes]) -> int:
         deleted = 0

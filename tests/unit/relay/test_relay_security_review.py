@@ -53,10 +53,18 @@ def test_a_mailbox_is_capped_in_bytes_and_a_refused_send_queues_nothing(tmp_path
 class _StuckSocket:
     """A peer that sends many requests and never reads: every send blocks forever."""
 
+    transport = None
+
     def __init__(self, frames: list[bytes]) -> None:
         self.frames = frames
         self.consumed = 0
         self._never = asyncio.Event()
+
+    async def recv(self) -> bytes:
+        if self.consumed == len(self.frames):
+            await self._never.wait()
+        self.consumed += 1
+        return self.frames[self.consumed - 1]
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._gen()
@@ -79,15 +87,21 @@ def test_the_relay_stops_reading_a_connection_that_does_not_read(tmp_path: Path)
     ]
 
     async def body() -> None:
-        server = RelayServer(tmp_path / "r.db", config=RelayConfig(max_outbox_bytes=20_000))
+        config = RelayConfig(max_outbox_bytes=20_000, max_unauthenticated_outbox_bytes=20_000)
+        server = RelayServer(tmp_path / "r.db", config=config)
         await server.start()
         try:
             peer = _StuckSocket(frames)
             task = asyncio.create_task(server._handle(peer))  # type: ignore[arg-type]
-            for _ in range(50):
-                await asyncio.sleep(0)
+            for _ in range(200):  # until the outbox is over its cap (bounded)
+                if server._connections and next(iter(server._connections)).queued_bytes > 20_000:
+                    break
+                await asyncio.sleep(0.05)
+            seen = peer.consumed
+            for _ in range(20):
+                await asyncio.sleep(0.01)
             assert not task.done()
-            assert peer.consumed < 1000  # it stopped reading near the outbox cap
+            assert 0 < peer.consumed == seen < 1000  # it stopped reading near the outbox cap
             (conn,) = server._connections
             assert conn.queued_bytes <= 20_000 + rf.MAX_FRAME_SIZE
             task.cancel()
