@@ -172,6 +172,11 @@ class SqliteKtStore:
             raise StorageError("the stored key-transparency keys are corrupt")
         return vrf, head
 
+    def keys(self) -> tuple[bytes, bytes] | None:
+        """The stored (VRF seed, head-signing seed), or None before the relay first started."""
+        rows = self._relay._read("SELECT vrf_seed, head_seed FROM kt_keys")
+        return (bytes(rows[0][0]), bytes(rows[0][1])) if rows else None
+
     def queue(self, label: bytes, value: bytes) -> None:
         """Queue (label -> value) for the next epoch (replacing a queued value)."""
         with self._relay._tx() as c:
