@@ -356,7 +356,8 @@ def _proto_fields(data: bytes) -> dict[int, list[bytes | int]]:
     return fields
 
 
-#: libsignal's ``V1State`` oneof field numbers -> braid state names (spqr-facts §6.2)
+#: libsignal's ``V1State`` oneof field numbers -> braid state names (libsignal's SPQR v1
+#: state protobuf)
 V1_STATE_NAMES = {
     1: "keys_unsampled",
     2: "keys_sampled",

@@ -294,6 +294,50 @@ def relay() -> None:
     show_default=True,
     help="Most requests committed together in one transaction (group commit).",
 )
+@click.option(
+    "--registration-burst",
+    type=click.IntRange(1),
+    default=_DEFAULTS.registration_burst,
+    show_default=True,
+    help="Registrations the relay accepts at once, over all connections.",
+)
+@click.option(
+    "--registration-rate",
+    type=click.FloatRange(0.001),
+    default=_DEFAULTS.registration_refill_per_s,
+    show_default=True,
+    help="Registrations regained per second after a burst.",
+)
+@click.option(
+    "--one-time-budget",
+    type=click.IntRange(0),
+    default=_DEFAULTS.one_time_budget,
+    show_default=True,
+    help="One-time prekeys handed out per target device per hour; beyond it bundles carry "
+    "only the signed and last-resort keys.",
+)
+@click.option(
+    "--sealed-burst",
+    type=click.IntRange(1),
+    default=_DEFAULTS.sealed_burst,
+    show_default=True,
+    help="Sealed messages one device may be sent at once, whoever sends them.",
+)
+@click.option(
+    "--sealed-rate",
+    type=click.FloatRange(0.001),
+    default=_DEFAULTS.sealed_refill_per_s,
+    show_default=True,
+    help="Sealed messages per device regained per second after a burst.",
+)
+@click.option(
+    "--max-queued-mib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_total_queued_bytes // _MIB,
+    show_default=True,
+    help="Most MiB of queued envelopes the relay stores for all devices together (a "
+    "multi-recipient message's shared part counts once); sends beyond it get RATE_LIMITED.",
+)
 def relay_serve(
     db: Path,
     host: str,
@@ -315,6 +359,12 @@ def relay_serve(
     unauth_outbox_kib: int,
     max_incoming_frames: int,
     max_batch: int,
+    registration_burst: int,
+    registration_rate: float,
+    one_time_budget: int,
+    sealed_burst: int,
+    sealed_rate: float,
+    max_queued_mib: int,
     kt_epoch_interval: float,
     token_file: Path | None,
 ) -> None:
@@ -366,6 +416,12 @@ def relay_serve(
         max_unauthenticated_outbox_bytes=unauth_outbox_kib * 1024,
         max_incoming_frames=max_incoming_frames,
         max_batch=max_batch,
+        max_total_queued_bytes=max_queued_mib * _MIB,
+        registration_burst=registration_burst,
+        registration_refill_per_s=registration_rate,
+        one_time_budget=one_time_budget,
+        sealed_burst=sealed_burst,
+        sealed_refill_per_s=sealed_rate,
         kt_epoch_interval_s=kt_epoch_interval,
     )
 
@@ -488,7 +544,14 @@ _allow_identified_option = click.option(
     help="The relay's trust-root key (hex, printed by `relay serve`). Without it the "
     "key is taken from the relay on first contact.",
 )
-def client_register(home: Path, relay_url: str, trust_root: str | None) -> None:
+@click.option(
+    "--registration-token",
+    default=None,
+    help="An invitation token, for a relay that admits registrations only with one.",
+)
+def client_register(
+    home: Path, relay_url: str, trust_root: str | None, registration_token: str | None
+) -> None:
     """Create a new device in HOME and register it with the relay.
 
     HOME is created owner-only (0700) and the device database 0600. The relay's trust root is
@@ -521,7 +584,7 @@ def client_register(home: Path, relay_url: str, trust_root: str | None) -> None:
             created_db = True
             c = await Client.create(path, relay_url, trust_root)
         try:
-            await c.register()
+            await c.register(registration_token=(registration_token or "").encode())
             click.echo(f"registered {c.aci} (device {c.device_id})")
             click.echo(f"contact card: {c.contact_card}")
         finally:

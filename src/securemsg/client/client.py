@@ -734,8 +734,11 @@ class Client:
             )
         return presented
 
-    async def register(self) -> None:
+    async def register(self, *, registration_token: bytes = b"") -> None:
         """Register this device with the relay; leaves the client connected.
+
+        ``registration_token`` is for relays that admit registrations by invitation
+        (``relay serve --registration-token-file``); others ignore it.
 
         First the relay's trust root is fetched and compared with the pinned one (or pinned,
         if none was given: trust on first use). A mismatch raises before anything is
@@ -744,8 +747,9 @@ class Client:
         Raises:
             UsageError: already registered.
             TrustRootMismatch: the relay presents another trust root than the pinned one.
-            RelayError: the relay refused (e.g. ``CONFLICT``: device already registered) or
-                could not be reached (code ``CONNECTION_LOST``).
+            RelayError: the relay refused (e.g. ``CONFLICT``: device already registered;
+                ``FORBIDDEN``: no valid registration token; ``RATE_LIMITED``) or could not be
+                reached (code ``CONNECTION_LOST``).
         """
         if self.registered:
             raise UsageError("this device is already registered")
@@ -770,6 +774,7 @@ class Client:
                 kyber_pre_keys=kyber_keys,
                 unidentified_access_key=self._access_key,
                 signature=self._sign_challenge(conn.challenge),
+                registration_token=bytes(registration_token),
             )
             await conn.request(request)
         except BaseException:

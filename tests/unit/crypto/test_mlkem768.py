@@ -43,7 +43,7 @@ def test_keys_from_seed_match_kyber_py_key_derive() -> None:
         ek, dk = ML_KEM_768.key_derive(seed)
         kp = MlKem768KeyPair.from_seed(seed)
         assert kp.encapsulation_key == ek
-        assert kp.header == dk[2304:2368]  # spqr-facts §7: header = dk[2304:2336] || dk[2336:2368]
+        assert kp.header == dk[2304:2368]  # dk[2304:2336] || dk[2336:2368]
 
 
 def test_openssl_decapsulates_incremental_ciphertexts() -> None:

@@ -189,6 +189,25 @@ def test_registration_token_over_loopback(tmp_path: Path) -> None:
     run(body)
 
 
+def test_sdk_client_registers_with_an_invitation_token(tmp_path: Path) -> None:
+    from securemsg.client import Client
+    from securemsg.errors import RelayError
+
+    async def body() -> None:
+        async with relay(tmp_path / "r.db", admission=TokenAdmission(["invite"])) as server:
+            refused = await Client.create(tmp_path / "a.db", server.url, server.trust_root_public)
+            with pytest.raises(RelayError) as info:
+                await refused.register()
+            assert info.value.code == rf.StatusCode.FORBIDDEN
+            await refused.close()
+            admitted = await Client.create(tmp_path / "b.db", server.url, server.trust_root_public)
+            await admitted.register(registration_token=b"invite")
+            assert admitted.registered
+            await admitted.close()
+
+    run(body)
+
+
 def test_registration_token_length_is_checked_on_the_wire() -> None:
     reg = dataclasses.replace(Device.new(9).register(bytes(32)), registration_token=b"t" * 257)
     with pytest.raises(UsageError):

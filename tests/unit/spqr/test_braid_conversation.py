@@ -1,4 +1,4 @@
-"""Two Python parties run the ML-KEM Braid (spqr-facts §3, §9): alternation, bursts, loss."""
+"""Two Python parties run the ML-KEM Braid (protocol/spqr/braid.py): alternation, bursts, loss."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_strict_alternation_matches_observed_transcript() -> None:
         pair.deliver("A")
         b_log.append(_describe(pair.send("B")))
         pair.deliver("B")
-    # A→B (spqr-facts §9): numbering is 1-based message position
+    # A→B: numbering is 1-based message position
     assert a_log[0:3] == [(1, i, "HDR", i - 1) for i in (1, 2, 3)]
     assert a_log[3:32] == [(1, i, "EK", i - 4) for i in range(4, 33)]
     assert a_log[32:39] == [(1, i, "EK_CT1_ACK", i - 4) for i in range(33, 40)]

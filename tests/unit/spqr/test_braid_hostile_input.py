@@ -1,5 +1,5 @@
 """Hostile input to the braid: every (state, message) pair advances or raises a typed error
-and leaves the given state untouched (spqr-facts §3, §4, §6.4)."""
+and leaves the given state untouched (protocol/spqr/braid.py)."""
 
 from __future__ import annotations
 

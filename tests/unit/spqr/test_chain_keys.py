@@ -1,4 +1,4 @@
-"""The SPQR symmetric chain (spqr-facts §5), recomputed by hand from the labels."""
+"""The SPQR symmetric chain (protocol/spqr/chain.py), recomputed by hand from the labels."""
 
 from __future__ import annotations
 

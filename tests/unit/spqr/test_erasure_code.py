@@ -1,4 +1,4 @@
-"""GF(2^16) field laws and the systematic polynomial erasure code (spqr-facts §2)."""
+"""GF(2^16) field laws and the systematic polynomial erasure code (protocol/spqr/erasure.py)."""
 
 from __future__ import annotations
 

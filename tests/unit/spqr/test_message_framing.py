@@ -1,4 +1,4 @@
-"""pq_ratchet framing (spqr-facts §1): varints, limits, trailing bytes, malformed input."""
+"""pq_ratchet framing (protocol/spqr/message.py): varints, limits, trailing bytes, bad input."""
 
 from __future__ import annotations
 
