@@ -33,7 +33,8 @@ Names follow libsignal-client's vocabulary:
 * randomness and limits: :class:`Rng`, :class:`SystemRng`, :class:`Limits`;
 * errors: :class:`SecureMsgError` and its tree (``UsageError`` for the caller's mistakes,
   ``PeerError`` for hostile or broken input, ...);
-* the async client SDK: :class:`Client`, :class:`ReceivedMessage`.
+* the async client SDK: :class:`Client`, :class:`ReceivedMessage`, and what its
+  key-transparency checks report: :class:`KtWarning`, :class:`KtMonitorResult`.
 
 Internal: not part of the public API -- every submodule (``securemsg.cipher``,
 ``securemsg.protocol.*``, ``securemsg.wire.*``, ``securemsg.crypto.*``, ``securemsg.store.*``,
@@ -62,7 +63,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         message_encrypt,
         process_prekey_bundle,
     )
-    from securemsg.client import Client, ReceivedMessage
+    from securemsg.client import Client, KtMonitorResult, KtWarning, ReceivedMessage
     from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
     from securemsg.crypto.kyber1024 import KyberKeyPair, KyberPublicKey
     from securemsg.crypto.rng import Rng, SystemRng
@@ -75,6 +76,13 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         InvalidMessageError,
         InvalidPreKeyError,
         InvalidSignatureError,
+        KeyTransparencyDecodeError,
+        KeyTransparencyError,
+        KeyTransparencyHeadError,
+        KeyTransparencyMismatch,
+        KeyTransparencyMonitorError,
+        KeyTransparencyPending,
+        KeyTransparencyProofError,
         MessageGapTooLargeError,
         NoSessionError,
         PeerError,
@@ -233,6 +241,13 @@ __all__ = [
     "InvalidMessageError",
     "InvalidPreKeyError",
     "InvalidSignatureError",
+    "KeyTransparencyDecodeError",
+    "KeyTransparencyError",
+    "KeyTransparencyHeadError",
+    "KeyTransparencyMismatch",
+    "KeyTransparencyMonitorError",
+    "KeyTransparencyPending",
+    "KeyTransparencyProofError",
     "MessageGapTooLargeError",
     "NoSessionError",
     "PeerError",
@@ -247,6 +262,8 @@ __all__ = [
     "UsageError",
     # the async client SDK
     "Client",
+    "KtMonitorResult",
+    "KtWarning",
     "ReceivedMessage",
 ]
 
@@ -259,7 +276,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "message_encrypt",
         "process_prekey_bundle",
     ),
-    "securemsg.client": ("Client", "ReceivedMessage"),
+    "securemsg.client": ("Client", "KtMonitorResult", "KtWarning", "ReceivedMessage"),
     "securemsg.crypto.curve": ("KeyPair", "PrivateKey", "PublicKey"),
     "securemsg.crypto.kyber1024": ("KyberKeyPair", "KyberPublicKey"),
     "securemsg.crypto.rng": ("Rng", "SystemRng"),
@@ -272,6 +289,13 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "InvalidMessageError",
         "InvalidPreKeyError",
         "InvalidSignatureError",
+        "KeyTransparencyDecodeError",
+        "KeyTransparencyError",
+        "KeyTransparencyHeadError",
+        "KeyTransparencyMismatch",
+        "KeyTransparencyMonitorError",
+        "KeyTransparencyPending",
+        "KeyTransparencyProofError",
         "MessageGapTooLargeError",
         "NoSessionError",
         "PeerError",
