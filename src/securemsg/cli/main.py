@@ -12,7 +12,7 @@ One click group (``securemsg --version`` prints the package version) with these 
 * ``securemsg client register|whoami|add-contact|send|receive|chat`` -- a device in a
   directory (``--home``), so two terminals can talk through a running relay. ``receive`` and
   ``chat`` also check the account's own key in the relay's key-transparency directory (at
-  start, then hourly) and say so in words if the relay published a key it did not create.
+  start; ``chat`` then hourly) and say so in words if the relay published a key it did not create.
 * ``securemsg kt audit`` -- audit a relay's key-transparency directory (append-only proofs,
   head chain) and optionally cosign its heads.
 
@@ -687,12 +687,12 @@ def client_send(home: Path, to: str, text: str, allow_identified: bool) -> None:
     _run(go())
 
 
-async def _kt_check(c: Any) -> None:
-    """Run the client's self-monitoring if due; say in words what it found."""
+async def _kt_check(c: Any, *, now: bool = False) -> None:
+    """Run the client's self-monitoring (``now``, or if due); say in words what it found."""
     from securemsg.errors import KeyTransparencyError, KeyTransparencyMonitorError
 
     try:
-        await c.kt_monitor_if_due()
+        await (c.kt_monitor() if now else c.kt_monitor_if_due())
     except KeyTransparencyMonitorError as exc:
         versions = ", ".join(f"version {v} (epoch {e})" for v, e in exc.versions)
         click.echo(
@@ -727,7 +727,7 @@ def client_receive(home: Path, wait: float) -> None:
         c = await _open(home)
         try:
             await c.connect()
-            await _kt_check(c)
+            await _kt_check(c, now=True)
             await c.sync()
             count = 0
             while True:
@@ -780,9 +780,10 @@ def client_chat(home: Path, to: str, allow_identified: bool) -> None:
                     _print_failure(console, f)
 
             async def monitor() -> None:
-                while True:  # the client's own interval decides when a check is due
-                    await _kt_check(c)
+                await _kt_check(c, now=True)
+                while True:  # then the client's own interval decides when a check is due
                     await asyncio.sleep(60)
+                    await _kt_check(c)
 
             loop = asyncio.get_running_loop()
             tasks = [
