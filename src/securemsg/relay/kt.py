@@ -10,9 +10,11 @@ start and kept in the relay database: the VRF key and the Ed25519 head-signing k
 * **Queue.** A registration that creates an account queues (ACI -> identity key) in the
   registration's own transaction; nothing about KT runs on the send path.
 * **Publish.** :meth:`RelayKeyTransparency.publish` (run by the server every
-  ``kt_epoch_interval_s``; tests call it directly) takes at most ``kt_max_epoch_changes``
-  queued updates and publishes them as one epoch in one transaction, with its signed head
-  ``{epoch, root, time, previous head hash}`` chained to the previous one.
+  ``kt_epoch_interval_s`` on a thread and connection of its own, :class:`KtPublisherThread`,
+  so the storage thread that serves sends never waits for it; tests call it directly) takes
+  at most ``kt_max_epoch_changes`` queued updates and publishes them as one epoch in one
+  transaction, with its signed head ``{epoch, root, time, previous head hash}`` chained to the
+  previous one.
 * **Serve.** :meth:`RelayKeyTransparency.answer` answers the ``Kt*`` requests of
   docs/relay-protocol.md: the public keys, signed heads (with auditors' cosignatures), a lookup
   proof of any account (authenticated, rate limited like bundle fetches), the complete history
@@ -25,7 +27,10 @@ start and kept in the relay database: the VRF key and the Ed25519 head-signing k
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from securemsg.crypto.ecvrf import VrfPrivateKey
@@ -37,13 +42,14 @@ from securemsg.kt.directory import Directory, PublishedEpoch
 from securemsg.kt.heads import EpochHead, SignedEpochHead, sign_epoch_head
 from securemsg.kt.types import HistoryParams
 from securemsg.relay.kt_store import SqliteKtStore
+from securemsg.relay.store import SqliteRelayStore
 from securemsg.wire import relay_frames as rf
 from securemsg.wire.akd import encode_append_only_proof, encode_history_proof, encode_lookup_proof
 
 if TYPE_CHECKING:
     from securemsg.relay.service import RelayConfig, TokenBuckets
 
-__all__ = ["KT_REQUESTS", "MAX_KT_PROOF_BYTES", "RelayKeyTransparency"]
+__all__ = ["KT_REQUESTS", "MAX_KT_PROOF_BYTES", "KtPublisherThread", "RelayKeyTransparency"]
 
 _LOG = logging.getLogger("securemsg.relay")
 #: The request types this module answers.
@@ -243,3 +249,58 @@ def check_config(config: RelayConfig) -> None:
         raise UsageError("kt_max_epoch_changes must be at least 1")
     if any(not isinstance(k, bytes) or len(k) != 32 for k in config.kt_auditor_keys):
         raise UsageError("auditor keys are 32-byte Ed25519 public keys")
+
+
+class KtPublisherThread:
+    """Publishes epochs on a thread and database connection of their own.
+
+    Building an epoch (VRF evaluations, trie reads and hashing: about a second for 1000 new
+    accounts) then never holds up the relay's storage thread, so sends are not delayed; only
+    the final commit takes the database's write lock, between two of the storage thread's
+    group commits (each of which is one snapshot, so a proof is never built across an epoch's
+    commit). The connection is opened on first use, on the thread that keeps using it.
+    """
+
+    def __init__(
+        self, db_path: str, rng: Rng, config: RelayConfig, clock: Callable[[], int]
+    ) -> None:
+        self._db_path = db_path
+        self._rng = rng
+        self._config = config
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="securemsg-relay-kt")
+        self._store: SqliteRelayStore | None = None
+        self._kt: RelayKeyTransparency | None = None
+
+    def _publish(self) -> int | None:  # on the publisher thread
+        if self._kt is None:
+            from securemsg.relay.service import TokenBuckets
+
+            self._store = SqliteRelayStore.open(self._db_path)
+            unused = TokenBuckets(1, 1.0)  # this instance answers no requests
+            self._kt = RelayKeyTransparency(
+                SqliteKtStore(self._store), self._rng, self._config, unused, unused
+            )
+        published = self._kt.publish(self._clock())
+        return None if published is None else published.epoch
+
+    async def publish(self) -> int | None:
+        """Publish the queued updates as one epoch; the new epoch or None.
+
+        Raises:
+            StorageError: the database failed (nothing was published).
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._publish)
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+            self._kt = None
+
+    async def close(self) -> None:
+        """Close the connection and end the thread (after a publication in progress)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=False)

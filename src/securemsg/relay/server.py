@@ -83,6 +83,7 @@ from websockets.typing import Origin
 from securemsg.crypto.curve import PublicKey
 from securemsg.crypto.rng import Rng, SystemRng
 from securemsg.errors import DecodeError, StorageError, UsageError
+from securemsg.relay.kt import KtPublisherThread
 from securemsg.relay.service import (
     Outcome,
     RelayConfig,
@@ -497,6 +498,7 @@ class RelayServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._kt_publisher: asyncio.Task[None] | None = None
+        self._kt_publisher_thread: KtPublisherThread | None = None
         self._live: dict[tuple[bytes, int], _Connection] = {}
         self._connections: set[_Connection] = set()
         self._total_buffered = 0
@@ -574,6 +576,10 @@ class RelayServer:
         sock = next(iter(self._server.sockets))
         self._host, self._port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep_loop())
+        if self._db_path is not None:
+            self._kt_publisher_thread = KtPublisherThread(
+                self._db_path, self._rng, cfg, self._clock
+            )
         self._kt_publisher = asyncio.create_task(self._kt_loop())
         self._watchdog = asyncio.create_task(self._watch_writes())
         if self._ssl is None and not _is_loopback(host):
@@ -592,6 +598,9 @@ class RelayServer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._sweeper = self._watchdog = self._kt_publisher = None
+        if self._kt_publisher_thread is not None:
+            await self._kt_publisher_thread.close()
+            self._kt_publisher_thread = None
         if self._server is not None:
             for conn in list(self._connections):
                 if not conn.idle_writer():
@@ -719,8 +728,12 @@ class RelayServer:
                 storage.submit(_sweeper(service, self._clock), _sweep_done)
 
     async def publish_kt_epoch(self) -> int | None:
-        """Publish the queued key-transparency updates now, on the storage thread (the timer
-        does it every ``kt_epoch_interval_s``); the new epoch, or None if nothing changed."""
+        """Publish the queued key-transparency updates now (the timer does it every
+        ``kt_epoch_interval_s``); the new epoch, or None if nothing changed. With a database
+        path it runs on the publisher's own thread and connection, else on the storage thread.
+        """
+        if self._kt_publisher_thread is not None:
+            return await self._kt_publisher_thread.publish()
         clock = self._clock
         result: int | None = await self.call(lambda service: service.publish_kt_epoch(clock()))
         return result
