@@ -186,6 +186,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("securemsg.client")
+#: Most entries kept in Client.kt_warnings (the oldest are dropped).
+_MAX_KT_WARNINGS = 100
 
 #: One-time prekeys (of each kind) generated and uploaded per batch.
 DEFAULT_PREKEY_BATCH: Final = 100
@@ -465,7 +467,7 @@ class Client:
         self.last_send_sealed = False
         #: TLS context for a ``wss://`` relay (None: the system's trusted CAs).
         self.relay_ssl: ssl.SSLContext | None = None
-        #: What the ``kt_pending="warn"`` policy let through (oldest first).
+        #: What the ``kt_pending="warn"`` policy let through (oldest first, the last 100).
         self.kt_warnings: list[KtWarning] = []
 
     # -- creating and opening -------------------------------------------------------------
@@ -1095,6 +1097,7 @@ class Client:
                 aci,
             )
         self.kt_warnings.append(KtWarning(aci, "pending"))
+        del self.kt_warnings[:-_MAX_KT_WARNINGS]
         _log.warning("key transparency: started a session with a key not yet published")
 
     async def kt_monitor(self) -> KtMonitorResult:

@@ -169,7 +169,10 @@ class ClientKeyTransparency:
             if not isinstance(resp.body, rf.KtHeads) or not resp.body.heads:
                 raise KeyTransparencyHeadError("the relay sent no heads to chain", "chain")
             heads = [SignedEpochHead.from_bytes(h.signed_head) for h in resp.body.heads]
-            verifier.advance([h for h in heads if h.head.epoch <= signed.head.epoch])
+            wanted = [h for h in heads if h.head.epoch <= signed.head.epoch]
+            if not wanted:
+                raise KeyTransparencyHeadError("the relay sent no heads to chain", "chain")
+            verifier.advance(wanted)
         else:
             raise KeyTransparencyHeadError("the head chain is too long to follow", "chain")
         reached = verifier.latest
