@@ -14,7 +14,8 @@ Names follow libsignal-client's vocabulary:
   :class:`SessionRecord`, :class:`SenderKeyRecord`;
 * the 1:1 recipes: :func:`process_prekey_bundle`, :func:`message_encrypt`,
   :func:`message_decrypt` (and its two halves :func:`decrypt_signal_message`,
-  :func:`decrypt_prekey_message`);
+  :func:`decrypt_prekey_message`), and the batched ones, one durable commit per batch:
+  :func:`message_decrypt_batch`, :func:`message_encrypt_batch`;
 * typed messages: :class:`SignalMessage`, :class:`PreKeySignalMessage`,
   :class:`SenderKeyMessage`, :class:`PlaintextContent` (each has ``message_type``, a
   :class:`CiphertextMessageType`, so callers never dispatch on the class) and
@@ -33,6 +34,10 @@ Names follow libsignal-client's vocabulary:
 * randomness and limits: :class:`Rng`, :class:`SystemRng`, :class:`Limits`;
 * errors: :class:`SecureMsgError` and its tree (``UsageError`` for the caller's mistakes,
   ``PeerError`` for hostile or broken input, ...);
+* asyncio: the async stores (:class:`AsyncProtocolStore` and one protocol per concern,
+  :class:`AsyncSqliteProtocolStore`, :class:`AsyncStoreAdapter`) and the module
+  :mod:`aio <securemsg.aio>` with the async recipes (``await aio.message_encrypt(...)``,
+  same names and arguments as the sync ones);
 * the async client SDK: :class:`Client`, :class:`ReceivedMessage`, and what its
   key-transparency checks report: :class:`KtWarning`, :class:`KtMonitorResult`.
 
@@ -56,6 +61,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on first use
     from typing import Any
 
+    from securemsg import aio
+    from securemsg.aio.sqlite import AsyncSqliteProtocolStore
+    from securemsg.aio.store import (
+        AsyncIdentityKeyStore,
+        AsyncKyberPreKeyStore,
+        AsyncPreKeyStore,
+        AsyncProtocolStore,
+        AsyncSenderKeyStore,
+        AsyncSessionStore,
+        AsyncSignedPreKeyStore,
+        AsyncStoreAdapter,
+    )
+    from securemsg.batch import message_decrypt_batch, message_encrypt_batch
     from securemsg.cipher import (
         decrypt_prekey_message,
         decrypt_signal_message,
@@ -186,6 +204,8 @@ __all__ = [
     "message_decrypt",
     "message_encrypt",
     "process_prekey_bundle",
+    "message_decrypt_batch",
+    "message_encrypt_batch",
     # typed messages
     "CiphertextMessageType",
     "PlaintextContent",
@@ -228,6 +248,17 @@ __all__ = [
     "SessionStore",
     "SignedPreKeyStore",
     "SqliteProtocolStore",
+    # asyncio: async stores, and the async recipes in ``aio``
+    "AsyncIdentityKeyStore",
+    "AsyncKyberPreKeyStore",
+    "AsyncPreKeyStore",
+    "AsyncProtocolStore",
+    "AsyncSenderKeyStore",
+    "AsyncSessionStore",
+    "AsyncSignedPreKeyStore",
+    "AsyncSqliteProtocolStore",
+    "AsyncStoreAdapter",
+    "aio",
     # randomness and limits
     "Limits",
     "Rng",
@@ -269,6 +300,18 @@ __all__ = [
 
 # Where each exported name lives (internal modules: users import from ``securemsg``).
 _HOMES: dict[str, tuple[str, ...]] = {
+    "securemsg.aio.sqlite": ("AsyncSqliteProtocolStore",),
+    "securemsg.aio.store": (
+        "AsyncIdentityKeyStore",
+        "AsyncKyberPreKeyStore",
+        "AsyncPreKeyStore",
+        "AsyncProtocolStore",
+        "AsyncSenderKeyStore",
+        "AsyncSessionStore",
+        "AsyncSignedPreKeyStore",
+        "AsyncStoreAdapter",
+    ),
+    "securemsg.batch": ("message_decrypt_batch", "message_encrypt_batch"),
     "securemsg.cipher": (
         "decrypt_prekey_message",
         "decrypt_signal_message",
@@ -377,6 +420,10 @@ _HOME_OF: dict[str, str] = {name: module for module, names in _HOMES.items() for
 
 def __getattr__(name: str) -> Any:
     """Import an exported name from its home module on first use (PEP 562)."""
+    if name == "aio":  # a subpackage, exported as a module
+        import securemsg.aio
+
+        return securemsg.aio
     module = _HOME_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'securemsg' has no attribute {name!r}")

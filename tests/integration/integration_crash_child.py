@@ -18,8 +18,9 @@ from securemsg.client.connection import RelayConnection
 async def main(db: str, url: str) -> None:
     client = await Client.open(db, relay_url=url)
 
-    async def withheld(conn: RelayConnection, envelope_id: bytes) -> None:
-        print("COMMITTED", envelope_id.hex(), flush=True)
+    async def withheld(conn: RelayConnection, envelope_ids: tuple[bytes, ...]) -> None:
+        for envelope_id in envelope_ids:  # one ack per committed batch
+            print("COMMITTED", envelope_id.hex(), flush=True)
 
     client._ack = withheld  # type: ignore[method-assign]
     await client.connect()

@@ -58,8 +58,8 @@ def test_relay_restart_mid_conversation_loses_nothing_and_repeats_nothing(tmp_pa
         # Bob's next acks are "still on their way" when the relay goes down.
         withheld: list[bytes] = []
 
-        async def no_ack(conn: RelayConnection, envelope_id: bytes) -> None:
-            withheld.append(envelope_id)
+        async def no_ack(conn: RelayConnection, envelope_ids: tuple[bytes, ...]) -> None:
+            withheld.extend(envelope_ids)  # one ack per committed batch
 
         bob._ack = no_ack  # type: ignore[method-assign]
         await alice.send_text(bob.aci, "in flight 1")

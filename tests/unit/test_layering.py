@@ -37,8 +37,10 @@ RANK = {
     "protocol": 3,
     "store": 4,
     "cipher": 5,
+    "batch": 5,
     "relay": 6,
     "client": 6,
+    "aio": 6,
     "cli": 7,
     "demo": 7,
 }

@@ -48,6 +48,11 @@ LOCAL_ADDRESS = "local_address: 'ProtocolAddress'"
 RECIPE_KW = f"*, now: 'int', rng: 'Rng', {LOCAL_ADDRESS}, limits: 'Limits' = DEFAULT_LIMITS"
 
 STORE = "store: 'ProtocolStore'"
+ASYNC_STORE = "store: 'AsyncProtocolStore'"
+# The batch recipes (sync and async) always take our own address.
+BATCH_KW = (
+    "*, now: 'int', rng: 'Rng', local_address: 'ProtocolAddress', limits: 'Limits' = DEFAULT_LIMITS"
+)
 
 EXPECTED: dict[str, str] = {
     "__version__": "str",
@@ -102,6 +107,14 @@ EXPECTED: dict[str, str] = {
     "process_prekey_bundle": (
         f"def(bundle: 'PreKeyBundle', remote_address: 'ProtocolAddress', {STORE}, "
         f"{RECIPE_KW}) -> 'None'"
+    ),
+    "message_decrypt_batch": (
+        "def(messages: 'Sequence[tuple[bytes, CiphertextMessageType, ProtocolAddress]]', "
+        f"{STORE}, {BATCH_KW}) -> 'list[bytes | SecureMsgError]'"
+    ),
+    "message_encrypt_batch": (
+        f"def(messages: 'Sequence[tuple[bytes, ProtocolAddress]]', {STORE}, {BATCH_KW}) "
+        "-> 'list[PreKeySignalMessage | SignalMessage | SecureMsgError]'"
     ),
     # typed messages
     "CiphertextMessageType": "enum(WHISPER=2, PREKEY=3, SENDERKEY=7, PLAINTEXT=8)",
@@ -214,6 +227,19 @@ EXPECTED: dict[str, str] = {
     "SessionStore": "protocol",
     "SignedPreKeyStore": "protocol",
     "SqliteProtocolStore": "class(connection: 'sqlite3.Connection', path: 'str') -> 'None'",
+    # asyncio: async stores, and the async recipes in ``aio`` (pinned in EXPECTED_AIO)
+    "AsyncIdentityKeyStore": "protocol",
+    "AsyncKyberPreKeyStore": "protocol",
+    "AsyncPreKeyStore": "protocol",
+    "AsyncProtocolStore": "protocol",
+    "AsyncSenderKeyStore": "protocol",
+    "AsyncSessionStore": "protocol",
+    "AsyncSignedPreKeyStore": "protocol",
+    "AsyncSqliteProtocolStore": (
+        "class(store: 'SqliteProtocolStore', executor: 'ThreadPoolExecutor') -> 'None'"
+    ),
+    "AsyncStoreAdapter": "class(store: 'ProtocolStore') -> 'None'",
+    "aio": "module",
     # randomness and limits
     "Limits": (
         "class(max_forward_jumps: 'int' = 25000, max_message_keys: 'int' = 2000, "
@@ -270,6 +296,88 @@ EXPECTED: dict[str, str] = {
 }
 
 
+# ``securemsg.aio``: the async recipes have the sync ones' names and arguments, with an
+# AsyncProtocolStore; the store names are the same objects as the top-level exports.
+EXPECTED_AIO: dict[str, str] = {
+    **{
+        name: EXPECTED[name]
+        for name in (
+            "AsyncIdentityKeyStore",
+            "AsyncKyberPreKeyStore",
+            "AsyncPreKeyStore",
+            "AsyncProtocolStore",
+            "AsyncSenderKeyStore",
+            "AsyncSessionStore",
+            "AsyncSignedPreKeyStore",
+            "AsyncSqliteProtocolStore",
+            "AsyncStoreAdapter",
+        )
+    },
+    # the writes an async store commits
+    "MarkKyberPreKeyUsed": (
+        "class(kyber_pre_key_id: 'int', signed_pre_key_id: 'int', base_key: 'PublicKey') -> None"
+    ),
+    "RemovePreKey": "class(pre_key_id: 'int') -> None",
+    "SaveIdentity": "class(address: 'ProtocolAddress', identity_key: 'IdentityKey') -> None",
+    "StoreSenderKey": (
+        "class(sender: 'ProtocolAddress', distribution_id: 'uuid.UUID', "
+        "record: 'SenderKeyRecord') -> None"
+    ),
+    "StoreSession": "class(address: 'ProtocolAddress', record: 'SessionRecord') -> None",
+    "StoreWrite": "UnionType",
+    "apply_writes": "def(store: 'ProtocolStore', writes: 'Sequence[StoreWrite]') -> 'None'",
+    # recipes
+    "create_sender_key_distribution_message": (
+        f"def(sender: 'ProtocolAddress', distribution_id: 'uuid.UUID', {ASYNC_STORE}, *, "
+        "rng: 'Rng') -> 'SenderKeyDistributionMessage'"
+    ),
+    "group_decrypt": (
+        f"def(message: 'bytes | SenderKeyMessage', sender: 'ProtocolAddress', {ASYNC_STORE}, "
+        "*, limits: 'Limits' = DEFAULT_LIMITS) -> 'bytes'"
+    ),
+    "group_encrypt": (
+        "def(sender: 'ProtocolAddress', distribution_id: 'uuid.UUID', plaintext: 'bytes', "
+        f"{ASYNC_STORE}, *, rng: 'Rng') -> 'SenderKeyMessage'"
+    ),
+    "message_decrypt": (
+        "def(ciphertext: 'bytes', message_type: 'CiphertextMessageType', "
+        f"remote_address: 'ProtocolAddress', {ASYNC_STORE}, {BATCH_KW}) -> 'bytes'"
+    ),
+    "message_decrypt_batch": (
+        "def(messages: 'Sequence[tuple[bytes, CiphertextMessageType, ProtocolAddress]]', "
+        f"{ASYNC_STORE}, {BATCH_KW}) -> 'list[bytes | SecureMsgError]'"
+    ),
+    "message_encrypt": (
+        f"def(plaintext: 'bytes', remote_address: 'ProtocolAddress', {ASYNC_STORE}, "
+        f"{BATCH_KW}) -> 'PreKeySignalMessage | SignalMessage'"
+    ),
+    "message_encrypt_batch": (
+        f"def(messages: 'Sequence[tuple[bytes, ProtocolAddress]]', {ASYNC_STORE}, {BATCH_KW}) "
+        "-> 'list[PreKeySignalMessage | SignalMessage | SecureMsgError]'"
+    ),
+    "process_prekey_bundle": (
+        f"def(bundle: 'PreKeyBundle', remote_address: 'ProtocolAddress', {ASYNC_STORE}, "
+        f"{BATCH_KW}) -> 'None'"
+    ),
+    "process_sender_key_distribution_message": (
+        "def(sender: 'ProtocolAddress', message: 'SenderKeyDistributionMessage | bytes', "
+        f"{ASYNC_STORE}, *, limits: 'Limits' = DEFAULT_LIMITS) -> 'None'"
+    ),
+    "run_staged": (f"def({ASYNC_STORE}, fn: 'Callable[[ProtocolStore], _T]') -> '_T'"),
+    "sealed_sender_decrypt": (
+        "def(data: 'bytes', trust_roots: 'PublicKey | Sequence[PublicKey]', "
+        f"{ASYNC_STORE}, *, now: 'int', local_uuid: 'str', local_device_id: 'int', "
+        "rng: 'Rng', local_e164: 'str | None' = None) -> 'SealedSenderDecryptionResult'"
+    ),
+    "sealed_sender_encrypt": (
+        "def(destination: 'ProtocolAddress', sender_cert: 'SenderCertificate', "
+        f"plaintext: 'bytes', {ASYNC_STORE}, *, now: 'int', rng: 'Rng', "
+        "content_hint: 'int' = <ContentHint.DEFAULT: 0>, group_id: 'bytes | None' = None) "
+        "-> 'bytes'"
+    ),
+}
+
+
 class _Shown(str):
     """A default value shown by name (``DEFAULT_LIMITS``) instead of its long repr."""
 
@@ -314,6 +422,18 @@ def current_table() -> dict[str, str]:
 
 def test_exported_names_and_signatures_are_pinned() -> None:
     assert current_table() == EXPECTED
+
+
+def aio_table() -> dict[str, str]:
+    return {name: describe(getattr(securemsg.aio, name)) for name in securemsg.aio.__all__}
+
+
+def test_aio_names_and_signatures_are_pinned() -> None:
+    assert aio_table() == EXPECTED_AIO
+    assert securemsg.aio.AsyncProtocolStore is securemsg.AsyncProtocolStore
+    from securemsg import aio
+
+    assert aio is securemsg.aio
 
 
 def test_all_has_no_duplicates_and_dir_lists_it() -> None:
@@ -416,6 +536,9 @@ def test_every_ciphertext_message_says_its_type() -> None:
     assert parsed.message_type is CiphertextMessageType.PLAINTEXT
 
 
-if __name__ == "__main__":  # print the table to paste into EXPECTED after an API change
+if __name__ == "__main__":  # print the tables to paste into EXPECTED after an API change
     for name, text in current_table().items():
+        print(f"    {name!r}: {text!r},")
+    print("# securemsg.aio (EXPECTED_AIO)")
+    for name, text in aio_table().items():
         print(f"    {name!r}: {text!r},")

@@ -99,10 +99,11 @@ _SECRET_NAME = re.compile(
     r"private|secret|key|seed|chain|root|skipped|history|^_?next$|encaps|agreements"
     r"|plaintext|^_m$|^_e2$|^_y_hat$|^_stacked$|^_scalar$|^_raw$|^iv$|access_key|^_data$"
 )
-# Names that match but are public by definition (public keys, ids, counters, limits).
+# Names that match but are public by definition (public keys, ids, counters, limits, and a
+# key-transparency epoch's root hash, which is what the directory publishes).
 _PUBLIC_NAME = re.compile(
     r"public|^identity_key$|^_remote_identity_key$|ratchet_key$|base_key$|^key$|^signing_key$"
-    r"|_id$|_ids$|_iteration$|_index$|^max_|^chain_id$|key_digest$|signature$"
+    r"|_id$|_ids$|_iteration$|_index$|^max_|^chain_id$|key_digest$|signature$|^root_hash$"
 )
 _PUBLIC_FIELD = {
     ("PublicKey", "_raw"),

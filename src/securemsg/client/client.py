@@ -25,12 +25,20 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   sender-key distribution message goes 1:1 to each member device first (once), then each
   group message is encrypted once and fanned out as ONE sealed sender v2 upload the relay
   splits per recipient. The group id doubles as the distribution id.
-* **Receiving** runs in a background task: each pushed envelope is decrypted and the new
-  session / sender-key state, the decrypted message (in ``client_inbox``) and any learned
-  contact or group are committed in ONE store transaction; only then is the envelope
-  acknowledged. A crash before the ack means the relay pushes it again, the inbox already
-  knows its id, and it is acknowledged without being shown twice. :meth:`Client.receive`
-  hands each inbox message to the application exactly once.
+* **Receiving** runs in a background task: the envelopes already pushed (up to
+  :data:`RECEIVE_BATCH`) are decrypted together and, per envelope, the new session /
+  sender-key state, the decrypted message (in ``client_inbox``) and any learned contact or
+  group are written in a nested transaction of ONE store transaction for the batch; only
+  after that commit are they acknowledged (one ``Ack``). An envelope that fails is recorded
+  or left out without touching the others. A crash before the ack means the relay pushes them
+  again, the inbox already knows their ids, and they are acknowledged without being shown
+  twice. :meth:`Client.receive` hands each inbox message to the application exactly once.
+* **The event loop never waits for the database** on the receive and send paths: that work
+  (decrypting, encrypting, every SQLite call and fsync) runs on the device database's own
+  thread (:class:`~securemsg.aio.sqlite.AsyncSqliteProtocolStore`). Set-up and inspection
+  (:meth:`Client.create`, :meth:`Client.register`, :meth:`Client.add_contact`,
+  :meth:`Client.create_group`, :meth:`Client.failures`, :attr:`Client.store`) still touch the
+  database from the loop, taking turns with that thread.
 * **Connection loss** is followed by a bounded number of reconnect attempts.
 
 * **What the client refuses from its relay.** A relay whose trust root differs from the
@@ -61,6 +69,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import ssl
@@ -68,12 +77,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from securemsg import cipher
+from securemsg.aio.sqlite import AsyncSqliteProtocolStore
 from securemsg.client.connection import CONNECTION_LOST, RelayConnection
 from securemsg.client.kt import ClientKeyTransparency, KtMonitorResult, KtWarning
-from securemsg.client.store import ClientStore, FailureRow, InboxRow
+from securemsg.client.store import ClientStore, FailureRow, InboxRow, SentRecord, StoredGroup
 from securemsg.crypto.curve import PublicKey
 from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.rng import Rng, SystemRng
@@ -179,6 +189,7 @@ __all__ = [
     "DEFAULT_PREKEY_BATCH",
     "DEFAULT_PREKEY_LOW_WATER",
     "MAX_RESENDS",
+    "RECEIVE_BATCH",
     "SIGNED_PREKEY_ROTATION_MS",
     "Client",
     "DecryptionFailure",
@@ -188,11 +199,15 @@ __all__ = [
 _log = logging.getLogger("securemsg.client")
 #: Most entries kept in Client.kt_warnings (the oldest are dropped).
 _MAX_KT_WARNINGS = 100
+_T = TypeVar("_T")
 
 #: One-time prekeys (of each kind) generated and uploaded per batch.
 DEFAULT_PREKEY_BATCH: Final = 100
 #: Upload a new batch when the relay holds fewer one-time prekeys of a kind than this.
 DEFAULT_PREKEY_LOW_WATER: Final = 20
+#: Most received envelopes decrypted and committed in one transaction (and acknowledged in
+#: one ``Ack``): the ones already queued when the client gets to them.
+RECEIVE_BATCH: Final = 64
 #: Rotate the signed prekey (and the last-resort Kyber prekey) after this age (2 days).
 SIGNED_PREKEY_ROTATION_MS: Final = 2 * 24 * 3600 * 1000
 #: Keep this many signed / last-resort prekeys (the newest) for messages still in flight.
@@ -360,6 +375,11 @@ def _normalize_aci(aci: object) -> str:
         raise UsageError("not an ACI (a UUID string expected)") from None
 
 
+def _remove_sessions(store: ClientStore, addresses: Sequence[ProtocolAddress]) -> None:
+    for address in addresses:
+        store.remove_session(address)
+
+
 def _system_clock() -> int:
     return time.time_ns() // 1_000_000
 
@@ -413,6 +433,9 @@ class Client:
             StorageError: the store holds no client identity.
         """
         self._store = store
+        # Every database call of the receive and send paths runs on this store's own thread
+        # (securemsg.aio.sqlite), so the event loop never waits for SQLite or an fsync.
+        self._db = AsyncSqliteProtocolStore._wrap(store)
         self._rng: Rng = rng if rng is not None else SystemRng()
         self._clock = clock if clock is not None else _system_clock
         batch = prekey_batch if prekey_batch is not None else store.get_meta("prekey_batch")
@@ -441,6 +464,7 @@ class Client:
         root = store.get_meta_bytes("trust_root")
         self._trust_root = None if root is None else PublicKey.from_bytes(root)
         self._last_ts = store.get_meta_int("last_timestamp", 0)
+        self._registered = store.get_meta_int("registered", 0) == 1
         self._conn: RelayConnection | None = None
         self._unidentified_conn: RelayConnection | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -652,7 +676,9 @@ class Client:
     @property
     def registered(self) -> bool:
         """Whether :meth:`register` completed."""
-        return self._store.get_meta_int("registered", 0) == 1
+        if not self._registered:  # once registered, always: no database read needed
+            self._registered = self._store.get_meta_int("registered", 0) == 1
+        return self._registered
 
     @property
     def relay_url(self) -> str:
@@ -700,11 +726,16 @@ class Client:
     def _now(self) -> int:
         return int(self._clock())
 
-    def _next_timestamp(self) -> int:
+    async def _anext_timestamp(self) -> int:
+        """:meth:`_next_timestamp`, stored from the database's thread."""
         ts = max(self._now(), self._last_ts + 1)
         self._last_ts = ts
-        self._store.set_meta("last_timestamp", ts)
+        await self._db.run(lambda s: s.set_meta("last_timestamp", ts))  # type: ignore[attr-defined]
         return ts
+
+    async def _in_db(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` (sync work on the device database) on the database's thread."""
+        return await self._db.run(lambda _store: fn())
 
     # -- registration and connection --------------------------------------------------------
 
@@ -787,6 +818,7 @@ class Client:
                 self._store.set_meta("trust_root", root.to_bytes())
             self._kt.store_keys(kt_keys)
             self._store.set_meta("registered", 1)
+        self._registered = True
         self._trust_root = root
         self._attach(conn)
 
@@ -854,7 +886,7 @@ class Client:
         self._conn = self._unidentified_conn = None
         self._ready.clear()
         self._inbox_event.set()
-        self._store.close()
+        await self._db.close()
 
     async def _request(self, body: Request) -> Response:
         if not self.registered:
@@ -967,17 +999,23 @@ class Client:
         """
         self._prekeys_used = False
         store = self._store
-        identity = store.get_identity_key_pair()
         counts = await self.prekey_counts()
         need_ec = counts.ec_count < self._low_water
         need_kyber = counts.kyber_count < self._low_water
         now = self._now()
         if need_ec or need_kyber:
-            with store.transaction():
-                pre_keys, kyber_keys = self._new_one_time_keys(identity, now, need_ec, need_kyber)
+
+            def new_keys() -> tuple[tuple[OneTimePreKey, ...], tuple[SignedPreKey, ...]]:
+                with store.transaction():
+                    return self._new_one_time_keys(
+                        store.get_identity_key_pair(), now, need_ec, need_kyber
+                    )
+
+            pre_keys, kyber_keys = await self._in_db(new_keys)
             await self._request(UploadPreKeys(pre_keys=pre_keys, kyber_pre_keys=kyber_keys))
             _log.info("uploaded %d EC and %d Kyber prekeys", len(pre_keys), len(kyber_keys))
-        if now - store.get_meta_int("signed_pre_key_ts", 0) >= SIGNED_PREKEY_ROTATION_MS:
+        signed_ts = await self._in_db(lambda: store.get_meta_int("signed_pre_key_ts", 0))
+        if now - signed_ts >= SIGNED_PREKEY_ROTATION_MS:
             await self.rotate_signed_prekey()
 
     async def rotate_signed_prekey(self) -> None:
@@ -987,8 +1025,13 @@ class Client:
             RelayError: refused or not connected.
         """
         store = self._store
-        with store.transaction():
-            spk, last_resort = self._new_signed_keys(store.get_identity_key_pair(), self._now())
+        now = self._now()
+
+        def new_keys() -> tuple[SignedPreKey, SignedPreKey]:
+            with store.transaction():
+                return self._new_signed_keys(store.get_identity_key_pair(), now)
+
+        spk, last_resort = await self._in_db(new_keys)
         await self._request(RotateSignedPreKey(spk, last_resort))
 
     async def rotate_access_key(self) -> bytes:
@@ -1019,7 +1062,7 @@ class Client:
     async def _sender_certificate(self) -> SenderCertificate:
         store = self._store
         now = self._now()
-        cached = store.get_meta_bytes("sender_certificate")
+        cached = await self._in_db(lambda: store.get_meta_bytes("sender_certificate"))
         if cached is not None:
             try:
                 cert = SenderCertificate.from_bytes(cached)
@@ -1036,7 +1079,7 @@ class Client:
         cert.validate(self._trust_root, now)
         if cert.sender_uuid != self._aci or cert.sender_device_id != self._device_id:
             raise SealedSenderError("relay issued a certificate for someone else", "key-mismatch")
-        store.set_meta("sender_certificate", cert.to_bytes())
+        await self._in_db(lambda: store.set_meta("sender_certificate", cert.to_bytes()))
         return cert
 
     def _bundle(self, b: DeviceBundle) -> PreKeyBundle:
@@ -1071,16 +1114,21 @@ class Client:
         bundles = [(b.device_id, self._bundle(b)) for b in resp.body.bundles]
         await self._kt_check(aci, {b.identity_key for b in resp.body.bundles})
         now = self._now()
-        with self._store.transaction():  # all bundles or none (one forged one changes nothing)
-            for dev, bundle in bundles:
-                cipher.process_prekey_bundle(
-                    bundle,
-                    ProtocolAddress(aci, dev),
-                    self._store,
-                    now=now,
-                    rng=self._rng,
-                    local_address=self._address,
-                )
+        store = self._store
+
+        def process() -> None:
+            with store.transaction():  # all bundles or none (one forged one changes nothing)
+                for dev, bundle in bundles:
+                    cipher.process_prekey_bundle(
+                        bundle,
+                        ProtocolAddress(aci, dev),
+                        store,
+                        now=now,
+                        rng=self._rng,
+                        local_address=self._address,
+                    )
+
+        await self._in_db(process)
 
     async def _kt_check(self, aci: str, identity_keys: set[bytes]) -> None:
         """Refuse bundles whose identity key the relay's directory does not prove."""
@@ -1140,7 +1188,7 @@ class Client:
         ]
 
     async def _ensure_sessions(self, aci: str) -> None:
-        if not self._devices(aci):
+        if not await self._in_db(lambda: self._devices(aci)):
             await self._fetch_sessions(aci)
 
     async def _repair(self, result: object, recipients: Sequence[str]) -> None:
@@ -1162,8 +1210,8 @@ class Client:
         store = self._store
         for m in result.mismatched:
             aci = str(uuid.UUID(bytes=m.aci))
-            for d in (*m.extra_devices, *m.stale_devices):
-                store.remove_session(ProtocolAddress(aci, d))
+            gone = [ProtocolAddress(aci, d) for d in (*m.extra_devices, *m.stale_devices)]
+            await self._in_db(functools.partial(_remove_sessions, store, gone))
             for d in (*m.missing_devices, *m.stale_devices):
                 await self._fetch_sessions(aci, d)
 
@@ -1195,7 +1243,7 @@ class Client:
         """
         plaintext = encode_padded_content(content)
         store = self._store
-        access = store.get_access_key(aci) if sealed else None
+        access = await self._in_db(lambda: store.get_access_key(aci)) if sealed else None
         if sealed and access is None and not allow_identified:
             raise SealedDeliveryRefused(
                 "no access key for the recipient: cannot send sealed (nothing was sent)",
@@ -1205,36 +1253,17 @@ class Client:
             )
         if record:
             group_id = None if content.group is None else content.group.group_id
-            store.sent_add(aci, content.timestamp, plaintext, self._now(), group_id)
+            sent_at = self._now()
+            await self._in_db(
+                lambda: store.sent_add(aci, content.timestamp, plaintext, sent_at, group_id)
+            )
         for _ in range(_SEND_ATTEMPTS):
             await self._ensure_sessions(aci)
             cert = await self._sender_certificate() if access is not None else None
             now = self._now()
-            messages: list[OutgoingMessage] = []
-            for device in self._devices(aci):
-                address = ProtocolAddress(aci, device)
-                registration_id = self._remote_registration_id(address)
-                if cert is not None:
-                    body = sealed_sender_encrypt(
-                        address, cert, plaintext, store, now=now, rng=self._rng
-                    )
-                    kind = EnvelopeType.UNIDENTIFIED_SENDER
-                else:
-                    message = cipher.message_encrypt(
-                        plaintext,
-                        address,
-                        store,
-                        now=now,
-                        rng=self._rng,
-                        local_address=self._address,
-                    )
-                    body = message.to_bytes()
-                    kind = (
-                        EnvelopeType.PREKEY_BUNDLE
-                        if isinstance(message, PreKeySignalMessage)
-                        else EnvelopeType.CIPHERTEXT
-                    )
-                messages.append(OutgoingMessage(device, registration_id, int(kind), body))
+            messages = await self._in_db(
+                functools.partial(self._encrypt_for_devices, aci, plaintext, cert, now)
+            )
             try:
                 if access is not None:
                     conn = await self._unidentified()
@@ -1263,6 +1292,39 @@ class Client:
                     continue
                 raise
         raise RelayError("the recipient's device list kept changing", int(StatusCode.CONFLICT))
+
+    def _encrypt_for_devices(
+        self, aci: str, plaintext: bytes, cert: SenderCertificate | None, now: int
+    ) -> list[OutgoingMessage]:
+        """Encrypt ``plaintext`` for every device of ``aci`` we hold a session with, sealed
+        with ``cert`` if given (runs on the database's thread)."""
+        store = self._store
+        messages: list[OutgoingMessage] = []
+        for device in self._devices(aci):
+            address = ProtocolAddress(aci, device)
+            registration_id = self._remote_registration_id(address)
+            if cert is not None:
+                body = sealed_sender_encrypt(
+                    address, cert, plaintext, store, now=now, rng=self._rng
+                )
+                kind = EnvelopeType.UNIDENTIFIED_SENDER
+            else:
+                message = cipher.message_encrypt(
+                    plaintext,
+                    address,
+                    store,
+                    now=now,
+                    rng=self._rng,
+                    local_address=self._address,
+                )
+                body = message.to_bytes()
+                kind = (
+                    EnvelopeType.PREKEY_BUNDLE
+                    if isinstance(message, PreKeySignalMessage)
+                    else EnvelopeType.CIPHERTEXT
+                )
+            messages.append(OutgoingMessage(device, registration_id, int(kind), body))
+        return messages
 
     async def send_text(
         self,
@@ -1303,14 +1365,15 @@ class Client:
         if not isinstance(text, str):
             raise UsageError("text must be a str")
         allow = self._identified_ok(allow_identified)
-        if sealed and not allow and self._store.get_access_key(to) is None:
+        store = self._store
+        if sealed and not allow and await self._in_db(lambda: store.get_access_key(to)) is None:
             raise SealedDeliveryRefused(
                 "no access key for the recipient: cannot send sealed (nothing was sent)",
                 int(StatusCode.UNAUTHENTICATED),
                 "no-access-key",
                 to,
             )
-        ts = self._next_timestamp()
+        ts = await self._anext_timestamp()
         self.last_send_sealed = await self._send_content(
             to,
             Content(ts, text, access_key=self._access_key),
@@ -1343,26 +1406,71 @@ class Client:
     ) -> None:
         store = self._store
         distribution_id = uuid.UUID(bytes=group_id)
-        skdm = create_sender_key_distribution_message(
-            self._address, distribution_id, store, rng=self._rng
+        skdm = await self._in_db(
+            lambda: create_sender_key_distribution_message(
+                self._address, distribution_id, store, rng=self._rng
+            )
         )
         for member in context.members:
             if member == self._aci:
                 continue
             await self._ensure_sessions(member)
-            devices = self._devices(member)
-            if all(store.group_key_sent(group_id, member, d) for d in devices):
+            if await self._in_db(functools.partial(self._group_key_sent, group_id, member)):
                 continue
             content = Content(
-                self._next_timestamp(),
+                await self._anext_timestamp(),
                 None,
                 context,
                 sender_key_distribution=skdm.to_bytes(),
                 access_key=self._access_key,
             )
             await self._send_content(member, content, allow_identified=allow_identified)
-            for d in self._devices(member):
-                store.mark_group_key_sent(group_id, member, d)
+            await self._in_db(functools.partial(self._mark_group_key_sent, group_id, member))
+
+    def _group_key_sent(self, group_id: bytes, member: str) -> bool:
+        store = self._store
+        return all(store.group_key_sent(group_id, member, d) for d in self._devices(member))
+
+    def _mark_group_key_sent(self, group_id: bytes, member: str) -> None:
+        for d in self._devices(member):
+            self._store.mark_group_key_sent(group_id, member, d)
+
+    def _group_encrypt_and_record(
+        self, group: StoredGroup, others: Sequence[str], ts: int, padded: bytes
+    ) -> tuple[bytes, list[str]]:
+        """Keep the sent content per member, encrypt once with our sender key; the body and
+        the members we can reach sealed (runs on the database's thread)."""
+        store = self._store
+        now = self._now()
+        for m in others:
+            store.sent_add(m, ts, padded, now, group.group_id)
+        message = group_encrypt(
+            self._address, uuid.UUID(bytes=group.group_id), padded, store, rng=self._rng
+        )
+        return message.to_bytes(), [m for m in others if store.get_access_key(m) is not None]
+
+    def _seal_for_group(
+        self, sealed_to: Sequence[str], usmc: UnidentifiedSenderMessageContent
+    ) -> tuple[bytes, tuple[RecipientAccess, ...]]:
+        """The sealed sender v2 upload for ``sealed_to`` (runs on the database's thread)."""
+        store = self._store
+        destinations = [ProtocolAddress(m, d) for m in sealed_to for d in self._devices(m)]
+        payload = sealed_sender_multi_recipient_encrypt(destinations, usmc, store, rng=self._rng)
+        access = tuple(
+            RecipientAccess(_aci_bytes(m), store.get_access_key(m) or b"") for m in sealed_to
+        )
+        return payload, access
+
+    def _identified_group_messages(self, member: str, body: bytes) -> tuple[OutgoingMessage, ...]:
+        return tuple(
+            OutgoingMessage(
+                d,
+                self._remote_registration_id(ProtocolAddress(member, d)),
+                int(EnvelopeType.SENDERKEY_MESSAGE),
+                body,
+            )
+            for d in self._devices(member)
+        )
 
     async def send_group_text(
         self, group_id: bytes, text: str, *, allow_identified: bool | None = None
@@ -1385,7 +1493,11 @@ class Client:
             RelayError: refused or not connected.
         """
         store = self._store
-        group = store.get_group(bytes(group_id)) if isinstance(group_id, bytes) else None
+        group = (
+            await self._in_db(functools.partial(store.get_group, bytes(group_id)))
+            if isinstance(group_id, bytes)
+            else None
+        )
         if group is None:
             raise UsageError("unknown group")
         if not isinstance(text, str):
@@ -1394,30 +1506,23 @@ class Client:
         others = [m for m in group.members if m != self._aci]
         allow = self._identified_ok(allow_identified)
         if not allow:
-            for m in others:
-                if store.get_access_key(m) is None:
-                    raise SealedDeliveryRefused(
-                        "no access key for a group member: cannot send sealed (nothing was sent)",
-                        int(StatusCode.UNAUTHENTICATED),
-                        "no-access-key",
-                        m,
-                    )
+            missing = await self._in_db(
+                lambda: [m for m in others if store.get_access_key(m) is None]
+            )
+            if missing:
+                raise SealedDeliveryRefused(
+                    "no access key for a group member: cannot send sealed (nothing was sent)",
+                    int(StatusCode.UNAUTHENTICATED),
+                    "no-access-key",
+                    missing[0],
+                )
         await self._distribute_sender_key(group.group_id, context, allow)
-        ts = self._next_timestamp()
+        ts = await self._anext_timestamp()
         content = Content(ts, text, context, access_key=self._access_key)
         padded = encode_padded_content(content)
-        now = self._now()
-        for m in others:
-            store.sent_add(m, ts, padded, now, group.group_id)
-        message = group_encrypt(
-            self._address,
-            uuid.UUID(bytes=group.group_id),
-            padded,
-            store,
-            rng=self._rng,
+        body, sealed_to = await self._in_db(
+            functools.partial(self._group_encrypt_and_record, group, others, ts, padded)
         )
-        body = message.to_bytes()
-        sealed_to = [m for m in others if store.get_access_key(m) is not None]
         for _ in range(_SEND_ATTEMPTS):
             if not sealed_to:
                 break
@@ -1425,12 +1530,8 @@ class Client:
             usmc = UnidentifiedSenderMessageContent.new(
                 CiphertextMessageType.SENDERKEY, cert, body, ContentHint.DEFAULT, group.group_id
             )
-            destinations = [ProtocolAddress(m, d) for m in sealed_to for d in self._devices(m)]
-            payload = sealed_sender_multi_recipient_encrypt(
-                destinations, usmc, store, rng=self._rng
-            )
-            access = tuple(
-                RecipientAccess(_aci_bytes(m), store.get_access_key(m) or b"") for m in sealed_to
+            payload, access = await self._in_db(
+                functools.partial(self._seal_for_group, sealed_to, usmc)
             )
             try:
                 conn = await self._unidentified()
@@ -1458,14 +1559,8 @@ class Client:
         for member in others:
             if member in sealed_to:
                 continue
-            messages = tuple(
-                OutgoingMessage(
-                    d,
-                    self._remote_registration_id(ProtocolAddress(member, d)),
-                    int(EnvelopeType.SENDERKEY_MESSAGE),
-                    body,
-                )
-                for d in self._devices(member)
+            messages = await self._in_db(
+                functools.partial(self._identified_group_messages, member, body)
             )
             await self._request(SendMessage(_aci_bytes(member), ts, messages))
         return ts
@@ -1473,8 +1568,10 @@ class Client:
     # -- receiving --------------------------------------------------------------------------
 
     async def _pump_loop(self, conn: RelayConnection) -> None:
+        carry: Envelope | QueueEmpty | None = None
         while True:
-            item = await conn.pushes.get()
+            item = carry if carry is not None else await conn.pushes.get()
+            carry = None
             if item is None:
                 break
             if isinstance(item, QueueEmpty):
@@ -1483,10 +1580,19 @@ class Client:
                 await self._send_retry_requests()
                 await self._send_resends()
             else:
+                # Envelopes already queued are taken together: one commit, one ack.
+                batch = [item]
+                while len(batch) < RECEIVE_BATCH and not conn.pushes.empty():
+                    more = conn.pushes.get_nowait()
+                    if not isinstance(more, Envelope):
+                        carry = more
+                        break
+                    batch.append(more)
                 try:
-                    await self._handle_envelope(conn, item)
+                    await self._handle_envelopes(conn, batch)
                 except Exception:  # a bug must not stop delivery; unacked -> redelivered
-                    _log.exception("processing an envelope failed; it stays queued")
+                    _log.exception("processing envelopes failed; they stay queued")
+
             if self._prekeys_used and conn.pushes.empty() and not conn.closed.is_set():
                 try:
                     await self.maintain_keys()
@@ -1499,23 +1605,48 @@ class Client:
             if not self._closing:
                 self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
 
-    async def _handle_envelope(self, conn: RelayConnection, envelope: Envelope) -> None:
-        if not self._process_envelope(envelope):
-            return  # not committed: leave it queued on the relay (it comes back)
-        await self._ack(conn, envelope.id)
-        self._inbox_event.set()
+    async def _handle_envelopes(self, conn: RelayConnection, envelopes: list[Envelope]) -> None:
+        committed = await self._in_db(lambda: self._process_batch(envelopes))
+        # Envelopes not committed stay queued on the relay (they come back).
+        ids = tuple(e.id for e, ok in zip(envelopes, committed, strict=True) if ok)
+        if ids:
+            await self._ack(conn, ids)
+            self._inbox_event.set()
         await self._send_retry_requests()
         await self._send_resends()
 
-    async def _ack(self, conn: RelayConnection, envelope_id: bytes) -> None:
-        """Tell the relay to delete the envelope (only after the inbox commit)."""
+    async def _ack(self, conn: RelayConnection, envelope_ids: tuple[bytes, ...]) -> None:
+        """Tell the relay to delete the envelopes (only after their inbox commit)."""
         try:
-            await conn.request(Ack((envelope_id,)))
+            await conn.request(Ack(envelope_ids))
         except RelayError as exc:
-            _log.info("ack failed (%s); the envelope will be redelivered and deduplicated", exc)
+            _log.info("ack failed (%s); the envelopes will be redelivered and deduplicated", exc)
 
-    def _process_envelope(self, envelope: Envelope) -> bool:
-        """Decrypt and commit one envelope. True if it may be acknowledged.
+    def _process_batch(self, envelopes: Sequence[Envelope]) -> list[bool]:
+        """Decrypt and commit envelopes in ONE transaction (on the database's thread).
+
+        Each envelope is its own nested transaction (a savepoint), so one that fails is
+        recorded or left out without touching the others; the whole batch becomes durable with
+        one commit. Returns, per envelope, whether it may be acknowledged (all False if the
+        commit failed).
+        """
+        store = self._store
+        errors = 0
+        try:
+            with store.transaction():
+                results = []
+                for envelope in envelopes:
+                    ok, failed = self._process_envelope(envelope)
+                    results.append(ok)
+                    errors += failed
+        except StorageError as exc:
+            _log.error("could not store received messages: %s", exc)
+            return [False] * len(envelopes)
+        self.errors += errors
+        return results
+
+    def _process_envelope(self, envelope: Envelope) -> tuple[bool, bool]:
+        """Decrypt and commit one envelope: (may it be acknowledged, was it undecryptable).
 
         An envelope that cannot be decrypted is recorded (inbox row ``kind = "error"`` and a
         failure record with the reason and its ciphertext) in one transaction; if its sender
@@ -1523,16 +1654,16 @@ class Client:
         """
         store = self._store
         if store.inbox_has_envelope(envelope.id):
-            return True
+            return True, False
         now = self._now()
         attempt = _Attempt()
         try:
             with store.transaction():
                 self._decrypt_and_record(envelope, now, attempt)
-            return True
+            return True, False
         except StorageError as exc:
             _log.error("could not store a received message: %s", exc)
-            return False
+            return False, False
         except DuplicateMessageError:
             kind = "duplicate"
             failure: SecureMsgError | None = None
@@ -1551,10 +1682,8 @@ class Client:
                 if failure is not None:
                     self._record_failure(envelope, now, attempt, failure)
         except StorageError:
-            return False
-        if failure is not None:
-            self.errors += 1
-        return True
+            return False, False
+        return True, failure is not None
 
     def _record_failure(
         self, envelope: Envelope, now: int, attempt: _Attempt, exc: SecureMsgError
@@ -1767,7 +1896,8 @@ class Client:
 
     async def _send_retry_requests(self) -> None:
         """Send the queued retry requests (each failure's, once); never raises."""
-        for row in self._store.failures():
+        store = self._store
+        for row in await self._in_db(store.failures):
             if row.retry != "pending" or row.retry_request is None or row.sender is None:
                 continue
             outcome = "failed"
@@ -1782,7 +1912,7 @@ class Client:
                 if self._closing or _connection_lost(exc):
                     return  # the request stays pending for the next connection
                 _log.warning("retry request not sent: %s (%s)", exc, type(exc).__name__)
-            self._store.failure_set_retry(row.seq, outcome)
+            await self._in_db(functools.partial(store.failure_set_retry, row.seq, outcome))
 
     async def _send_plaintext(self, address: ProtocolAddress, content: PlaintextContent) -> bool:
         """Send a PlaintextContent (a retry request) to one device: sealed (USMC type
@@ -1795,19 +1925,21 @@ class Client:
         """
         store = self._store
         aci = address.name
-        access = store.get_access_key(aci)
+        access = await self._in_db(lambda: store.get_access_key(aci))
         if access is None and not self._allow_identified:
             return False
-        if address.device_id not in self._devices(aci):
+        if address.device_id not in await self._in_db(lambda: self._devices(aci)):
             await self._fetch_sessions(aci, address.device_id)
-        registration_id = self._remote_registration_id(address)
-        ts = self._next_timestamp()
+        registration_id = await self._in_db(lambda: self._remote_registration_id(address))
+        ts = await self._anext_timestamp()
         if access is not None:
             cert = await self._sender_certificate()
             usmc = UnidentifiedSenderMessageContent.new(
                 CiphertextMessageType.PLAINTEXT, cert, content.to_bytes(), ContentHint.DEFAULT
             )
-            body = sealed_sender_encrypt_from_usmc(address, usmc, store, rng=self._rng)
+            body = await self._in_db(
+                lambda: sealed_sender_encrypt_from_usmc(address, usmc, store, rng=self._rng)
+            )
             message = OutgoingMessage(
                 address.device_id, registration_id, int(EnvelopeType.UNIDENTIFIED_SENDER), body
             )
@@ -1830,15 +1962,16 @@ class Client:
     async def _send_resends(self) -> None:
         """Send again the contents retry requests asked for; never raises."""
         store = self._store
-        for aci, device, ts in store.resend_pending():
+        for aci, device, ts in await self._in_db(store.resend_pending):
             try:
-                sent = store.sent_get(aci, ts, self._now())
-                if sent is not None and store.sent_resends(aci, ts) < MAX_RESENDS:
-                    address = ProtocolAddress(aci, device)
-                    record = store.load_session(address)
-                    if record is None or record.current is None:  # archived: start anew
+                sent, no_session = await self._in_db(
+                    functools.partial(self._resend_lookup, aci, device, ts)
+                )
+                if sent is not None:
+                    if no_session:  # archived: start anew
                         await self._fetch_sessions(aci, device)
-                    store.sent_count_resend(aci, ts)  # attempts count: a bound on a replayer
+                    # attempts count: a bound on a replayer
+                    await self._in_db(functools.partial(store.sent_count_resend, aci, ts))
                     await self._send_content(
                         aci,
                         decode_padded_content(sent.content),
@@ -1849,7 +1982,17 @@ class Client:
                 if self._closing or _connection_lost(exc):
                     return  # the resend stays queued for the next connection
                 _log.warning("resend failed: %s (%s)", exc, type(exc).__name__)
-            store.resend_done(aci, device, ts)
+            await self._in_db(functools.partial(store.resend_done, aci, device, ts))
+
+    def _resend_lookup(self, aci: str, device: int, ts: int) -> tuple[SentRecord | None, bool]:
+        """The content to send again (None if gone or resent too often), and whether the
+        device has no current session (runs on the database's thread)."""
+        store = self._store
+        sent = store.sent_get(aci, ts, self._now())
+        if sent is None or store.sent_resends(aci, ts) >= MAX_RESENDS:
+            return None, False
+        record = store.load_session(ProtocolAddress(aci, device))
+        return sent, record is None or record.current is None
 
     def _to_failure(self, row: FailureRow) -> DecryptionFailure:
         return DecryptionFailure(
@@ -1893,10 +2036,9 @@ class Client:
             self._inbox_event.clear()
             if self._closing:
                 return None
-            rows = self._store.failures(pending_only=True, limit=1)
-            if rows:
-                self._store.failure_mark_delivered(rows[0].seq)
-                return self._to_failure(rows[0])
+            failure = await self._in_db(self._take_failure)
+            if failure is not None:
+                return failure
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return None
@@ -1923,6 +2065,22 @@ class Client:
             envelope_id=row.envelope_id,
         )
 
+    def _take_message(self) -> ReceivedMessage | None:
+        """The next pending inbox message, marked delivered (on the database's thread)."""
+        rows = self._store.inbox_pending(1)
+        if not rows:
+            return None
+        self._store.inbox_mark_delivered(rows[0].seq)
+        return self._to_message(rows[0])
+
+    def _take_failure(self) -> DecryptionFailure | None:
+        """The next failure not yet handed out, marked delivered (on the database's thread)."""
+        rows = self._store.failures(pending_only=True, limit=1)
+        if not rows:
+            return None
+        self._store.failure_mark_delivered(rows[0].seq)
+        return self._to_failure(rows[0])
+
     async def receive(self, timeout: float | None = None) -> ReceivedMessage | None:
         """The next decrypted message not yet handed to the application (each exactly once).
 
@@ -1938,10 +2096,9 @@ class Client:
             self._inbox_event.clear()
             if self._closing:
                 return None
-            rows = self._store.inbox_pending(1)
-            if rows:
-                self._store.inbox_mark_delivered(rows[0].seq)
-                return self._to_message(rows[0])
+            message = await self._in_db(self._take_message)
+            if message is not None:
+                return message
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return None

@@ -47,9 +47,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import stat
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -243,11 +246,45 @@ class StoredGroup:
 class ClientStore(SqliteProtocolStore):
     """:class:`SqliteProtocolStore` plus the client tables (see the module docstring).
 
-    Open with :meth:`open_client`. Same threading rule: one thread, no ``await`` inside
-    :meth:`transaction`.
+    Open with :meth:`open_client`. Threads: the :class:`~securemsg.client.Client` runs its
+    receive and send paths on its database thread (:mod:`securemsg.aio.sqlite`) and a few
+    other calls (and inspection through :attr:`Client.store`) on the event loop, so this
+    store may be used from more than one thread: a re-entrant lock, held for a whole
+    :meth:`transaction` and for each statement, makes those uses take turns. Still no
+    ``await`` inside :meth:`transaction`.
     """
 
-    __slots__ = ()
+    _THREAD_BOUND = False
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        """Wrap an open connection (internal: use :meth:`open_client`)."""
+        super().__init__(connection, path)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """See :meth:`SqliteProtocolStore.transaction`; holds the store's lock throughout."""
+        with self._lock, super().transaction():
+            yield
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return super()._exec(sql, params)
+
+    def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            return super()._fetchone(sql, params)
+
+    def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return super()._fetchall(sql, params)
+
+    def close(self) -> None:
+        """See :meth:`SqliteProtocolStore.close`."""
+        with self._lock:
+            super().close()
 
     @classmethod
     def open_client(

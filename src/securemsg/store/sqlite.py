@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from securemsg.errors import InvalidPreKeyError, PeerError, StorageError, UsageError
 from securemsg.store.base import (
@@ -166,6 +166,11 @@ class SqliteProtocolStore:
     Not thread-safe: use it from the thread that opened it.
     """
 
+    #: Whether the connection refuses use from another thread than the one that opened it
+    #: (``sqlite3``'s ``check_same_thread``). A subclass that serializes access itself (the
+    #: client's device database, shared by the event loop and its database thread) clears it.
+    _THREAD_BOUND: ClassVar[bool] = True
+
     __slots__ = (
         "_conn",
         "_decoders_cache",
@@ -232,7 +237,12 @@ class SqliteProtocolStore:
                 "no store at that path; pass identity_key_pair and registration_id to create one"
             )
         try:
-            conn = sqlite3.connect(path_str, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            conn = sqlite3.connect(
+                path_str,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=cls._THREAD_BOUND,
+            )
         except sqlite3.Error as exc:
             raise _db_error(exc) from exc
         store = cls(conn, path_str)
