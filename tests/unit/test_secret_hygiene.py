@@ -108,9 +108,7 @@ _PUBLIC_NAME = re.compile(
 _PUBLIC_FIELD = {
     ("PublicKey", "_raw"),
     ("KyberPublicKey", "_raw"),
-    # key transparency: published root hashes and auditors' (Ed25519) public keys
-    ("PublishedEpoch", "root_hash"),
-    ("EpochHead", "root_hash"),
+    # key transparency: auditors' (Ed25519) public keys
     ("RelayConfig", "kt_auditor_keys"),
     ("KtCosign", "auditor_key"),
     ("KtCosignature", "auditor_key"),
