@@ -38,7 +38,8 @@ Names follow libsignal-client's vocabulary:
   :class:`AsyncSqliteProtocolStore`, :class:`AsyncStoreAdapter`) and the module
   :mod:`aio <securemsg.aio>` with the async recipes (``await aio.message_encrypt(...)``,
   same names and arguments as the sync ones);
-* the async client SDK: :class:`Client`, :class:`ReceivedMessage`.
+* the async client SDK: :class:`Client`, :class:`ReceivedMessage`, and what its
+  key-transparency checks report: :class:`KtWarning`, :class:`KtMonitorResult`.
 
 Internal: not part of the public API -- every submodule (``securemsg.cipher``,
 ``securemsg.protocol.*``, ``securemsg.wire.*``, ``securemsg.crypto.*``, ``securemsg.store.*``,
@@ -80,7 +81,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         message_encrypt,
         process_prekey_bundle,
     )
-    from securemsg.client import Client, ReceivedMessage
+    from securemsg.client import Client, KtMonitorResult, KtWarning, ReceivedMessage
     from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
     from securemsg.crypto.kyber1024 import KyberKeyPair, KyberPublicKey
     from securemsg.crypto.rng import Rng, SystemRng
@@ -93,6 +94,13 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         InvalidMessageError,
         InvalidPreKeyError,
         InvalidSignatureError,
+        KeyTransparencyDecodeError,
+        KeyTransparencyError,
+        KeyTransparencyHeadError,
+        KeyTransparencyMismatch,
+        KeyTransparencyMonitorError,
+        KeyTransparencyPending,
+        KeyTransparencyProofError,
         MessageGapTooLargeError,
         NoSessionError,
         PeerError,
@@ -264,6 +272,13 @@ __all__ = [
     "InvalidMessageError",
     "InvalidPreKeyError",
     "InvalidSignatureError",
+    "KeyTransparencyDecodeError",
+    "KeyTransparencyError",
+    "KeyTransparencyHeadError",
+    "KeyTransparencyMismatch",
+    "KeyTransparencyMonitorError",
+    "KeyTransparencyPending",
+    "KeyTransparencyProofError",
     "MessageGapTooLargeError",
     "NoSessionError",
     "PeerError",
@@ -278,6 +293,8 @@ __all__ = [
     "UsageError",
     # the async client SDK
     "Client",
+    "KtMonitorResult",
+    "KtWarning",
     "ReceivedMessage",
 ]
 
@@ -302,7 +319,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "message_encrypt",
         "process_prekey_bundle",
     ),
-    "securemsg.client": ("Client", "ReceivedMessage"),
+    "securemsg.client": ("Client", "KtMonitorResult", "KtWarning", "ReceivedMessage"),
     "securemsg.crypto.curve": ("KeyPair", "PrivateKey", "PublicKey"),
     "securemsg.crypto.kyber1024": ("KyberKeyPair", "KyberPublicKey"),
     "securemsg.crypto.rng": ("Rng", "SystemRng"),
@@ -315,6 +332,13 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "InvalidMessageError",
         "InvalidPreKeyError",
         "InvalidSignatureError",
+        "KeyTransparencyDecodeError",
+        "KeyTransparencyError",
+        "KeyTransparencyHeadError",
+        "KeyTransparencyMismatch",
+        "KeyTransparencyMonitorError",
+        "KeyTransparencyPending",
+        "KeyTransparencyProofError",
         "MessageGapTooLargeError",
         "NoSessionError",
         "PeerError",

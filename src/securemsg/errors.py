@@ -20,7 +20,10 @@ tell a bug in its own code from a hostile or broken peer::
     │   └── KeyTransparencyError    a key-transparency proof or epoch head was refused
     │       ├── KeyTransparencyProofError   a lookup/history/append-only proof does not verify
     │       ├── KeyTransparencyDecodeError  a proof or head does not decode (also a DecodeError)
-    │       └── KeyTransparencyHeadError    bad head signature; forked or rolled-back chain
+    │       ├── KeyTransparencyHeadError    bad head signature; forked or rolled-back chain
+    │       ├── KeyTransparencyMismatch     a bundle's identity key is not the published one
+    │       ├── KeyTransparencyPending      the key is not in a published epoch yet
+    │       └── KeyTransparencyMonitorError our own label holds a version we did not create
     ├── UntrustedIdentityError      the peer's identity key changed: needs a user decision
     ├── NoSessionError              no usable session with that address
     ├── FingerprintError            safety numbers do not match or are not comparable
@@ -48,6 +51,9 @@ __all__ = [
     "KeyTransparencyDecodeError",
     "KeyTransparencyError",
     "KeyTransparencyHeadError",
+    "KeyTransparencyMismatch",
+    "KeyTransparencyMonitorError",
+    "KeyTransparencyPending",
     "KeyTransparencyProofError",
     "MessageGapTooLargeError",
     "NoSessionError",
@@ -302,3 +308,44 @@ class KeyTransparencyDecodeError(KeyTransparencyError, DecodeError):
 class KeyTransparencyHeadError(KeyTransparencyError):
     """A signed epoch head was refused: bad signature, or a forked, rolled-back or broken
     head chain."""
+
+
+class KeyTransparencyMismatch(KeyTransparencyError):
+    """The relay handed out an identity key that is not the one its directory proves for that
+    account (reason ``"mismatch"``): a substituted key. No session was created.
+
+    Attributes:
+        aci: the account (a UUID string) whose bundle was refused.
+    """
+
+    def __init__(self, message: str, aci: str) -> None:
+        super().__init__(message, "mismatch")
+        self.aci = aci
+
+
+class KeyTransparencyPending(KeyTransparencyError):
+    """The account's identity key is not in a published epoch yet (reason ``"pending"``), and
+    the client's policy is to wait (``kt_pending="wait"``). Nothing was changed; retry after
+    the relay's next epoch.
+
+    Attributes:
+        aci: the account (a UUID string).
+    """
+
+    def __init__(self, message: str, aci: str) -> None:
+        super().__init__(message, "pending")
+        self.aci = aci
+
+
+class KeyTransparencyMonitorError(KeyTransparencyError):
+    """Self-monitoring found a version of our own account's identity key that this device did
+    not create (reason ``"monitor"``): the relay published a key for us that is not ours, so
+    others may be encrypting to someone else.
+
+    Attributes:
+        versions: the (version, epoch) pairs whose value is not our identity key.
+    """
+
+    def __init__(self, message: str, versions: tuple[tuple[int, int], ...]) -> None:
+        super().__init__(message, "monitor")
+        self.versions = versions

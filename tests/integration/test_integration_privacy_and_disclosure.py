@@ -338,6 +338,15 @@ def test_every_row_about_an_account_is_in_its_disclosure_report(demo: DemoRun) -
                     assert entry in keys, where
                 elif table == "messages":
                     _check_message(row, aci, report, where)
+                elif table == "kt_pending":
+                    kt = report["key_transparency"]
+                    assert kt["queued_identity_key"] == row["value"].hex(), where
+                elif table == "kt_values":
+                    published = {
+                        (v["version"], v["epoch"], v["identity_key"])
+                        for v in report["key_transparency"]["versions"]
+                    }
+                    assert (row["version"], row["epoch"], row["value"].hex()) in published, where
                 else:
                     raise AssertionError(f"{where}: the report has no section for {table}")
     assert checked >= 3 * 4  # each account: account, device, signed and last-resort keys

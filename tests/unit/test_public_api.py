@@ -258,6 +258,13 @@ EXPECTED: dict[str, str] = {
     "InvalidMessageError": "exception(PeerError)",
     "InvalidPreKeyError": "exception(PeerError)",
     "InvalidSignatureError": "exception(PeerError)",
+    "KeyTransparencyDecodeError": "exception(KeyTransparencyError)",
+    "KeyTransparencyError": "exception(PeerError)",
+    "KeyTransparencyHeadError": "exception(KeyTransparencyError)",
+    "KeyTransparencyMismatch": "exception(KeyTransparencyError)",
+    "KeyTransparencyMonitorError": "exception(KeyTransparencyError)",
+    "KeyTransparencyPending": "exception(KeyTransparencyError)",
+    "KeyTransparencyProofError": "exception(KeyTransparencyError)",
     "MessageGapTooLargeError": "exception(PeerError)",
     "NoSessionError": "exception(SecureMsgError)",
     "PeerError": "exception(SecureMsgError)",
@@ -275,8 +282,12 @@ EXPECTED: dict[str, str] = {
         "class(store: 'ClientStore', *, rng: 'Rng | None' = None, "
         "clock: 'Callable[[], int] | None' = None, prekey_batch: 'int | None' = None, "
         "prekey_low_water: 'int | None' = None, relay_url: 'str | None' = None, "
-        "allow_identified: 'bool' = False) -> 'None'"
+        "allow_identified: 'bool' = False, kt_pending: 'str' = 'warn', "
+        "kt_auditors: 'Sequence[bytes]' = (), kt_min_cosignatures: 'int' = 0, "
+        "kt_monitor_interval_s: 'float' = 3600.0) -> 'None'"
     ),
+    "KtMonitorResult": "class(pending: 'bool', epoch: 'int', versions: 'int') -> None",
+    "KtWarning": "class(aci: 'str', reason: 'str') -> None",
     "ReceivedMessage": (
         "class(sender_aci: 'str', sender_device: 'int', text: 'str', sent_timestamp: 'int', "
         "server_timestamp: 'int', group_id: 'bytes | None', group_title: 'str | None', "

@@ -105,7 +105,14 @@ _PUBLIC_NAME = re.compile(
     r"public|^identity_key$|^_remote_identity_key$|ratchet_key$|base_key$|^key$|^signing_key$"
     r"|_id$|_ids$|_iteration$|_index$|^max_|^chain_id$|key_digest$|signature$|^root_hash$"
 )
-_PUBLIC_FIELD = {("PublicKey", "_raw"), ("KyberPublicKey", "_raw")}
+_PUBLIC_FIELD = {
+    ("PublicKey", "_raw"),
+    ("KyberPublicKey", "_raw"),
+    # key transparency: auditors' (Ed25519) public keys
+    ("RelayConfig", "kt_auditor_keys"),
+    ("KtCosign", "auditor_key"),
+    ("KtCosignature", "auditor_key"),
+}
 
 
 def _fields(cls: type) -> list[tuple[str, str]]:

@@ -45,7 +45,7 @@ TOO_LARGE: StatusCode
 INTERNAL: StatusCode
 
 class ClientFrame(_message.Message):
-    __slots__ = ("request_id", "authenticate", "register", "upload_pre_keys", "get_pre_key_counts", "rotate_signed_pre_key", "fetch_bundles", "get_devices", "send_message", "send_sealed", "send_multi_recipient", "ack", "get_sender_certificate", "get_server_trust_root", "set_access_key")
+    __slots__ = ("request_id", "authenticate", "register", "upload_pre_keys", "get_pre_key_counts", "rotate_signed_pre_key", "fetch_bundles", "get_devices", "send_message", "send_sealed", "send_multi_recipient", "ack", "get_sender_certificate", "get_server_trust_root", "set_access_key", "kt_get_keys", "kt_get_heads", "kt_lookup", "kt_history", "kt_append_only", "kt_cosign")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHENTICATE_FIELD_NUMBER: _ClassVar[int]
     REGISTER_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,12 @@ class ClientFrame(_message.Message):
     GET_SENDER_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     GET_SERVER_TRUST_ROOT_FIELD_NUMBER: _ClassVar[int]
     SET_ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    KT_GET_KEYS_FIELD_NUMBER: _ClassVar[int]
+    KT_GET_HEADS_FIELD_NUMBER: _ClassVar[int]
+    KT_LOOKUP_FIELD_NUMBER: _ClassVar[int]
+    KT_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    KT_APPEND_ONLY_FIELD_NUMBER: _ClassVar[int]
+    KT_COSIGN_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     authenticate: Authenticate
     register: Register
@@ -76,7 +82,13 @@ class ClientFrame(_message.Message):
     get_sender_certificate: GetSenderCertificate
     get_server_trust_root: GetServerTrustRoot
     set_access_key: SetAccessKey
-    def __init__(self, request_id: _Optional[int] = ..., authenticate: _Optional[_Union[Authenticate, _Mapping]] = ..., register: _Optional[_Union[Register, _Mapping]] = ..., upload_pre_keys: _Optional[_Union[UploadPreKeys, _Mapping]] = ..., get_pre_key_counts: _Optional[_Union[GetPreKeyCounts, _Mapping]] = ..., rotate_signed_pre_key: _Optional[_Union[RotateSignedPreKey, _Mapping]] = ..., fetch_bundles: _Optional[_Union[FetchBundles, _Mapping]] = ..., get_devices: _Optional[_Union[GetDevices, _Mapping]] = ..., send_message: _Optional[_Union[SendMessage, _Mapping]] = ..., send_sealed: _Optional[_Union[SendSealed, _Mapping]] = ..., send_multi_recipient: _Optional[_Union[SendMultiRecipient, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., get_sender_certificate: _Optional[_Union[GetSenderCertificate, _Mapping]] = ..., get_server_trust_root: _Optional[_Union[GetServerTrustRoot, _Mapping]] = ..., set_access_key: _Optional[_Union[SetAccessKey, _Mapping]] = ...) -> None: ...
+    kt_get_keys: KtGetKeys
+    kt_get_heads: KtGetHeads
+    kt_lookup: KtLookup
+    kt_history: KtHistory
+    kt_append_only: KtAppendOnly
+    kt_cosign: KtCosign
+    def __init__(self, request_id: _Optional[int] = ..., authenticate: _Optional[_Union[Authenticate, _Mapping]] = ..., register: _Optional[_Union[Register, _Mapping]] = ..., upload_pre_keys: _Optional[_Union[UploadPreKeys, _Mapping]] = ..., get_pre_key_counts: _Optional[_Union[GetPreKeyCounts, _Mapping]] = ..., rotate_signed_pre_key: _Optional[_Union[RotateSignedPreKey, _Mapping]] = ..., fetch_bundles: _Optional[_Union[FetchBundles, _Mapping]] = ..., get_devices: _Optional[_Union[GetDevices, _Mapping]] = ..., send_message: _Optional[_Union[SendMessage, _Mapping]] = ..., send_sealed: _Optional[_Union[SendSealed, _Mapping]] = ..., send_multi_recipient: _Optional[_Union[SendMultiRecipient, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., get_sender_certificate: _Optional[_Union[GetSenderCertificate, _Mapping]] = ..., get_server_trust_root: _Optional[_Union[GetServerTrustRoot, _Mapping]] = ..., set_access_key: _Optional[_Union[SetAccessKey, _Mapping]] = ..., kt_get_keys: _Optional[_Union[KtGetKeys, _Mapping]] = ..., kt_get_heads: _Optional[_Union[KtGetHeads, _Mapping]] = ..., kt_lookup: _Optional[_Union[KtLookup, _Mapping]] = ..., kt_history: _Optional[_Union[KtHistory, _Mapping]] = ..., kt_append_only: _Optional[_Union[KtAppendOnly, _Mapping]] = ..., kt_cosign: _Optional[_Union[KtCosign, _Mapping]] = ...) -> None: ...
 
 class ServerFrame(_message.Message):
     __slots__ = ("response", "push", "challenge", "queue_empty")
@@ -370,6 +382,94 @@ class ServerTrustRoot(_message.Message):
     server_certificate: bytes
     def __init__(self, public_key: _Optional[bytes] = ..., server_certificate: _Optional[bytes] = ...) -> None: ...
 
+class KtGetKeys(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class KtKeys(_message.Message):
+    __slots__ = ("vrf_public_key", "head_public_key")
+    VRF_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    HEAD_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    vrf_public_key: bytes
+    head_public_key: bytes
+    def __init__(self, vrf_public_key: _Optional[bytes] = ..., head_public_key: _Optional[bytes] = ...) -> None: ...
+
+class KtGetHeads(_message.Message):
+    __slots__ = ("since_epoch",)
+    SINCE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    since_epoch: int
+    def __init__(self, since_epoch: _Optional[int] = ...) -> None: ...
+
+class KtCosignature(_message.Message):
+    __slots__ = ("auditor_key", "signature")
+    AUDITOR_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    auditor_key: bytes
+    signature: bytes
+    def __init__(self, auditor_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class KtHead(_message.Message):
+    __slots__ = ("signed_head", "cosignatures")
+    SIGNED_HEAD_FIELD_NUMBER: _ClassVar[int]
+    COSIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    signed_head: bytes
+    cosignatures: _containers.RepeatedCompositeFieldContainer[KtCosignature]
+    def __init__(self, signed_head: _Optional[bytes] = ..., cosignatures: _Optional[_Iterable[_Union[KtCosignature, _Mapping]]] = ...) -> None: ...
+
+class KtHeads(_message.Message):
+    __slots__ = ("heads", "latest_epoch")
+    HEADS_FIELD_NUMBER: _ClassVar[int]
+    LATEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    heads: _containers.RepeatedCompositeFieldContainer[KtHead]
+    latest_epoch: int
+    def __init__(self, heads: _Optional[_Iterable[_Union[KtHead, _Mapping]]] = ..., latest_epoch: _Optional[int] = ...) -> None: ...
+
+class KtLookup(_message.Message):
+    __slots__ = ("aci",)
+    ACI_FIELD_NUMBER: _ClassVar[int]
+    aci: bytes
+    def __init__(self, aci: _Optional[bytes] = ...) -> None: ...
+
+class KtHistory(_message.Message):
+    __slots__ = ("aci",)
+    ACI_FIELD_NUMBER: _ClassVar[int]
+    aci: bytes
+    def __init__(self, aci: _Optional[bytes] = ...) -> None: ...
+
+class KtProofResult(_message.Message):
+    __slots__ = ("proof", "head", "pending")
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    proof: bytes
+    head: KtHead
+    pending: bool
+    def __init__(self, proof: _Optional[bytes] = ..., head: _Optional[_Union[KtHead, _Mapping]] = ..., pending: _Optional[bool] = ...) -> None: ...
+
+class KtAppendOnly(_message.Message):
+    __slots__ = ("from_epoch", "to_epoch")
+    FROM_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TO_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    from_epoch: int
+    to_epoch: int
+    def __init__(self, from_epoch: _Optional[int] = ..., to_epoch: _Optional[int] = ...) -> None: ...
+
+class KtAppendOnlyResult(_message.Message):
+    __slots__ = ("proof",)
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    proof: bytes
+    def __init__(self, proof: _Optional[bytes] = ...) -> None: ...
+
+class KtCosign(_message.Message):
+    __slots__ = ("epoch", "auditor_key", "signature")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    AUDITOR_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    auditor_key: bytes
+    signature: bytes
+    def __init__(self, epoch: _Optional[int] = ..., auditor_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
 class Status(_message.Message):
     __slots__ = ("code", "message")
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -379,7 +479,7 @@ class Status(_message.Message):
     def __init__(self, code: _Optional[_Union[StatusCode, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Response(_message.Message):
-    __slots__ = ("request_id", "status", "pre_key_counts", "bundles", "devices", "send_result", "sender_certificate", "trust_root")
+    __slots__ = ("request_id", "status", "pre_key_counts", "bundles", "devices", "send_result", "sender_certificate", "trust_root", "kt_keys", "kt_heads", "kt_proof", "kt_append_only")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PRE_KEY_COUNTS_FIELD_NUMBER: _ClassVar[int]
@@ -388,6 +488,10 @@ class Response(_message.Message):
     SEND_RESULT_FIELD_NUMBER: _ClassVar[int]
     SENDER_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     TRUST_ROOT_FIELD_NUMBER: _ClassVar[int]
+    KT_KEYS_FIELD_NUMBER: _ClassVar[int]
+    KT_HEADS_FIELD_NUMBER: _ClassVar[int]
+    KT_PROOF_FIELD_NUMBER: _ClassVar[int]
+    KT_APPEND_ONLY_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     status: Status
     pre_key_counts: PreKeyCounts
@@ -396,4 +500,8 @@ class Response(_message.Message):
     send_result: SendResult
     sender_certificate: SenderCertificateResponse
     trust_root: ServerTrustRoot
-    def __init__(self, request_id: _Optional[int] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., pre_key_counts: _Optional[_Union[PreKeyCounts, _Mapping]] = ..., bundles: _Optional[_Union[Bundles, _Mapping]] = ..., devices: _Optional[_Union[Devices, _Mapping]] = ..., send_result: _Optional[_Union[SendResult, _Mapping]] = ..., sender_certificate: _Optional[_Union[SenderCertificateResponse, _Mapping]] = ..., trust_root: _Optional[_Union[ServerTrustRoot, _Mapping]] = ...) -> None: ...
+    kt_keys: KtKeys
+    kt_heads: KtHeads
+    kt_proof: KtProofResult
+    kt_append_only: KtAppendOnlyResult
+    def __init__(self, request_id: _Optional[int] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., pre_key_counts: _Optional[_Union[PreKeyCounts, _Mapping]] = ..., bundles: _Optional[_Union[Bundles, _Mapping]] = ..., devices: _Optional[_Union[Devices, _Mapping]] = ..., send_result: _Optional[_Union[SendResult, _Mapping]] = ..., sender_certificate: _Optional[_Union[SenderCertificateResponse, _Mapping]] = ..., trust_root: _Optional[_Union[ServerTrustRoot, _Mapping]] = ..., kt_keys: _Optional[_Union[KtKeys, _Mapping]] = ..., kt_heads: _Optional[_Union[KtHeads, _Mapping]] = ..., kt_proof: _Optional[_Union[KtProofResult, _Mapping]] = ..., kt_append_only: _Optional[_Union[KtAppendOnlyResult, _Mapping]] = ...) -> None: ...

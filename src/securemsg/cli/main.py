@@ -10,7 +10,11 @@ One click group (``securemsg --version`` prints the package version) with these 
 * ``securemsg relay serve`` / ``securemsg relay disclose`` -- run a relay; report everything
   it holds about one account.
 * ``securemsg client register|whoami|add-contact|send|receive|chat`` -- a device in a
-  directory (``--home``), so two terminals can talk through a running relay.
+  directory (``--home``), so two terminals can talk through a running relay. ``receive`` and
+  ``chat`` also check the account's own key in the relay's key-transparency directory (at
+  start; ``chat`` then hourly) and say so in words if the relay published a key it did not create.
+* ``securemsg kt audit`` -- audit a relay's key-transparency directory (append-only proofs,
+  head chain) and optionally cosign its heads.
 
 Expected failures (a refused request, an unreachable relay, a bad argument, a missing home
 directory) print one line ``Error: ...`` and exit with status 1; click's usage errors exit
@@ -276,6 +280,14 @@ def relay() -> None:
     help="Most KiB of one connection's requests read but not yet answered.",
 )
 @click.option(
+    "--kt-epoch-interval",
+    "kt_epoch_interval",
+    type=click.FloatRange(0.01, 86400),
+    default=_DEFAULTS.kt_epoch_interval_s,
+    show_default=True,
+    help="Seconds between key-transparency epochs (queued identity keys are published).",
+)
+@click.option(
     "--max-batch",
     type=click.IntRange(1),
     default=_DEFAULTS.max_batch,
@@ -353,6 +365,7 @@ def relay_serve(
     sealed_burst: int,
     sealed_rate: float,
     max_queued_mib: int,
+    kt_epoch_interval: float,
     token_file: Path | None,
 ) -> None:
     """Serve the relay until interrupted (Ctrl-C).
@@ -409,6 +422,7 @@ def relay_serve(
         one_time_budget=one_time_budget,
         sealed_burst=sealed_burst,
         sealed_refill_per_s=sealed_rate,
+        kt_epoch_interval_s=kt_epoch_interval,
     )
 
     async def serve() -> None:
@@ -423,6 +437,9 @@ def relay_serve(
             raise
         click.echo(f"relay listening on {server.url}")
         click.echo(f"trust root: {server.trust_root_public.to_bytes().hex()}")
+        kt = server.service.kt
+        if kt is not None:
+            click.echo(f"key-transparency head key: {kt.head_public_key.hex()}")
         try:
             await server.serve_forever()
         finally:
@@ -681,6 +698,25 @@ def client_send(home: Path, to: str, text: str, allow_identified: bool) -> None:
     _run(go())
 
 
+async def _kt_check(c: Any, *, now: bool = False) -> None:
+    """Run the client's self-monitoring (``now``, or if due); say in words what it found."""
+    from securemsg.errors import KeyTransparencyError, KeyTransparencyMonitorError
+
+    try:
+        await (c.kt_monitor() if now else c.kt_monitor_if_due())
+    except KeyTransparencyMonitorError as exc:
+        versions = ", ".join(f"version {v} (epoch {e})" for v, e in exc.versions)
+        click.echo(
+            "WARNING: the relay's key-transparency directory lists an identity key for your "
+            f"account that this device did not create ({versions}). People who fetch your "
+            "keys now may be encrypting to someone else. Compare safety numbers with your "
+            "contacts and stop trusting this relay.",
+            err=True,
+        )
+    except KeyTransparencyError as exc:
+        click.echo(f"WARNING: the relay could not prove your key in its directory: {exc}", err=True)
+
+
 @client.command("receive")
 @_home_option
 @click.option(
@@ -702,6 +738,7 @@ def client_receive(home: Path, wait: float) -> None:
         c = await _open(home)
         try:
             await c.connect()
+            await _kt_check(c, now=True)
             await c.sync()
             count = 0
             while True:
@@ -753,8 +790,18 @@ def client_chat(home: Path, to: str, allow_identified: bool) -> None:
                 while (f := await c.receive_failure()) is not None:
                     _print_failure(console, f)
 
+            async def monitor() -> None:
+                await _kt_check(c, now=True)
+                while True:  # then the client's own interval decides when a check is due
+                    await asyncio.sleep(60)
+                    await _kt_check(c)
+
             loop = asyncio.get_running_loop()
-            tasks = [loop.create_task(printer()), loop.create_task(failure_printer())]
+            tasks = [
+                loop.create_task(printer()),
+                loop.create_task(failure_printer()),
+                loop.create_task(monitor()),
+            ]
             try:
                 while True:
                     line = await asyncio.to_thread(sys.stdin.readline)
@@ -774,6 +821,71 @@ def client_chat(home: Path, to: str, allow_identified: bool) -> None:
             await c.close()
 
     _run(go())
+
+
+@cli.group(cls=_Group)
+def kt() -> None:
+    """Key transparency: audit a relay's directory of identity keys."""
+
+
+@kt.command("audit")
+@click.option("--relay", "relay_url", default=None, help="The relay's URL (ws://host:port).")
+@click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Or the relay's database file.",
+)
+@click.option(
+    "--from",
+    "from_epoch",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Start at this epoch (its head is taken on trust); 0 checks everything.",
+)
+@click.option(
+    "--cosign-key",
+    "cosign_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Cosign every verified head with this auditor key (hex seed; created if missing).",
+)
+@click.option("--head-key", "head_key", default=None, help="Pin the directory's head key (64 hex).")
+def kt_audit(
+    relay_url: str | None,
+    db: Path | None,
+    from_epoch: int,
+    cosign_key: Path | None,
+    head_key: str | None,
+) -> None:
+    """Verify the append-only proofs between consecutive epochs and the signed head chain.
+
+    Prints a summary; exits 1 if anything does not verify. With --cosign-key, posts a
+    cosignature of every verified head (stored by the relay; clients can require them).
+    """
+    from securemsg.cli.kt_audit import audit_db, audit_relay, load_auditor_key
+
+    if (relay_url is None) == (db is None):
+        raise click.UsageError("give exactly one of --relay and --db")
+    pinned = None
+    if head_key is not None:
+        try:
+            pinned = bytes.fromhex(head_key)
+        except ValueError:
+            raise click.UsageError("--head-key must be 64 hex characters") from None
+    key = None if cosign_key is None else load_auditor_key(cosign_key)
+    if key is not None:
+        click.echo(f"auditor key: {key.public_key.hex()}")
+    if db is not None:
+        report = audit_db(db, from_epoch=from_epoch, auditor_key=key, head_key=pinned)
+    else:
+        assert relay_url is not None
+        report = _run(
+            audit_relay(relay_url, from_epoch=from_epoch, auditor_key=key, head_key=pinned)
+        )
+    click.echo(report.summary())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -94,6 +94,7 @@ from typing import Final, TypeVar
 from securemsg import cipher
 from securemsg.aio.sqlite import AsyncSqliteProtocolStore
 from securemsg.client.connection import CONNECTION_LOST, RelayConnection
+from securemsg.client.kt import ClientKeyTransparency, KtMonitorResult, KtWarning
 from securemsg.client.store import (
     ClientStore,
     FailureRow,
@@ -112,6 +113,8 @@ from securemsg.errors import (
     InvalidMessageError,
     InvalidPreKeyError,
     InvalidSignatureError,
+    KeyTransparencyMismatch,
+    KeyTransparencyPending,
     MessageGapTooLargeError,
     NoSessionError,
     PeerError,
@@ -213,6 +216,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("securemsg.client")
+#: Most entries kept in Client.kt_warnings (the oldest are dropped).
+_MAX_KT_WARNINGS = 100
 _T = TypeVar("_T")
 
 #: One-time prekeys (of each kind) generated and uploaded per batch.
@@ -439,6 +444,10 @@ class Client:
         prekey_low_water: int | None = None,
         relay_url: str | None = None,
         allow_identified: bool = False,
+        kt_pending: str = "warn",
+        kt_auditors: Sequence[bytes] = (),
+        kt_min_cosignatures: int = 0,
+        kt_monitor_interval_s: float = 3600.0,
     ) -> None:
         """Wrap an open client store (internal: use :meth:`create` / :meth:`open`).
 
@@ -488,10 +497,24 @@ class Client:
         self._closing = False
         self._prekeys_used = False
         self._allow_identified = bool(allow_identified)
+        if kt_pending not in ("wait", "warn"):
+            raise UsageError('kt_pending must be "wait" or "warn"')
+        auditors = tuple(bytes(k) for k in kt_auditors)
+        if any(len(k) != 32 for k in auditors):
+            raise UsageError("auditor keys are 32-byte Ed25519 public keys")
+        if type(kt_min_cosignatures) is not int or not 0 <= kt_min_cosignatures <= len(auditors):
+            raise UsageError("kt_min_cosignatures must be 0..number of auditor keys")
+        if not kt_monitor_interval_s > 0:
+            raise UsageError("kt_monitor_interval_s must be positive")
+        self._kt_pending = kt_pending
+        self._kt = ClientKeyTransparency(store, auditors, kt_min_cosignatures)
+        self._kt_interval_ms = int(kt_monitor_interval_s * 1000)
         self.errors = 0
         self.last_send_sealed = False
         #: TLS context for a ``wss://`` relay (None: the system's trusted CAs).
         self.relay_ssl: ssl.SSLContext | None = None
+        #: What the ``kt_pending="warn"`` policy let through (oldest first, the last 100).
+        self.kt_warnings: list[KtWarning] = []
 
     # -- creating and opening -------------------------------------------------------------
 
@@ -509,6 +532,10 @@ class Client:
         prekey_batch: int = DEFAULT_PREKEY_BATCH,
         prekey_low_water: int | None = None,
         allow_identified: bool = False,
+        kt_pending: str = "warn",
+        kt_auditors: Sequence[bytes] = (),
+        kt_min_cosignatures: int = 0,
+        kt_monitor_interval_s: float = 3600.0,
     ) -> Client:
         """Create a new device database at ``path`` (a fresh identity and ACI).
 
@@ -529,6 +556,16 @@ class Client:
                 ``min(20, prekey_batch)``).
             allow_identified: let sends that cannot go sealed go identified (the relay then
                 learns the sender); default False: they raise ``SealedDeliveryRefused``.
+            kt_pending: what to do when a contact's identity key is not in a published
+                key-transparency epoch yet: ``"wait"`` raises ``KeyTransparencyPending`` and
+                starts no session; ``"warn"`` (default) starts the session with the
+                unverified key, logs a warning and records a :class:`KtWarning` in
+                :attr:`kt_warnings`. A key the directory has published is always verified.
+            kt_auditors: Ed25519 public keys (32 bytes) of the auditors this client trusts.
+            kt_min_cosignatures: how many of them must have cosigned an epoch head before
+                the client accepts it (0: none required).
+            kt_monitor_interval_s: how often :meth:`kt_monitor_if_due` checks our own
+                account's key history (default hourly).
 
         Raises:
             UsageError: ``path`` exists, or a bad argument.
@@ -574,6 +611,10 @@ class Client:
                 prekey_batch=prekey_batch,
                 prekey_low_water=prekey_low_water,
                 allow_identified=allow_identified,
+                kt_pending=kt_pending,
+                kt_auditors=kt_auditors,
+                kt_min_cosignatures=kt_min_cosignatures,
+                kt_monitor_interval_s=kt_monitor_interval_s,
             )
         except BaseException:
             store.close()
@@ -590,10 +631,15 @@ class Client:
         prekey_batch: int | None = None,
         prekey_low_water: int | None = None,
         allow_identified: bool = False,
+        kt_pending: str = "warn",
+        kt_auditors: Sequence[bytes] = (),
+        kt_min_cosignatures: int = 0,
+        kt_monitor_interval_s: float = 3600.0,
     ) -> Client:
         """Reopen an existing device database (``relay_url`` replaces the stored one if given).
 
-        ``allow_identified`` is as for :meth:`create` (not stored: pass it on every open). A
+        ``allow_identified`` and the ``kt_*`` options are as for :meth:`create` (not stored:
+        pass them on every open). A
         database file (or side file) other users may access is made ``0600`` with a warning.
 
         Raises:
@@ -612,6 +658,10 @@ class Client:
                 prekey_low_water=prekey_low_water,
                 relay_url=relay_url,
                 allow_identified=allow_identified,
+                kt_pending=kt_pending,
+                kt_auditors=kt_auditors,
+                kt_min_cosignatures=kt_min_cosignatures,
+                kt_monitor_interval_s=kt_monitor_interval_s,
             )
         except BaseException:
             store.close()
@@ -764,6 +814,7 @@ class Client:
         conn = await RelayConnection.open(self._relay_url, ssl=self.relay_ssl)
         try:
             root = await self._check_trust_root(conn)
+            kt_keys = await self._kt.pin(conn.request)
             store = self._store
             identity = store.get_identity_key_pair()
             now = self._now()
@@ -790,6 +841,7 @@ class Client:
         with self._store.transaction():
             if self._trust_root is None:
                 self._store.set_meta("trust_root", root.to_bytes())
+            self._kt.store_keys(kt_keys)
             self._store.set_meta("registered", 1)
         self._registered = True
         self._trust_root = root
@@ -824,6 +876,10 @@ class Client:
                 raise TrustRootMismatch(
                     "no trust root is pinned for this device", b"", root.to_bytes()
                 )
+            kt_keys = await self._kt.pin(conn.request)
+            if not self._kt.pinned:  # registered before key transparency: pinned now (TOFU)
+                with self._store.transaction():
+                    self._kt.store_keys(kt_keys)
             await conn.request(
                 Authenticate(
                     _aci_bytes(self._aci), self._device_id, self._sign_challenge(conn.challenge)
@@ -1108,6 +1164,7 @@ class Client:
         ):
             raise DecodeError("relay sent bundles for impossible or unrequested devices")
         bundles = [(b.device_id, self._bundle(b)) for b in resp.body.bundles]
+        await self._kt_check(aci, {b.identity_key for b in resp.body.bundles})
         now = self._now()
         store = self._store
 
@@ -1124,6 +1181,56 @@ class Client:
                     )
 
         await self._in_db(process)
+
+    async def _kt_check(self, aci: str, identity_keys: set[bytes]) -> None:
+        """Refuse bundles whose identity key the relay's directory does not prove."""
+        if len(identity_keys) != 1:
+            raise KeyTransparencyMismatch(
+                "the relay handed out more than one identity key for one account", aci
+            )
+        verified = await self._kt.verify_identity(self._request, aci, next(iter(identity_keys)))
+        if verified:
+            return
+        if self._kt_pending == "wait":
+            raise KeyTransparencyPending(
+                "the account's identity key is not in a published key-transparency epoch yet",
+                aci,
+            )
+        self.kt_warnings.append(KtWarning(aci, "pending"))
+        del self.kt_warnings[:-_MAX_KT_WARNINGS]
+        _log.warning("key transparency: started a session with a key not yet published")
+
+    async def kt_monitor(self) -> KtMonitorResult:
+        """Check our own account's key history in the relay's directory now.
+
+        Every version must carry our identity key; the check's time is recorded for
+        :meth:`kt_monitor_if_due`.
+
+        Raises:
+            KeyTransparencyMonitorError: the directory holds a key for us this device did not
+                create (others may be encrypting to someone else): tell the user.
+            KeyTransparencyError: a proof or head does not verify.
+            RelayError: the relay refused or is unreachable.
+        """
+        identity = self._store.get_identity_key_pair().identity_key.to_bytes()
+        try:
+            return await self._kt.monitor(self._request, self._aci, identity)
+        finally:
+            self._store.set_meta("kt_monitor_at", self._now())
+
+    async def kt_monitor_if_due(self) -> KtMonitorResult | None:
+        """:meth:`kt_monitor` if ``kt_monitor_interval_s`` passed since the last check (or
+        there was none); None otherwise. Raises as :meth:`kt_monitor`."""
+        last = self._store.get_meta_int("kt_monitor_at", 0)
+        if last and self._now() - last < self._kt_interval_ms:
+            return None
+        return await self.kt_monitor()
+
+    @property
+    def kt_head_epoch(self) -> int:
+        """The epoch of the last key-transparency head this device verified (0: none)."""
+        head = self._kt.head
+        return 0 if head is None else head.head.epoch
 
     def _devices(self, aci: str) -> list[int]:
         return [

@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 :func:`disclose` reads everything the :class:`~securemsg.relay.store.RelayStore` holds that
 is linked to one ACI (its account row, its devices, their public keys, envelopes queued for
-it, identified envelopes it sent that are still queued) and returns a
+it, identified envelopes it sent that are still queued, and its key-transparency entries:
+each published version of its identity key with its epoch and commitment, and a key queued
+for the next epoch) and returns a
 :class:`DisclosureReport`, rendered by :meth:`DisclosureReport.to_text` and
 :meth:`DisclosureReport.to_json`. The report holds no clock reading and sorts everything,
 so the same database always gives the same bytes. Sealed envelopes say "sender not known to
@@ -34,8 +36,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
+from securemsg.crypto.ecvrf import VrfPrivateKey
 from securemsg.errors import UsageError
-from securemsg.relay.store import FileScan, KeyRow, QueuedMessage, RelayStore
+from securemsg.kt.config import blake3_hash, commitment, commitment_nonce, vrf_input
+from securemsg.relay.kt_store import SqliteKtStore
+from securemsg.relay.store import FileScan, KeyRow, QueuedMessage, RelayStore, SqliteRelayStore
 from securemsg.wire.relay_frames import EnvelopeType
 
 __all__ = [
@@ -126,6 +131,30 @@ SCHEMA_CLASSIFICATION: dict[tuple[str, str], tuple[ColumnClass, str]] = {
     ),
     ("queue_usage", "singleton"): (_OP, "constant 1"),
     ("queue_usage", "stored_bytes"): (_OP, "bytes of all queued envelopes, for the relay's budget"),
+    ("kt_keys", "singleton"): (_OP, "constant 1"),
+    ("kt_keys", "vrf_seed"): (_OP, "the directory's own VRF key; decrypts nothing"),
+    ("kt_keys", "head_seed"): (_OP, "the directory's own head-signing key; decrypts nothing"),
+    ("kt_nodes", "node_key"): (_OP, "trie node label (a VRF output, not an account id)"),
+    ("kt_nodes", "left_key"): (_OP, "trie child label"),
+    ("kt_nodes", "right_key"): (_OP, "trie child label"),
+    ("kt_nodes", "commitment"): (_PK, "hiding commitment to a published identity key"),
+    ("kt_nodes", "value"): (_OP, "trie node hash"),
+    ("kt_nodes", "digest"): (_OP, "trie node hash"),
+    ("kt_nodes", "label_hash"): (_OP, "hash of the node label"),
+    ("kt_nodes", "last_epoch"): (_OP, "epoch the subtree last changed"),
+    ("kt_nodes", "min_epoch"): (_OP, "oldest leaf epoch below the node"),
+    ("kt_values", "label"): (_MD, "account identifier (directory label)"),
+    ("kt_values", "version"): (_MD, "version number of the account's published identity key"),
+    ("kt_values", "epoch"): (_MD, "epoch the version was published in"),
+    ("kt_values", "value"): (_PK, "published identity public key"),
+    ("kt_epochs", "epoch"): (_OP, "epoch number"),
+    ("kt_epochs", "root_hash"): (_OP, "the directory's root hash at that epoch"),
+    ("kt_epochs", "signed_head"): (_OP, "signed epoch head (epoch, root, time, previous head)"),
+    ("kt_cosignatures", "epoch"): (_OP, "epoch cosigned"),
+    ("kt_cosignatures", "auditor_key"): (_OP, "auditor's public key"),
+    ("kt_cosignatures", "signature"): (_OP, "auditor's cosignature of the head"),
+    ("kt_pending", "label"): (_MD, "account identifier, until its key is published"),
+    ("kt_pending", "value"): (_PK, "identity public key waiting for the next epoch"),
 }
 
 #: What the relay does not hold, for any account.
@@ -187,6 +216,20 @@ class _Queued:
 
 
 @dataclass(frozen=True, slots=True)
+class _KtVersion:
+    version: int
+    epoch: int
+    identity_key: str
+    commitment: str
+
+
+@dataclass(frozen=True, slots=True)
+class _KtEntry:
+    versions: tuple[_KtVersion, ...]
+    queued_identity_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class _FilesScan:
     searched_for: tuple[str, ...]
     files: tuple[tuple[str, int], ...]
@@ -222,6 +265,10 @@ class DisclosureReport:
         devices: each device's dates and public keys.
         queued_for_account: envelopes waiting for the account's devices.
         queued_from_account: identified envelopes the account sent, still waiting.
+        key_transparency: the account's entries in the relay's key-transparency directory:
+            each published version of its identity key (version, epoch, key, and the
+            commitment the directory published), and a key queued for the next epoch; None
+            if the relay keeps no directory.
         file_scan: if the files were scanned, what was searched for, the files (name, bytes)
             and any residue (file, occurrences of the account's identifier in no live row).
         not_held: what the relay does not hold.
@@ -236,6 +283,7 @@ class DisclosureReport:
     devices: tuple[_Device, ...] = ()
     queued_for_account: tuple[_Queued, ...] = ()
     queued_from_account: tuple[_Queued, ...] = field(default=())
+    key_transparency: _KtEntry | None = None
     file_scan: _FilesScan | None = None
     not_held: tuple[str, ...] = NOT_HELD
     signal_comparison: str = SIGNAL_COMPARISON
@@ -276,6 +324,7 @@ class DisclosureReport:
             f"({len(self.queued_from_account)}):",
         ]
         lines += [_queued_line(q) for q in self.queued_from_account] or ["  none"]
+        lines += _kt_lines(self.key_transparency)
         lines += ["", "Recoverable from the relay's files beyond the above:"]
         lines += _scan_lines(self.file_scan)
         lines += ["", "Not held by the relay:"]
@@ -286,6 +335,47 @@ class DisclosureReport:
 
 def _short(hex_text: str) -> str:
     return f"{hex_text[:16]}... ({len(hex_text) // 2} bytes)" if len(hex_text) > 24 else hex_text
+
+
+def _kt_lines(entry: _KtEntry | None) -> list[str]:
+    if entry is None:
+        return []
+    out = ["", f"Key-transparency directory entries ({len(entry.versions)} published):"]
+    for v in entry.versions:
+        out.append(
+            f"  version {v.version}, epoch {v.epoch}: identity key {_short(v.identity_key)}, "
+            f"commitment {_short(v.commitment)}"
+        )
+    if not entry.versions:
+        out.append("  none published")
+    if entry.queued_identity_key is not None:
+        out.append(f"  queued for the next epoch: {_short(entry.queued_identity_key)}")
+    return out
+
+
+def _kt_entry(store: RelayStore, raw: bytes) -> _KtEntry | None:
+    if not isinstance(store, SqliteRelayStore):
+        return None
+    kt = SqliteKtStore(store)
+    keys = kt.keys()
+    if keys is None:
+        return None
+    vrf = VrfPrivateKey(keys[0])
+    commitment_key = blake3_hash(keys[0])
+    versions = []
+    for state in kt.value_states(raw):
+        fresh = int.from_bytes(vrf.hash(vrf_input(raw, True, state.version))[:32], "big")
+        nonce = commitment_nonce(commitment_key, fresh, state.version, state.value)
+        versions.append(
+            _KtVersion(
+                state.version,
+                state.epoch,
+                state.value.hex(),
+                commitment(state.value, nonce).hex(),
+            )
+        )
+    queued = kt.pending_value(raw)
+    return _KtEntry(tuple(versions), None if queued is None else queued.hex())
 
 
 def _queued_line(q: _Queued) -> str:
@@ -356,10 +446,20 @@ def disclose(
     account = store.get_account(raw)
     queued_for = tuple(_queued(m) for m in store.queued_for(raw))
     queued_from = tuple(_queued(m) for m in store.queued_from(raw))
+    kt_entry = _kt_entry(store, raw)
     scan = _scan(store.scan_residue(_forms(raw))) if scan_files else None
     if account is None:
         return DisclosureReport(
-            text, False, None, None, None, (), queued_for, queued_from, file_scan=scan
+            text,
+            False,
+            None,
+            None,
+            None,
+            (),
+            queued_for,
+            queued_from,
+            key_transparency=kt_entry,
+            file_scan=scan,
         )
     devices = []
     for d in store.list_devices(raw):
@@ -387,6 +487,7 @@ def disclose(
         devices=tuple(devices),
         queued_for_account=queued_for,
         queued_from_account=queued_from,
+        key_transparency=kt_entry,
         file_scan=scan,
     )
 

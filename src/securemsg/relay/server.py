@@ -83,6 +83,7 @@ from websockets.typing import Origin
 from securemsg.crypto.curve import PublicKey
 from securemsg.crypto.rng import Rng, SystemRng
 from securemsg.errors import DecodeError, StorageError, UsageError
+from securemsg.relay.kt import KtPublisherThread
 from securemsg.relay.service import (
     Outcome,
     RelayConfig,
@@ -496,6 +497,8 @@ class RelayServer:
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._kt_publisher: asyncio.Task[None] | None = None
+        self._kt_publisher_thread: KtPublisherThread | None = None
         self._live: dict[tuple[bytes, int], _Connection] = {}
         self._connections: set[_Connection] = set()
         self._total_buffered = 0
@@ -573,6 +576,11 @@ class RelayServer:
         sock = next(iter(self._server.sockets))
         self._host, self._port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep_loop())
+        if self._db_path is not None:
+            self._kt_publisher_thread = KtPublisherThread(
+                self._db_path, self._rng, cfg, self._clock
+            )
+        self._kt_publisher = asyncio.create_task(self._kt_loop())
         self._watchdog = asyncio.create_task(self._watch_writes())
         if self._ssl is None and not _is_loopback(host):
             _LOG.warning(
@@ -584,12 +592,15 @@ class RelayServer:
 
     async def stop(self) -> None:
         """Close every connection, stop listening and close the store. Idempotent."""
-        for task in (self._sweeper, self._watchdog):
+        for task in (self._sweeper, self._watchdog, self._kt_publisher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._sweeper = self._watchdog = None
+        self._sweeper = self._watchdog = self._kt_publisher = None
+        if self._kt_publisher_thread is not None:
+            await self._kt_publisher_thread.close()
+            self._kt_publisher_thread = None
         if self._server is not None:
             for conn in list(self._connections):
                 if not conn.idle_writer():
@@ -715,6 +726,25 @@ class RelayServer:
             service, storage = self._service, self._storage
             if service is not None and storage is not None:
                 storage.submit(_sweeper(service, self._clock), _sweep_done)
+
+    async def publish_kt_epoch(self) -> int | None:
+        """Publish the queued key-transparency updates now (the timer does it every
+        ``kt_epoch_interval_s``); the new epoch, or None if nothing changed. With a database
+        path it runs on the publisher's own thread and connection, else on the storage thread.
+        """
+        if self._kt_publisher_thread is not None:
+            return await self._kt_publisher_thread.publish()
+        clock = self._clock
+        result: int | None = await self.call(lambda service: service.publish_kt_epoch(clock()))
+        return result
+
+    async def _kt_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.kt_epoch_interval_s)
+            try:
+                await self.publish_kt_epoch()
+            except Exception as exc:  # retried at the next interval
+                _LOG.error("key-transparency publication failed: %s", type(exc).__name__)
 
     async def _writer(self, conn: _Connection) -> None:
         timeout = self._config.write_timeout_s

@@ -52,6 +52,8 @@ from securemsg.protocol.sealed_sender import (
     SenderCertificate,
     ServerCertificate,
 )
+from securemsg.relay import kt as relay_kt
+from securemsg.relay.kt_store import SqliteKtStore
 from securemsg.relay.store import (
     BundleRow,
     CreateResult,
@@ -62,6 +64,7 @@ from securemsg.relay.store import (
     QueuedMessage,
     RelayStore,
     ServerKeysRow,
+    SqliteRelayStore,
 )
 from securemsg.wire import relay_frames as rf
 from securemsg.wire.sealed_sender import AUTH_TAG_LENGTH, MESSAGE_KEY_LENGTH
@@ -171,6 +174,16 @@ class RelayConfig:
         allowed_origins: browser origins (``https://host``) allowed to connect; a request
             with any other ``Origin`` header is refused (HTTP 403). Clients that send no
             ``Origin`` (every non-browser client) are always accepted.
+        kt_epoch_interval_s: how often the key-transparency directory publishes the queued
+            (ACI -> identity key) updates as an epoch (60 s); a registration's key is
+            "pending" for clients until then.
+        kt_max_epoch_changes: most updates one epoch publishes (1000; the rest wait for the
+            next), which bounds each epoch's append-only proof so it fits one frame.
+        kt_auditor_keys: Ed25519 public keys (32 bytes) of the auditors whose head
+            cosignatures the relay stores; empty: any auditor's, at most 16 per epoch.
+        kt_audit_burst: unauthenticated audit requests (append-only proofs, cosignatures)
+            the relay answers at once, across all connections (1000).
+        kt_audit_refill_per_s: audit requests regained per second (50).
     """
 
     message_ttl_ms: int = 30 * _DAY_MS
@@ -208,6 +221,11 @@ class RelayConfig:
     max_batch: int = 256
     allowed_origins: tuple[str, ...] = ()
     max_inflight_bytes: int = 2 * 1024 * 1024
+    kt_epoch_interval_s: float = 60.0
+    kt_max_epoch_changes: int = 1000
+    kt_auditor_keys: tuple[bytes, ...] = ()
+    kt_audit_burst: int = 1000
+    kt_audit_refill_per_s: float = 50.0
 
 
 @dataclass(slots=True)
@@ -444,6 +462,17 @@ class RelayService:
         )
         self._sealed_buckets = TokenBuckets(cfg.sealed_burst, cfg.sealed_refill_per_s)
         self._budget_full = False
+        relay_kt.check_config(cfg)
+        #: The key-transparency directory (None for a store without KT tables).
+        self.kt: relay_kt.RelayKeyTransparency | None = None
+        if isinstance(store, SqliteRelayStore):
+            self.kt = relay_kt.RelayKeyTransparency(
+                SqliteKtStore(store),
+                rng,
+                cfg,
+                TokenBuckets(cfg.bundle_burst, cfg.bundle_refill_per_s),
+                TokenBuckets(cfg.kt_audit_burst, cfg.kt_audit_refill_per_s),
+            )
 
     @property
     def trust_root_public(self) -> PublicKey:
@@ -487,6 +516,10 @@ class RelayService:
                 return self._send_sealed(session, rid, body, now)
             if isinstance(body, rf.SendMultiRecipient):
                 return self._send_multi(session, rid, body, now)
+            if isinstance(body, relay_kt.KT_REQUESTS):
+                if self.kt is None:
+                    raise _Refuse(rf.StatusCode.NOT_FOUND, "no key-transparency directory")
+                return Outcome(self.kt.answer(session.aci, session.device_id, rid, body, now))
             if not session.authenticated:
                 raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "authenticate first")
             return self._authenticated(session, rid, body, now)
@@ -891,6 +924,14 @@ class RelayService:
         if session.aci is None:
             return []
         return self.store.pending(session.aci, session.device_id)
+
+    def publish_kt_epoch(self, now: int) -> int | None:
+        """Publish the queued key-transparency updates as one epoch now; the new epoch, or
+        None if nothing changed (or the store has no directory)."""
+        if self.kt is None:
+            return None
+        published = self.kt.publish(now)
+        return None if published is None else published.epoch
 
     def sweep(self, now: int) -> int:
         """Delete envelopes older than the TTL; how many were deleted."""

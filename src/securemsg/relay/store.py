@@ -403,6 +403,34 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             stored_bytes INTEGER NOT NULL)""",
         "INSERT INTO queue_usage VALUES (1, (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages))",
     ),
+    # 3: key transparency (securemsg.relay.kt_store): the directory's keys, trie nodes, label
+    # versions, signed epoch heads, auditor cosignatures, and the queue of unpublished
+    # (ACI -> identity key) updates, seeded with the accounts that exist already.
+    (
+        (
+            "CREATE TABLE kt_keys (singleton INTEGER PRIMARY KEY CHECK (singleton = 1), vrf_seed "
+            "BLOB NOT NULL, head_seed BLOB NOT NULL)"
+        ),
+        (
+            "CREATE TABLE kt_nodes (node_key BLOB PRIMARY KEY, left_key BLOB, right_key BLOB, "
+            "commitment BLOB NOT NULL, value BLOB NOT NULL, digest BLOB NOT NULL, label_hash BLOB"
+            " NOT NULL, last_epoch INTEGER NOT NULL, min_epoch INTEGER NOT NULL)"
+        ),
+        (
+            "CREATE TABLE kt_values (label BLOB NOT NULL, version INTEGER NOT NULL, epoch INTEGER"
+            " NOT NULL, value BLOB NOT NULL, PRIMARY KEY (label, version))"
+        ),
+        (
+            "CREATE TABLE kt_epochs (epoch INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, "
+            "signed_head BLOB NOT NULL)"
+        ),
+        (
+            "CREATE TABLE kt_cosignatures (epoch INTEGER NOT NULL, auditor_key BLOB NOT NULL, "
+            "signature BLOB NOT NULL, PRIMARY KEY (epoch, auditor_key))"
+        ),
+        "CREATE TABLE kt_pending (label BLOB PRIMARY KEY, value BLOB NOT NULL)",
+        "INSERT INTO kt_pending (label, value) SELECT aci, identity_key FROM accounts",
+    ),
 )
 
 #: The schema version this code writes.
@@ -547,6 +575,10 @@ class SqliteRelayStore:
     def _prepare(self) -> None:
         with self._errors():
             conn = self._c()
+            # New databases use 8 KiB pages: the schema (sqlite_master) then fits one page, so
+            # creating it splits no page and leaves no stale cell pointers (a no-op on an
+            # existing database).
+            conn.execute("PRAGMA page_size=8192")
             mode = conn.execute("PRAGMA journal_mode").fetchone()
             if mode is None or str(mode[0]).lower() not in ("wal", "memory"):
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -770,6 +802,12 @@ class SqliteRelayStore:
                     "INSERT INTO accounts (aci, identity_key, access_key_digest, created_date)"
                     " VALUES (?, ?, ?, ?)",
                     (device.aci, device.identity_key, device.access_key_digest, today),
+                )
+                # queued for the key-transparency directory's next epoch, atomically
+                c.execute(
+                    "INSERT INTO kt_pending (label, value) VALUES (?, ?)"
+                    " ON CONFLICT (label) DO UPDATE SET value = excluded.value",
+                    (device.aci, device.identity_key),
                 )
             elif bytes(acc[0]) != device.identity_key:
                 return CreateResult.IDENTITY_MISMATCH

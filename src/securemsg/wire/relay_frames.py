@@ -61,6 +61,21 @@ __all__ = [
     "GetPreKeyCounts",
     "GetSenderCertificate",
     "GetServerTrustRoot",
+    "KtAppendOnly",
+    "KtAppendOnlyResult",
+    "KtCosign",
+    "KtCosignature",
+    "KtGetHeads",
+    "KtGetKeys",
+    "KtHead",
+    "KtHeads",
+    "KtHistory",
+    "KtKeys",
+    "KtLookup",
+    "KtProofResult",
+    "MAX_KT_COSIGNATURES",
+    "MAX_KT_HEADS",
+    "MAX_KT_APPEND_ONLY_EPOCHS",
     "MismatchedDevices",
     "OneTimePreKey",
     "OutgoingMessage",
@@ -104,6 +119,16 @@ AUTH_CONTEXT = b"securemsg-relay-auth-v1"
 MAX_TIMESTAMP = (1 << 63) - 1
 #: Longest registration token a Register may carry, in bytes.
 MAX_REGISTRATION_TOKEN = 256
+
+#: Most signed heads in one KtHeads answer.
+MAX_KT_HEADS = 256
+#: Most auditor cosignatures carried (and stored) per epoch head.
+MAX_KT_COSIGNATURES = 16
+#: Most epochs one KtAppendOnly request may span.
+MAX_KT_APPEND_ONLY_EPOCHS = 16
+#: Length of a signed epoch head (securemsg.kt.heads.SIGNED_HEAD_LENGTH).
+KT_SIGNED_HEAD_LENGTH = 144
+KT_KEY_LENGTH = 32
 
 ACI_LENGTH = 16
 ACCESS_KEY_LENGTH = 16
@@ -312,6 +337,49 @@ class GetServerTrustRoot:
     """Ask for the trust root public key and the server certificate."""
 
 
+@dataclass(frozen=True, slots=True)
+class KtGetKeys:
+    """Ask for the directory's VRF public key and head-signing public key."""
+
+
+@dataclass(frozen=True, slots=True)
+class KtGetHeads:
+    """Ask for the signed heads after ``since_epoch`` (at most :data:`MAX_KT_HEADS`)."""
+
+    since_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class KtLookup:
+    """Ask for the lookup proof of an account's identity key at the latest epoch."""
+
+    aci: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KtHistory:
+    """Ask for the complete key history of the caller's own account."""
+
+    aci: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KtAppendOnly:
+    """Ask for the append-only proof from ``from_epoch`` to ``to_epoch``."""
+
+    from_epoch: int
+    to_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class KtCosign:
+    """An auditor's cosignature of the head of ``epoch``."""
+
+    epoch: int
+    auditor_key: bytes
+    signature: bytes = field(repr=False)
+
+
 Request: TypeAlias = (
     Authenticate
     | Register
@@ -327,6 +395,12 @@ Request: TypeAlias = (
     | GetSenderCertificate
     | GetServerTrustRoot
     | SetAccessKey
+    | KtGetKeys
+    | KtGetHeads
+    | KtLookup
+    | KtHistory
+    | KtAppendOnly
+    | KtCosign
 )
 
 
@@ -414,8 +488,65 @@ class ServerTrustRoot:
     server_certificate: bytes = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class KtKeys:
+    """The directory's public keys (32 bytes each)."""
+
+    vrf_public_key: bytes
+    head_public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KtCosignature:
+    """An auditor's Ed25519 cosignature of an epoch head."""
+
+    auditor_key: bytes
+    signature: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KtHead:
+    """A signed epoch head (144 bytes) and its auditor cosignatures."""
+
+    signed_head: bytes
+    cosignatures: tuple[KtCosignature, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KtHeads:
+    """Consecutive signed heads, oldest first, and the latest epoch."""
+
+    heads: tuple[KtHead, ...]
+    latest_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class KtProofResult:
+    """A lookup or history proof and the head it is against; or ``pending``."""
+
+    proof: bytes = field(repr=False)
+    head: KtHead | None
+    pending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KtAppendOnlyResult:
+    """An encoded AKD append-only proof."""
+
+    proof: bytes = field(repr=False)
+
+
 ResponseBody: TypeAlias = (
-    PreKeyCounts | Bundles | Devices | SendResult | SenderCertificateResponse | ServerTrustRoot
+    PreKeyCounts
+    | Bundles
+    | Devices
+    | SendResult
+    | SenderCertificateResponse
+    | ServerTrustRoot
+    | KtKeys
+    | KtHeads
+    | KtProofResult
+    | KtAppendOnlyResult
 )
 
 
@@ -640,6 +771,35 @@ def _encode_request(pb: Any, body: Request) -> None:
         _check_bytes(body.access_key, ACCESS_KEY_LENGTH, "access_key")
         pb.set_access_key.access_key = bytes(body.access_key)
     else:
+        _encode_kt_request(pb, body)
+
+
+def _encode_kt_request(pb: Any, body: Request) -> None:
+    if isinstance(body, KtGetKeys):
+        pb.kt_get_keys.SetInParent()
+    elif isinstance(body, KtGetHeads):
+        _check_u64(body.since_epoch, "since_epoch")
+        pb.kt_get_heads.since_epoch = body.since_epoch
+        pb.kt_get_heads.SetInParent()
+    elif isinstance(body, KtLookup):
+        _check_bytes(body.aci, ACI_LENGTH, "aci")
+        pb.kt_lookup.aci = bytes(body.aci)
+    elif isinstance(body, KtHistory):
+        _check_bytes(body.aci, ACI_LENGTH, "aci")
+        pb.kt_history.aci = bytes(body.aci)
+    elif isinstance(body, KtAppendOnly):
+        _check_u64(body.from_epoch, "from_epoch")
+        _check_u64(body.to_epoch, "to_epoch")
+        pb.kt_append_only.from_epoch = body.from_epoch
+        pb.kt_append_only.to_epoch = body.to_epoch
+        pb.kt_append_only.SetInParent()
+    elif isinstance(body, KtCosign):
+        _check_u64(body.epoch, "epoch")
+        _check_bytes(body.auditor_key, KT_KEY_LENGTH, "auditor_key")
+        _check_bytes(body.signature, SIGNATURE_LENGTH, "signature")
+        c = pb.kt_cosign
+        c.epoch, c.auditor_key, c.signature = body.epoch, bytes(body.auditor_key), body.signature
+    else:
         raise UsageError("unknown request type")
 
 
@@ -706,8 +866,43 @@ def _encode_response(pb: Any, r: Response) -> None:
     elif isinstance(body, ServerTrustRoot):
         pb.trust_root.public_key = bytes(body.public_key)
         pb.trust_root.server_certificate = bytes(body.server_certificate)
+    elif isinstance(body, KtKeys):
+        _check_bytes(body.vrf_public_key, KT_KEY_LENGTH, "vrf_public_key")
+        _check_bytes(body.head_public_key, KT_KEY_LENGTH, "head_public_key")
+        pb.kt_keys.vrf_public_key = bytes(body.vrf_public_key)
+        pb.kt_keys.head_public_key = bytes(body.head_public_key)
+    elif isinstance(body, KtHeads):
+        if len(body.heads) > MAX_KT_HEADS:
+            raise UsageError("too many heads")
+        _check_u64(body.latest_epoch, "latest_epoch")
+        pb.kt_heads.SetInParent()
+        pb.kt_heads.latest_epoch = body.latest_epoch
+        for h in body.heads:
+            _put_kt_head(pb.kt_heads.heads.add(), h)
+    elif isinstance(body, KtProofResult):
+        pb.kt_proof.SetInParent()
+        pb.kt_proof.proof = bytes(body.proof)
+        pb.kt_proof.pending = bool(body.pending)
+        if body.head is not None:
+            _put_kt_head(pb.kt_proof.head, body.head)
+    elif isinstance(body, KtAppendOnlyResult):
+        pb.kt_append_only.SetInParent()
+        pb.kt_append_only.proof = bytes(body.proof)
     else:
         raise UsageError("unknown response body type")
+
+
+def _put_kt_head(pb: Any, head: KtHead) -> None:
+    if not isinstance(head, KtHead):
+        raise UsageError("expected a KtHead")
+    _check_bytes(head.signed_head, KT_SIGNED_HEAD_LENGTH, "signed head")
+    if len(head.cosignatures) > MAX_KT_COSIGNATURES:
+        raise UsageError("too many cosignatures")
+    pb.signed_head = bytes(head.signed_head)
+    for c in head.cosignatures:
+        _check_bytes(c.auditor_key, KT_KEY_LENGTH, "auditor_key")
+        _check_bytes(c.signature, SIGNATURE_LENGTH, "signature")
+        pb.cosignatures.add(auditor_key=bytes(c.auditor_key), signature=bytes(c.signature))
 
 
 def encode_server_frame(frame: ServerFrame) -> bytes:
@@ -882,6 +1077,24 @@ def _decode_request(pb: Any, kind: str) -> Request:
         return GetServerTrustRoot()
     if kind == "set_access_key":
         return SetAccessKey(_need(pb.set_access_key.access_key, ACCESS_KEY_LENGTH, "access key"))
+    if kind == "kt_get_keys":
+        return KtGetKeys()
+    if kind == "kt_get_heads":
+        return KtGetHeads(int(pb.kt_get_heads.since_epoch))
+    if kind == "kt_lookup":
+        return KtLookup(_need(pb.kt_lookup.aci, ACI_LENGTH, "aci"))
+    if kind == "kt_history":
+        return KtHistory(_need(pb.kt_history.aci, ACI_LENGTH, "aci"))
+    if kind == "kt_append_only":
+        a = pb.kt_append_only
+        return KtAppendOnly(int(a.from_epoch), int(a.to_epoch))
+    if kind == "kt_cosign":
+        c = pb.kt_cosign
+        return KtCosign(
+            int(c.epoch),
+            _need(c.auditor_key, KT_KEY_LENGTH, "auditor key"),
+            _need(c.signature, SIGNATURE_LENGTH, "signature"),
+        )
     raise DecodeError("unknown request")  # pragma: no cover - every oneof member is handled
 
 
@@ -927,6 +1140,21 @@ def _get_bundle(pb: Any) -> DeviceBundle:
     )
 
 
+def _get_kt_head(pb: Any) -> KtHead:
+    if len(pb.cosignatures) > MAX_KT_COSIGNATURES:
+        raise DecodeError("KtHead: too many cosignatures")
+    return KtHead(
+        _need(pb.signed_head, KT_SIGNED_HEAD_LENGTH, "signed head"),
+        tuple(
+            KtCosignature(
+                _need(c.auditor_key, KT_KEY_LENGTH, "auditor key"),
+                _need(c.signature, SIGNATURE_LENGTH, "cosignature"),
+            )
+            for c in pb.cosignatures
+        ),
+    )
+
+
 def _decode_response(pb: Any) -> Response:
     try:
         code = StatusCode(int(pb.status.code))
@@ -962,6 +1190,24 @@ def _decode_response(pb: Any) -> Response:
             _need(pb.trust_root.public_key, EC_KEY_LENGTH, "trust root"),
             bytes(pb.trust_root.server_certificate),
         )
+    elif kind == "kt_keys":
+        body = KtKeys(
+            _need(pb.kt_keys.vrf_public_key, KT_KEY_LENGTH, "VRF key"),
+            _need(pb.kt_keys.head_public_key, KT_KEY_LENGTH, "head key"),
+        )
+    elif kind == "kt_heads":
+        if len(pb.kt_heads.heads) > MAX_KT_HEADS:
+            raise DecodeError("KtHeads: too many heads")
+        body = KtHeads(
+            tuple(_get_kt_head(h) for h in pb.kt_heads.heads), int(pb.kt_heads.latest_epoch)
+        )
+    elif kind == "kt_proof":
+        p = pb.kt_proof
+        body = KtProofResult(
+            bytes(p.proof), _get_kt_head(p.head) if p.HasField("head") else None, bool(p.pending)
+        )
+    elif kind == "kt_append_only":
+        body = KtAppendOnlyResult(bytes(pb.kt_append_only.proof))
     return Response(int(pb.request_id), code, str(pb.status.message), body)
 
 
