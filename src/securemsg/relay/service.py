@@ -899,6 +899,12 @@ class RelayService:
 
     def _send_multi(self, s: Session, rid: int, body: rf.SendMultiRecipient, now: int) -> Outcome:
         self._check_timestamp(body.timestamp)
+        # Lookups spent on a refused send are charged (relay-wide without authentication):
+        # a send needs its recipients' worth of the budget before they are looked up, and
+        # (one access entry per recipient) its access entries' worth before it is parsed.
+        payer = _RELAY_WIDE if s.aci is None else (s.aci, s.device_id)
+        if not self._refusals.has(payer, max(1, len(body.access)), now):
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many refused sends, try later")
         try:
             parsed = SealedSenderV2SentMessage.parse(body.payload)
         except PeerError:
@@ -915,9 +921,6 @@ class RelayService:
             if sid.kind is not ServiceIdKind.ACI:
                 raise _Refuse(rf.StatusCode.BAD_REQUEST, "only ACI recipients are supported")
             plan.append((sid.uuid.bytes, sid, devs))
-        # Lookups spent on a refused send are charged (relay-wide without authentication):
-        # a send needs its recipients' worth of the budget before they are looked up.
-        payer = _RELAY_WIDE if s.aci is None else (s.aci, s.device_id)
         if not self._refusals.has(payer, len(plan), now):
             raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many refused sends, try later")
         allowed = True

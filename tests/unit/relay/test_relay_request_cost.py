@@ -43,7 +43,9 @@ def _register(service: RelayService, device: Device) -> Session:
     return s
 
 
-def _multi(recipients: list[tuple[bytes, int, int]], access: dict[bytes, bytes]) -> rf.Request:
+def _multi(
+    recipients: list[tuple[bytes, int, int]], access: dict[bytes, bytes]
+) -> rf.SendMultiRecipient:
     sent = bytearray([0x22]) + encode_varint(len(recipients))
     for aci, device_id, registration_id in recipients:
         sent += aci + bytes([device_id]) + registration_id.to_bytes(2, "big") + os.urandom(48)
@@ -52,7 +54,7 @@ def _multi(recipients: list[tuple[bytes, int, int]], access: dict[bytes, bytes])
     return rf.SendMultiRecipient(payload, keys, 1)
 
 
-def _unknown(n: int) -> rf.Request:
+def _unknown(n: int) -> rf.SendMultiRecipient:
     recipients = [(uuid.uuid4().bytes, 1, 1234) for _ in range(n)]
     return _multi(recipients, {a: os.urandom(16) for a, _, _ in recipients})
 
@@ -91,6 +93,12 @@ def test_refused_multi_recipient_sends_are_charged_and_cut_off(tmp_path: Path) -
         assert out.response.code == rf.StatusCode.RATE_LIMITED
         out = service.handle(service.new_session(), rf.ClientFrame(12, _unknown(100)), NOW + 20_000)
         assert out.response.code == rf.StatusCode.UNAUTHENTICATED
+        # Once spent, a send is refused before its payload is even parsed (one access
+        # entry per recipient is the cost estimate): garbage gets RATE_LIMITED, not
+        # BAD_REQUEST.
+        garbage = rf.SendMultiRecipient(b"\x00" * 64, _unknown(150).access, 1)
+        out = service.handle(service.new_session(), rf.ClientFrame(13, garbage), NOW + 20_000)
+        assert out.response.code == rf.StatusCode.RATE_LIMITED
         # An authenticated device has its own budget.
         alice = Device.new(7002)
         s = _register(service, alice)
