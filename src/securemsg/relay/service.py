@@ -193,8 +193,10 @@ class RelayConfig:
             lookup per recipient). The budget is relay-wide for unauthenticated connections
             (the relay cannot tell their senders apart) and per device for authenticated
             ones. A multi-recipient send needs as many lookups in the budget as it has
-            recipients before they are looked up, else it gets ``RATE_LIMITED``; only a
-            refused send spends them, so a storm of refused sends is cut off after one burst.
+            access entries before it is parsed, and as it has recipients before they are
+            looked up, else it gets ``RATE_LIMITED``; only a refused send spends them, so a
+            storm of refused sends is cut off after one burst. Keep it at least
+            ``max_multi_recipients``, or the largest sends are always refused.
         refusal_refill_per_s: refused-send lookups regained per second (1,000).
     """
 
