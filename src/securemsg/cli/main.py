@@ -338,6 +338,43 @@ def relay() -> None:
     help="Most MiB of queued envelopes the relay stores for all devices together (a "
     "multi-recipient message's shared part counts once); sends beyond it get RATE_LIMITED.",
 )
+@click.option(
+    "--max-account-queued-mib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_account_queued_bytes // _MIB,
+    show_default=True,
+    help="Most MiB of envelopes queued for all devices of one recipient account: its share "
+    "of --max-queued-mib, so no one account can take the whole budget.",
+)
+@click.option(
+    "--identified-burst-mib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.identified_bytes_burst // _MIB,
+    show_default=True,
+    help="MiB of identified messages one device may send at once.",
+)
+@click.option(
+    "--identified-rate-kib",
+    type=click.IntRange(1),
+    default=int(_DEFAULTS.identified_bytes_per_s) // 1024,
+    show_default=True,
+    help="KiB of identified messages per sending device regained per second after a burst.",
+)
+@click.option(
+    "--refusal-burst",
+    type=click.IntRange(1),
+    default=_DEFAULTS.refusal_burst,
+    show_default=True,
+    help="Account lookups the relay spends at once on multi-recipient sends refused for a "
+    "wrong access key (relay-wide for unauthenticated connections).",
+)
+@click.option(
+    "--refusal-rate",
+    type=click.FloatRange(0.001),
+    default=_DEFAULTS.refusal_refill_per_s,
+    show_default=True,
+    help="Refused-send lookups regained per second.",
+)
 def relay_serve(
     db: Path,
     host: str,
@@ -366,6 +403,11 @@ def relay_serve(
     sealed_rate: float,
     max_queued_mib: int,
     kt_epoch_interval: float,
+    max_account_queued_mib: int,
+    identified_burst_mib: int,
+    identified_rate_kib: int,
+    refusal_burst: int,
+    refusal_rate: float,
     token_file: Path | None,
 ) -> None:
     """Serve the relay until interrupted (Ctrl-C).
@@ -423,6 +465,11 @@ def relay_serve(
         sealed_burst=sealed_burst,
         sealed_refill_per_s=sealed_rate,
         kt_epoch_interval_s=kt_epoch_interval,
+        max_account_queued_bytes=max_account_queued_mib * _MIB,
+        identified_bytes_burst=identified_burst_mib * _MIB,
+        identified_bytes_per_s=identified_rate_kib * 1024.0,
+        refusal_burst=refusal_burst,
+        refusal_refill_per_s=refusal_rate,
     )
 
     async def serve() -> None:

@@ -725,3 +725,21 @@ class SealedSenderV2SentMessage:
         if part is None:
             raise UsageError("not a recipient of this message")
         return bytes((SEALED_SENDER_V2_UUID_VERSION,)) + part.c_and_at + self._shared
+
+    def recipient_part(self, service_id: ServiceId) -> bytes:
+        """The recipient's own head of its received form, ``0x22 || C || AT``: the received
+        form is this followed by :attr:`shared_part` (so a relay can keep the shared part
+        once for all recipients).
+
+        Raises:
+            UsageError: ``service_id`` is not an included recipient.
+        """
+        part = self._parts.get(service_id)
+        if part is None:
+            raise UsageError("not a recipient of this message")
+        return bytes((SEALED_SENDER_V2_UUID_VERSION,)) + part.c_and_at
+
+    @property
+    def shared_part(self) -> bytes:
+        """The tail of every recipient's received form, ``E || ciphertext`` (one object)."""
+        return self._shared

@@ -86,6 +86,11 @@ SCHEMA_CLASSIFICATION: dict[tuple[str, str], tuple[ColumnClass, str]] = {
     ("accounts", "identity_key"): (_PK, "identity public key"),
     ("accounts", "access_key_digest"): (_MD, "HMAC-SHA256 digest of the access key"),
     ("accounts", "created_date"): (_MD, "creation date (day only)"),
+    ("accounts", "queued"): (
+        _MD,
+        "bytes of the envelopes queued for the account's devices, for its share of the "
+        "relay's budget",
+    ),
     ("devices", "aci"): (_MD, "account identifier"),
     ("devices", "device_id"): (_MD, "device number"),
     ("devices", "registration_id"): (_MD, "14-bit registration id (public protocol value)"),

@@ -407,7 +407,7 @@ class _Connection:
     def push(self, message: QueuedMessage) -> None:
         if message.id in self.window:
             return
-        size = len(message.body)
+        size = message.size
         self.window[message.id] = size
         self.window_bytes += size
         self.send(envelope_of(message))
@@ -963,7 +963,7 @@ class RelayServer:
             target = self._live.get((m.aci, m.device_id))
             if target is None or not target.live:
                 continue
-            if target.draining or not target.has_room(len(m.body)):
+            if target.draining or not target.has_room(m.size):
                 # The pager reads it from the store; it may sit before the cursor.
                 target.draining = True
                 target.missed = True

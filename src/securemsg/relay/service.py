@@ -21,10 +21,17 @@ Rules it enforces (see docs/relay-protocol.md):
   a refused request changes nothing. Any unexpected exception becomes ``INTERNAL`` (logged by
   type only), never a crash.
 * **Rate limits** are token buckets in memory: bundle fetches per requesting device,
-  registrations per relay, sealed sends per target device, and one-time prekey hand-outs
-  per target device (beyond that budget a bundle carries only the signed and last-resort
-  keys). An optional admission hook (:attr:`RelayConfig.admission`, e.g.
-  :class:`TokenAdmission`) decides which registrations are accepted at all.
+  registrations per relay, sealed sends per target device, identified bytes per sending
+  device, account lookups spent on refused multi-recipient sends (relay-wide for
+  unauthenticated connections), and one-time prekey hand-outs per target device (beyond
+  that budget a bundle carries only the signed and last-resort keys). An optional
+  admission hook (:attr:`RelayConfig.admission`, e.g. :class:`TokenAdmission`) decides
+  which registrations are accepted at all.
+* **Storage shares**: queued bytes are bounded per device (mailbox), per recipient account
+  and for the whole relay, so no one account can take the relay's budget.
+* **Registration** verifies the request (identity key, proof of possession, prekey
+  signatures) before it spends the relay-wide registration budget: only a valid, admitted
+  registration costs a token.
 * **Range checks**: every integer from the wire that is stored must fit the store's signed
   64-bit integers (timestamps below 2^63); anything else is ``BAD_REQUEST``.
 """
@@ -67,7 +74,6 @@ from securemsg.relay.store import (
     SqliteRelayStore,
 )
 from securemsg.wire import relay_frames as rf
-from securemsg.wire.sealed_sender import AUTH_TAG_LENGTH, MESSAGE_KEY_LENGTH
 
 __all__ = [
     "AdmissionHook",
@@ -99,9 +105,6 @@ _RELAY_WIDE = (b"", 0)  # the key of relay-wide token buckets
 #: Decides whether a (well-formed) registration is admitted; False refuses it with FORBIDDEN.
 #: It runs before the relay spends any work on the request's signatures.
 AdmissionHook = Callable[[rf.Register], bool]
-#: Bytes of a received sealed sender v2 message that are the recipient's own (version byte,
-#: encrypted message key C, authentication tag AT); the rest is shared by all recipients.
-_SSV2_RECIPIENT_PART = 1 + MESSAGE_KEY_LENGTH + AUTH_TAG_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +144,9 @@ class RelayConfig:
         sealed_refill_per_s: sealed copies per device regained per second (50). Beyond the
             rate, sealed sends to the device get RATE_LIMITED and queue nothing.
         max_total_queued_bytes: most bytes the relay stores for all queued envelopes together
-            (2 GiB), so many mailboxes at their cap cannot fill the disk. A sealed sender v2
+            (8 GiB), so many mailboxes at their cap cannot fill the disk. With
+            ``max_account_queued_bytes`` (256 MiB) it takes 32 recipient accounts filled to
+            their share to reach it. A sealed sender v2
             message's shared part is stored, and counted, once however many recipients it
             has; each recipient's own part counts per device. A send that would exceed it is
             refused with ``RATE_LIMITED`` ("relay storage full") and queues nothing; it frees
@@ -184,6 +189,28 @@ class RelayConfig:
         kt_audit_burst: unauthenticated audit requests (append-only proofs, cosignatures)
             the relay answers at once, across all connections (1000).
         kt_audit_refill_per_s: audit requests regained per second (50).
+        max_account_queued_bytes: most bytes of envelope bodies queued for all devices of
+            one recipient account together (256 MiB, whole bodies as the devices will be
+            sent them), its share of ``max_total_queued_bytes``: without it one account of
+            127 devices at their mailbox cap (127 x 64 MiB, almost 8 GiB) could take the whole
+            budget and stop every send on the relay. A send beyond it is refused with
+            ``RATE_LIMITED`` ("recipient storage full") and queues nothing.
+        identified_bytes_burst: bytes of message bodies one device may send identified at
+            once (64 MiB; at least one largest send, 127 x 256 KiB, always fits).
+        identified_bytes_per_s: identified bytes per sending device regained per second
+            (1 MiB). Beyond the rate, SendMessage gets ``RATE_LIMITED`` and queues nothing.
+        max_ack_ids: most envelope ids in one Ack (1000); more is ``BAD_REQUEST``. Each id
+            costs a lookup on the storage thread (clients acknowledge in smaller batches).
+        refusal_burst: account lookups the relay spends at once on SendMultiRecipient
+            requests that are then refused for a wrong or missing access key (10,000; one
+            lookup per recipient). The budget is relay-wide for unauthenticated connections
+            (the relay cannot tell their senders apart) and per device for authenticated
+            ones. A multi-recipient send needs as many lookups in the budget as it has
+            access entries before it is parsed, and as it has recipients before they are
+            looked up, else it gets ``RATE_LIMITED``; only a refused send spends them, so a
+            storm of refused sends is cut off after one burst. Keep it at least
+            ``max_multi_recipients``, or the largest sends are always refused.
+        refusal_refill_per_s: refused-send lookups regained per second (1,000).
     """
 
     message_ttl_ms: int = 30 * _DAY_MS
@@ -206,7 +233,7 @@ class RelayConfig:
     one_time_budget_period_s: float = 3600.0
     sealed_burst: int = 500
     sealed_refill_per_s: float = 50.0
-    max_total_queued_bytes: int = 2 * 1024 * 1024 * 1024
+    max_total_queued_bytes: int = 8 * 1024 * 1024 * 1024
     window_envelopes: int = 64
     window_bytes: int = 1024 * 1024
     write_timeout_s: float = 30.0
@@ -226,6 +253,12 @@ class RelayConfig:
     kt_auditor_keys: tuple[bytes, ...] = ()
     kt_audit_burst: int = 1000
     kt_audit_refill_per_s: float = 50.0
+    max_account_queued_bytes: int = 256 * 1024 * 1024
+    identified_bytes_burst: int = 64 * 1024 * 1024
+    identified_bytes_per_s: float = 1024.0 * 1024.0
+    max_ack_ids: int = 1000
+    refusal_burst: int = 10_000
+    refusal_refill_per_s: float = 1000.0
 
 
 @dataclass(slots=True)
@@ -283,6 +316,15 @@ class TokenBuckets:
     def available(self, key: Hashable, now: int) -> bool:
         """Whether ``key`` has a token at ``now`` (nothing is spent or recorded)."""
         return self._level(key, now) >= 1.0
+
+    def has(self, key: Hashable, n: float, now: int) -> bool:
+        """Whether ``key`` has ``n`` tokens at ``now`` (nothing is spent or recorded)."""
+        return self._level(key, now) >= n
+
+    def spend(self, key: Hashable, n: float, now: int) -> None:
+        """Spend ``n`` tokens of ``key`` at ``now``, or all it has if fewer."""
+        self._state[key] = (max(0.0, self._level(key, now) - n), now)
+        self._prune(now)
 
     def take(self, key: Hashable, now: int) -> bool:
         """Spend one token of ``key`` at ``now`` (ms); False if none is left."""
@@ -461,6 +503,10 @@ class RelayService:
             cfg.one_time_budget, cfg.one_time_budget / max(cfg.one_time_budget_period_s, 1e-3)
         )
         self._sealed_buckets = TokenBuckets(cfg.sealed_burst, cfg.sealed_refill_per_s)
+        self._identified_bytes = TokenBuckets(
+            cfg.identified_bytes_burst, cfg.identified_bytes_per_s
+        )
+        self._refusals = TokenBuckets(cfg.refusal_burst, cfg.refusal_refill_per_s)
         self._budget_full = False
         relay_kt.check_config(cfg)
         #: The key-transparency directory (None for a store without KT tables).
@@ -570,8 +616,8 @@ class RelayService:
         if isinstance(body, rf.SendMessage):
             return self._send_identified(s, rid, body, now)
         if isinstance(body, rf.Ack):
-            if len(body.ids) > self.config.max_mailbox:
-                raise _Refuse(rf.StatusCode.TOO_LARGE, "too many ids")
+            if len(body.ids) > self.config.max_ack_ids:
+                raise _Refuse(rf.StatusCode.BAD_REQUEST, "too many ids in one ack")
             self.store.ack(aci, dev, body.ids)
             return self._ok(rid)
         if isinstance(body, rf.SetAccessKey):
@@ -645,11 +691,14 @@ class RelayService:
             if len(body.pre_keys) > limit or len(body.kyber_pre_keys) > limit:
                 raise _Refuse(rf.StatusCode.TOO_LARGE, "too many one-time prekeys")
             self._admit(body)
-            if not self._registrations.take(_RELAY_WIDE, now):
-                raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many registrations, try later")
+            # Verify before spending the relay-wide budget: the proof first (one signature,
+            # so garbage costs one verification), then, if a registration token is there to
+            # be had, the prekeys; only a valid, admitted registration takes the token.
             identity = _check_ec(body.identity_key)
             if not self._proof(s, identity, body.aci, body.device_id, body.signature):
                 raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "proof of possession failed")
+            if not self._registrations.available(_RELAY_WIDE, now):
+                raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many registrations, try later")
             device = NewDevice(
                 aci=body.aci,
                 device_id=body.device_id,
@@ -665,6 +714,8 @@ class RelayService:
                     _check_signed(identity, k, kyber=True) for k in body.kyber_pre_keys
                 ),
             )
+            if not self._registrations.take(_RELAY_WIDE, now):  # pragma: no cover - checked
+                raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many registrations, try later")
             result = self.store.create_device(device, utc_date(now))
             if result is CreateResult.IDENTITY_MISMATCH:
                 raise _Refuse(rf.StatusCode.CONFLICT, "account exists with another identity key")
@@ -787,9 +838,12 @@ class RelayService:
             max_bytes_per_device=self.config.max_mailbox_bytes,
             shared=shared,
             max_total_bytes=self.config.max_total_queued_bytes,
+            max_bytes_per_account=self.config.max_account_queued_bytes,
         )
         if result is EnqueueResult.MAILBOX_FULL:
             raise _Refuse(rf.StatusCode.RATE_LIMITED, "mailbox full")
+        if result is EnqueueResult.ACCOUNT_FULL:
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "recipient storage full")
         if result is EnqueueResult.RELAY_FULL:
             if not self._budget_full:  # once per episode, not once per refused send
                 _LOG.warning("relay storage budget reached; sends are refused until it drains")
@@ -829,7 +883,14 @@ class RelayService:
             )
             for m in body.messages
         ]
-        return self._queue(queued, rid)
+        # A byte rate per sending device (a largest send always fits the burst).
+        key = (s.aci, s.device_id)
+        cost = min(sum(len(m.body) for m in body.messages), self.config.identified_bytes_burst)
+        if not self._identified_bytes.has(key, cost, now):
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many bytes sent, try later")
+        outcome = self._queue(queued, rid)
+        self._identified_bytes.spend(key, cost, now)
+        return outcome
 
     def _access_ok(self, aci: bytes, access_key: bytes) -> bool:
         account = self.store.get_account(aci)
@@ -837,7 +898,9 @@ class RelayService:
         # Compare even for unknown accounts, so both failures look alike.
         return constant_time_eq(stored, access_key_digest(access_key)) and account is not None
 
-    def _sealed(self, aci: bytes, device_id: int, body: bytes, ts: int, now: int) -> QueuedMessage:
+    def _sealed(
+        self, aci: bytes, device_id: int, body: bytes, ts: int, now: int, shared: bytes = b""
+    ) -> QueuedMessage:
         return QueuedMessage(
             id=self._new_id(),
             aci=aci,
@@ -848,6 +911,7 @@ class RelayService:
             client_timestamp=ts,
             received_at=now,
             body=body,
+            shared=shared,
         )
 
     def _send_sealed(self, s: Session, rid: int, body: rf.SendSealed, now: int) -> Outcome:
@@ -870,6 +934,12 @@ class RelayService:
 
     def _send_multi(self, s: Session, rid: int, body: rf.SendMultiRecipient, now: int) -> Outcome:
         self._check_timestamp(body.timestamp)
+        # Lookups spent on a refused send are charged (relay-wide without authentication):
+        # a send needs its recipients' worth of the budget before they are looked up, and
+        # (one access entry per recipient) its access entries' worth before it is parsed.
+        payer = _RELAY_WIDE if s.aci is None else (s.aci, s.device_id)
+        if not self._refusals.has(payer, max(1, len(body.access)), now):
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many refused sends, try later")
         try:
             parsed = SealedSenderV2SentMessage.parse(body.payload)
         except PeerError:
@@ -886,11 +956,14 @@ class RelayService:
             if sid.kind is not ServiceIdKind.ACI:
                 raise _Refuse(rf.StatusCode.BAD_REQUEST, "only ACI recipients are supported")
             plan.append((sid.uuid.bytes, sid, devs))
+        if not self._refusals.has(payer, len(plan), now):
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many refused sends, try later")
         allowed = True
         for aci, _, _ in plan:  # check every key (no early exit: no per-recipient oracle)
             key = keys.get(aci)
             allowed &= key is not None and self._access_ok(aci, key)
         if not allowed:
+            self._refusals.spend(payer, len(plan), now)
             raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "unidentified access refused")
         mismatches: list[rf.MismatchedDevices] = []
         for aci, _, devs in plan:
@@ -902,19 +975,19 @@ class RelayService:
             raise _Refuse(
                 rf.StatusCode.CONFLICT, "device mismatch", rf.SendResult(tuple(mismatches))
             )
+        # Each received form is 0x22 || C || AT (this recipient's) || E || ciphertext (the
+        # same for all): every copy refers to one shared object, never a body of its own
+        # (built only when an envelope is encoded for a push), and the store keeps it once.
+        shared = parsed.shared_part
         queued: list[QueuedMessage] = []
         for aci, sid, devs in plan:
-            received = parsed.message_for_recipient(sid)
-            if len(received) > self.config.max_body:
+            own = parsed.recipient_part(sid)
+            if len(own) + len(shared) > self.config.max_body:
                 raise _Refuse(rf.StatusCode.TOO_LARGE, "message body too large")
-            queued.extend(self._sealed(aci, d, received, body.timestamp, now) for d, _ in devs)
+            queued.extend(self._sealed(aci, d, own, body.timestamp, now, shared) for d, _ in devs)
         if len(queued) > self.config.max_mailbox:
             raise _Refuse(rf.StatusCode.TOO_LARGE, "too many copies")
         self._charge_sealed(queued, now)
-        # Each received form is 0x22 || C || AT (this recipient's) || E || ciphertext (the
-        # sent payload's tail, the same for all): the store keeps that tail once.
-        shared_len = len(queued[0].body) - _SSV2_RECIPIENT_PART
-        shared = body.payload[len(body.payload) - shared_len :] if shared_len > 0 else b""
         return self._queue(queued, rid, shared)
 
     # -- housekeeping ---------------------------------------------------------------------
@@ -947,5 +1020,5 @@ def envelope_of(m: QueuedMessage) -> rf.Envelope:
         source_device_id=m.source_device_id,
         client_timestamp=m.client_timestamp,
         server_timestamp=m.received_at,
-        body=m.body,
+        body=m.whole_body(),  # a shared body is materialised here, one push at a time
     )

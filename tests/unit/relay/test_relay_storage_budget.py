@@ -140,7 +140,7 @@ def test_the_relay_budget_counts_shared_parts_once_and_refuses_beyond_it(
     mine = 1 + 48  # version byte, C and AT: each recipient's own part
     per_send = shared + 3 * mine
     config = RelayConfig(max_total_queued_bytes=2 * per_send + 10)
-    assert RelayConfig().max_total_queued_bytes == 2 * 1024**3
+    assert RelayConfig().max_total_queued_bytes == 8 * 1024**3
     with SqliteRelayStore.open(tmp_path / "relay.db") as store:
         service = RelayService(store, SystemRng(), config)
         devices = [Device.new(3000 + i) for i in range(3)]
