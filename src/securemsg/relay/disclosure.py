@@ -124,7 +124,8 @@ SCHEMA_CLASSIFICATION: dict[tuple[str, str], tuple[ColumnClass, str]] = {
         "encrypted part common to a multi-recipient send, stored once; deleted with the last "
         "envelope that refers to it",
     ),
-    ("queue_usage", "singleton"): (_OP, "constant 1"),
+    ("queue_usage", "singleton"): (_OP, "constant 1 (SQLite)"),
+    ("queue_usage", "shard"): (_OP, "0-15: rows relay instances add to (PostgreSQL)"),
     ("queue_usage", "stored_bytes"): (_OP, "bytes of all queued envelopes, for the relay's budget"),
 }
 
