@@ -39,7 +39,8 @@ Retention: PostgreSQL's ``DELETE`` marks a row dead; its bytes stay in the table
 VACUUM reclaims the space (and the page is rewritten) and in the WAL until the segment is
 recycled after a checkpoint. The migrations set aggressive per-table autovacuum settings on
 ``messages`` and ``shared_bodies`` (vacuum after 200 dead rows, no cost delay) and
-:meth:`vacuum` runs ``VACUUM`` on them (the relay's sweep leader calls it after each sweep).
+:meth:`vacuum` runs ``VACUUM`` on them (the cluster's leader does so after each expiry sweep,
+:meth:`securemsg.relay.cluster.PgCluster.vacuum`).
 What is left, and for how long, is described in docs/scaling.md; the relay cannot read the
 server's files, so :meth:`scan_residue` refuses (fail closed) instead of reporting nothing.
 
@@ -167,7 +168,8 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX messages_by_age ON messages (received_at)",
     ),
     # 2: multi-recipient bodies stored once, the relay-wide count of queued bytes (sharded:
-    # several instances add to it), and vacuum settings that reclaim deleted envelopes soon.
+    # several instances add to it), vacuum settings that reclaim deleted envelopes soon, and
+    # the sequence that orders live-connection claims across instances.
     (
         """CREATE TABLE shared_bodies (
             seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -186,6 +188,8 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         " (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages) WHERE shard = 0",
         "ALTER TABLE messages SET (" + _MSG_AUTOVACUUM + ")",
         "ALTER TABLE shared_bodies SET (" + _MSG_AUTOVACUUM + ")",
+        # generations of live-connection claims (securemsg.relay.cluster): the newest wins
+        "CREATE SEQUENCE live_generation",
     ),
 )
 
