@@ -72,6 +72,7 @@ class PgCluster:
         on_deliver: Callable[[bytes, int], None],
         on_taken: Callable[[bytes, int, int], None],
         on_resync: Callable[[], None],
+        on_leader: Callable[[], None] | None = None,
         lock_retry_s: float = 5.0,
     ) -> None:
         self._url = url
@@ -79,6 +80,7 @@ class PgCluster:
         self._on_deliver = on_deliver
         self._on_taken = on_taken
         self._on_resync = on_resync
+        self._on_leader = on_leader
         self._lock_retry_s = lock_retry_s
         self._control: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,7 +93,8 @@ class PgCluster:
         return self._instance
 
     async def start(self) -> None:
-        """Connect and LISTEN (returns once listening), and start the leader election.
+        """Connect and LISTEN, make a first attempt at the leader lock (so :attr:`leader`
+        is known on return; ``on_leader`` is not called for it), and start the election.
 
         Raises:
             StorageError: the first connection failed.
@@ -103,6 +106,7 @@ class PgCluster:
             listener = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
             await listener.execute("LISTEN " + DELIVER_CHANNEL)
             await listener.execute("LISTEN " + TAKEN_CHANNEL)
+            await self._try_lock()
         except psycopg.Error as exc:
             raise _db_error(exc) from exc
         self._tasks = [
@@ -210,19 +214,24 @@ class PgCluster:
         psycopg = _psycopg()
         while True:
             try:
-                control = await self._connect_control()
                 if not self.leader:
-                    cur = await control.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))
-                    row = await cur.fetchone()
-                    if row is not None and row[0]:
-                        self.leader = True
-                        _LOG.info("relay instance holds the cluster's leader lock")
-                else:
-                    await control.execute("SELECT 1")  # still connected, so still holding it
+                    if await self._try_lock() and self._on_leader is not None:
+                        self._on_leader()
+                else:  # still connected, so still holding it
+                    await (await self._connect_control()).execute("SELECT 1")
             except psycopg.Error as exc:
                 _LOG.warning("relay cluster control connection failed (%s)", type(exc).__name__)
                 await self._close_control()
             await asyncio.sleep(self._lock_retry_s)
+
+    async def _try_lock(self) -> bool:
+        control = await self._connect_control()
+        cur = await control.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))
+        row = await cur.fetchone()
+        if row is not None and row[0]:
+            self.leader = True
+            _LOG.info("relay instance holds the cluster's leader lock")
+        return self.leader
 
     async def vacuum(self) -> None:
         """``VACUUM`` the mailbox tables (leader, after a sweep); failures are logged."""

@@ -548,7 +548,6 @@ class RelayServer:
                 store = PgRelayStore.open(self._db_path)
             else:
                 store = SqliteRelayStore.open(self._db_path)
-        clustered = isinstance(store, PgRelayStore)
         loop = asyncio.get_running_loop()
         self._budget_free = asyncio.Event()
         self._budget_free.set()
@@ -559,10 +558,6 @@ class RelayServer:
         try:
             # Opened here, then handed to the storage thread, which alone uses it from now.
             self._service = RelayService(store, self._rng, cfg)
-            if not clustered:  # a cluster's leader sweeps (under its lock)
-                self._service.sweep(self._clock())
-            self._storage = _StorageThread(store, loop, cfg.max_batch)
-            self._storage.start()
             if isinstance(store, PgRelayStore):
                 self._cluster = PgCluster(
                     store.url,
@@ -570,8 +565,13 @@ class RelayServer:
                     on_deliver=self._remote_deliver,
                     on_taken=self._remote_taken,
                     on_resync=self._resync,
+                    on_leader=self._sweep_now,
                 )
                 await self._cluster.start()
+            if self._cluster is None or self._cluster.leader:  # in a cluster: the leader only
+                self._service.sweep(self._clock())
+            self._storage = _StorageThread(store, loop, cfg.max_batch)
+            self._storage.start()
             ws_logger = configure_private_logging()
             self._server = await serve(
                 self._handle,
@@ -753,11 +753,15 @@ class RelayServer:
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(self._config.sweep_interval_s)
-            service, storage, cluster = self._service, self._storage, self._cluster
+            cluster = self._cluster
             if cluster is not None and not cluster.leader:
                 continue  # another instance holds the leader lock and sweeps
-            if service is not None and storage is not None:
-                storage.submit(_sweeper(service, self._clock), self._sweep_done)
+            self._sweep_now()
+
+    def _sweep_now(self) -> None:
+        service, storage = self._service, self._storage
+        if service is not None and storage is not None:
+            storage.submit(_sweeper(service, self._clock), self._sweep_done)
 
     def _sweep_done(self, ok: bool, value: object) -> None:
         _sweep_done(ok, value)
