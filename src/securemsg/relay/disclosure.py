@@ -239,6 +239,7 @@ class DisclosureReport:
     queued_from_account: tuple[_Queued, ...] = field(default=())
     file_scan: _FilesScan | None = None
     not_held: tuple[str, ...] = NOT_HELD
+    files_note: str = NOT_SCANNED
     signal_comparison: str = SIGNAL_COMPARISON
 
     def to_dict(self) -> dict[str, object]:
@@ -278,7 +279,7 @@ class DisclosureReport:
         ]
         lines += [_queued_line(q) for q in self.queued_from_account] or ["  none"]
         lines += ["", "Recoverable from the relay's files beyond the above:"]
-        lines += _scan_lines(self.file_scan)
+        lines += _scan_lines(self.file_scan, self.files_note)
         lines += ["", "Not held by the relay:"]
         lines += [f"  - {item}" for item in self.not_held]
         lines += ["", "Compared with Signal's published answer:", f"  {self.signal_comparison}"]
@@ -296,9 +297,9 @@ def _queued_line(q: _Queued) -> str:
     )
 
 
-def _scan_lines(scan: _FilesScan | None) -> list[str]:
+def _scan_lines(scan: _FilesScan | None, note: str) -> list[str]:
     if scan is None:
-        return ["  " + NOT_SCANNED]
+        return ["  " + note]
     files = ", ".join(f"{name} ({size} bytes)" for name, size in scan.files)
     what = "the account's identifier (" + ", ".join(scan.searched_for) + ")"
     if not scan.residue:
@@ -358,9 +359,25 @@ def disclose(
     queued_for = tuple(_queued(m) for m in store.queued_for(raw))
     queued_from = tuple(_queued(m) for m in store.queued_from(raw))
     scan = _scan(store.scan_residue(_forms(raw))) if scan_files else None
+    # A store whose deletions are not overwrites (PostgreSQL) says what its files may keep.
+    note = getattr(store, "files_note", NOT_SCANNED)
+    deleted = getattr(store, "deleted_not_held", None)
+    not_held = NOT_HELD
+    if deleted is not None:
+        not_held = (NOT_HELD[0], *deleted, *NOT_HELD[3:])
     if account is None:
         return DisclosureReport(
-            text, False, None, None, None, (), queued_for, queued_from, file_scan=scan
+            text,
+            False,
+            None,
+            None,
+            None,
+            (),
+            queued_for,
+            queued_from,
+            file_scan=scan,
+            not_held=not_held,
+            files_note=note,
         )
     devices = []
     for d in store.list_devices(raw):
@@ -389,6 +406,8 @@ def disclose(
         queued_for_account=queued_for,
         queued_from_account=queued_from,
         file_scan=scan,
+        not_held=not_held,
+        files_note=note,
     )
 
 

@@ -248,6 +248,24 @@ class _Rollback(Exception):
     """Raised inside a transaction to undo it."""
 
 
+#: What a disclosure report says about the files of a PostgreSQL relay (not scannable).
+FILES_NOTE: Final = (
+    "not scanned: PostgreSQL's files are on the database server, which does not overwrite "
+    "deleted rows. An acknowledged or expired envelope's bytes can remain in free space of "
+    "the table's pages until VACUUM (autovacuum after 200 deleted rows; the relay's leader "
+    "after each expiry sweep) has freed it and new rows have overwritten it, in write-ahead-"
+    "log segments until they are removed or recycled and overwritten, and in backups, WAL "
+    "archives and replicas for as long as those are kept (see docs/scaling.md)"
+)
+#: The not-held lines about deleted envelopes, for a PostgreSQL relay.
+DELETED_NOT_HELD: Final = (
+    "messages after the recipient device acknowledged them, as rows (deleted at once; "
+    "PostgreSQL's files may keep their bytes for a while, see below)",
+    "messages older than 30 days that were never delivered (deleted by the expiry sweep, "
+    "with the same caveat)",
+)
+
+
 class PgRelayStore:
     """:class:`~securemsg.relay.store.RelayStore` on a PostgreSQL database.
 
@@ -256,6 +274,10 @@ class PgRelayStore:
     """
 
     __slots__ = ("_batch_depth", "_conn", "_delta", "_instance", "_notified", "_shard", "_url")
+
+    #: Read by :func:`securemsg.relay.disclosure.disclose` (what the files may keep).
+    files_note: Final = FILES_NOTE
+    deleted_not_held: Final = DELETED_NOT_HELD
 
     def __init__(self, conn: psycopg.Connection[Any], url: str, instance: str) -> None:
         """Wrap an open connection (internal: use :meth:`open`)."""
