@@ -91,7 +91,7 @@ class PgCluster:
                 "--no-instructions",
             ]
         )
-        options = (
+        options = self._options = (
             f"-c listen_addresses='' -c unix_socket_directories='{self.sock}'"
             f" -p {self.port} -c fsync=on -c synchronous_commit=on -c max_connections=200"
             " -c shared_buffers=32MB"
@@ -111,6 +111,13 @@ class PgCluster:
                 "start",
             ]
         )
+
+    def crash_and_restart(self) -> None:
+        """``pg_ctl stop -m immediate`` (no checkpoint: recovery replays the WAL), then start."""
+        pg_ctl = str(self.bindir / "pg_ctl")
+        self._run([pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"])
+        self._run([pg_ctl, "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
+                   "-t", "60", "-o", self._options, "start"])  # fmt: skip
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@/{dbname}?host={self.sock}&port={self.port}"
