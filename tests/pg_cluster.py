@@ -57,9 +57,9 @@ def _free_port() -> int:
 class PgCluster:
     """A running throwaway server; :meth:`url` names a database on it."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, base: str | None = None) -> None:
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="securemsg-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="securemsg-pg-", dir=base))
         self.data = self.root / "data"
         self.sock = self.root / "sock"
         self.port = _free_port()
