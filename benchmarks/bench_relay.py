@@ -311,11 +311,30 @@ def _pg_cluster(directory: str | None) -> Any:
     return cluster
 
 
+def _pg_counters(url: str) -> tuple[int, int, int, int]:
+    """(WAL position in bytes, commits, rows inserted, rows deleted) of the database."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, xact_commit,"
+            " tup_inserted, tup_deleted FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+#: Per message, for the PostgreSQL runs of :func:`compare_stores`: WAL bytes, commits, rows
+#: inserted, rows deleted (server-wide WAL; the counters of the run's database).
+PG_WRITES: dict[str, list[tuple[float, float, float, float]]] = {}
+
+
 def compare_stores(
     runs: int, directory: str | None = None, **kw: Any
 ) -> dict[str, list[tuple[float, float]]]:
     """SQLite, PostgreSQL with 1 instance and with 2, interleaved run by run (same load)."""
     out: dict[str, list[tuple[float, float]]] = {"sqlite": [], "postgres x1": [], "postgres x2": []}
+    total = kw.get("senders", SENDERS) * kw.get("per_sender", PER_SENDER)
     cluster = _pg_cluster(directory)
     try:
         for _ in range(runs):
@@ -323,9 +342,13 @@ def compare_stores(
             for n in (1, 2):
                 url = cluster.create_database()
                 try:
+                    before = _pg_counters(url)
                     out[f"postgres x{n}"].append(
                         sealed_on_disk(directory, db=url, instances=n, **kw)
                     )
+                    after = _pg_counters(url)
+                    per = tuple((a - b) / total for a, b in zip(after, before, strict=True))
+                    PG_WRITES.setdefault(f"postgres x{n}", []).append(per)  # type: ignore[arg-type]
                 finally:
                     cluster.drop_database(url)
     finally:
@@ -390,6 +413,12 @@ def main(argv: list[str] | None = None) -> None:
                 f"| {name} | {statistics.median(r for r, _ in got):.0f} | {rates} |"
                 f" {statistics.median(c for _, c in got):.0f} |"
             )
+        print()
+        print("| store | WAL bytes/msg | commits/msg | rows inserted/msg | rows deleted/msg |")
+        print("|---|---|---|---|---|")
+        for name, per in PG_WRITES.items():
+            cols = [statistics.median(p[k] for p in per) for k in range(4)]
+            print(f"| {name} | {cols[0]:.0f} | {cols[1]:.2f} | {cols[2]:.2f} | {cols[3]:.2f} |")
         return
     rates, cpus = [], []
     for _ in range(args.runs):

@@ -212,14 +212,20 @@ def is_postgres_url(db: str | os.PathLike[str]) -> bool:
     return text.startswith(("postgresql://", "postgres://"))
 
 
+_PSYCOPG: Any = None
+
+
 def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise UsageError(
-            "the PostgreSQL relay store needs psycopg: pip install 'securemsg[postgres]'"
-        ) from exc
-    return psycopg
+    global _PSYCOPG
+    if _PSYCOPG is None:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise UsageError(
+                "the PostgreSQL relay store needs psycopg: pip install 'securemsg[postgres]'"
+            ) from exc
+        _PSYCOPG = psycopg
+    return _PSYCOPG
 
 
 def _db_error(exc: BaseException) -> StorageError:
@@ -391,10 +397,13 @@ class PgRelayStore:
                         "UPDATE queue_usage SET stored_bytes = stored_bytes + %s WHERE shard = %s",
                         (self._delta, self._shard),
                     )
-                for aci, dev in sorted(self._notified):
+                if self._notified:  # one statement for every mailbox of the transaction
                     conn.execute(
-                        "SELECT pg_notify(%s, %s)",
-                        (DELIVER_CHANNEL, f"{self._instance} {aci.hex()} {dev}"),
+                        "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                        (
+                            DELIVER_CHANNEL,
+                            [f"{self._instance} {a.hex()} {d}" for a, d in sorted(self._notified)],
+                        ),
                     )
                 conn.execute("COMMIT")
             except BaseException:
@@ -764,14 +773,23 @@ class PgRelayStore:
         boxes = sorted({(m.aci, m.device_id) for m in messages})
         try:
             with self._tx() as c:
+                usage: int | None = None
                 for box in boxes:
                     adding = [m for m in messages if (m.aci, m.device_id) == box]
+                    # the mailbox's count and bytes, and the relay-wide usage, in one trip
                     row = c.execute(
-                        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
-                        " WHERE aci = %s AND device_id = %s",
+                        "SELECT COUNT(*), COALESCE(SUM(size), 0),"
+                        " (SELECT SUM(stored_bytes) FROM queue_usage),"
+                        " (SELECT COUNT(*) FROM queue_usage)"
+                        " FROM messages WHERE aci = %s AND device_id = %s",
                         box,
                     ).fetchone()
                     assert row is not None
+                    if int(row[3]) != USAGE_SHARDS:
+                        raise StorageError(
+                            "the relay's queue usage rows are missing (corrupt database)"
+                        )
+                    usage = int(row[2])
                     if int(row[0]) + len(adding) > max_per_device:
                         raise _Rollback(EnqueueResult.MAILBOX_FULL)
                     added_bytes = sum(len(m.body) for m in adding)
@@ -779,10 +797,11 @@ class PgRelayStore:
                         int(row[1]) + added_bytes > max_bytes_per_device
                     ):
                         raise _Rollback(EnqueueResult.MAILBOX_FULL)
-                if max_total_bytes is not None and (
-                    self._usage(c) + self._delta + stored > max_total_bytes
-                ):
-                    raise _Rollback(EnqueueResult.RELAY_FULL)
+                if max_total_bytes is not None:
+                    if usage is None:
+                        usage = self._usage(c)
+                    if usage + self._delta + stored > max_total_bytes:
+                        raise _Rollback(EnqueueResult.RELAY_FULL)
                 shared_seq: int | None = None
                 if uses_shared:
                     got = c.execute(
@@ -790,27 +809,31 @@ class PgRelayStore:
                     ).fetchone()
                     assert got is not None
                     shared_seq = int(got[0])
+                insert = (
+                    "INSERT INTO messages (" + _MSG_COLUMNS + ", shared_seq, size)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                )
                 with c.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO messages (" + _MSG_COLUMNS + ", shared_seq, size)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                        [
-                            (
-                                m.id,
-                                m.aci,
-                                m.device_id,
-                                m.type,
-                                m.source_aci,
-                                m.source_device_id,
-                                m.client_timestamp,
-                                m.received_at,
-                                m.body[: len(m.body) - n],
-                                shared_seq if n else None,
-                                len(m.body),
-                            )
-                            for m, n in zip(messages, cut, strict=True)
-                        ],
-                    )
+                    rows = [
+                        (
+                            m.id,
+                            m.aci,
+                            m.device_id,
+                            m.type,
+                            m.source_aci,
+                            m.source_device_id,
+                            m.client_timestamp,
+                            m.received_at,
+                            m.body[: len(m.body) - n],
+                            shared_seq if n else None,
+                            len(m.body),
+                        )
+                        for m, n in zip(messages, cut, strict=True)
+                    ]
+                    if len(rows) == 1:  # the common case: one round trip, no pipeline
+                        cur.execute(insert, rows[0])
+                    else:
+                        cur.executemany(insert, rows)
                 self._delta += stored
                 self._notified.update(boxes)
         except _Rollback as refused:
