@@ -70,7 +70,7 @@ import resource
 import ssl as ssl_module
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -732,7 +732,7 @@ class RelayServer:
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """``process_request``: refuse (HTTP 503) over the connection or memory budget."""
         server = self._server
-        count = len(server.handler_tasks) if server is not None else 0  # with handshakes
+        count = _open_handlers(server)
         if count > self._max_connections or self._total_buffered > self._config.max_buffered_bytes:
             response = connection.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE, "The relay is at capacity; retry later.\n"
@@ -1099,6 +1099,17 @@ class RelayServer:
             return
         conn.draining = False
         conn.send(rf.QueueEmpty())
+
+
+def _open_handlers(server: Server | None) -> int:
+    """Connections the library handles, handshakes included: ``handler_tasks`` (websockets
+    14 and later) or ``handlers`` (13)."""
+    if server is None:
+        return 0
+    tasks: Sized | None = getattr(server, "handler_tasks", None)
+    if tasks is None:
+        tasks = getattr(server, "handlers", ())
+    return len(tasks)
 
 
 def _sweeper(service: RelayService, clock: Callable[[], int]) -> Callable[[], object]:
