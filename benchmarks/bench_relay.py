@@ -22,6 +22,16 @@ Two measurements:
 
       python benchmarks/bench_relay.py --runs 3 --src /tmp/relay-before/src --label before
       python benchmarks/bench_relay.py --runs 3 --label after
+
+* ``--stores``: the same measurement on SQLite, on PostgreSQL with one relay instance and on
+  PostgreSQL with two instances (senders and receivers split over them, so most envelopes
+  cross instances through LISTEN/NOTIFY), interleaved run by run in one session. PostgreSQL is
+  a throwaway server (tests/pg_cluster.py) with its data directory on the same disk
+  (``/var/tmp``), ``fsync=on`` and ``synchronous_commit=on``: a send is answered after its
+  commit is flushed, as with SQLite's ``synchronous=FULL``. The CPU column counts the relay
+  processes only (not the PostgreSQL server)::
+
+      python benchmarks/bench_relay.py --stores --runs 3
 """
 
 from __future__ import annotations
@@ -166,7 +176,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _drive(
-    url: str, senders: int, receivers: int, per_sender: int, pid: int
+    urls: list[str], senders: int, receivers: int, per_sender: int, pids: list[int]
 ) -> tuple[float, float]:
     from websockets.asyncio.client import connect
 
@@ -175,7 +185,7 @@ async def _drive(
     h = _harness()
     devices = [h.Device.new(9000 + i) for i in range(receivers)]
     for d in devices:
-        await (await h.registered(url, d)).close()
+        await (await h.registered(urls[0], d)).close()
     total = senders * per_sender
     expected = [0] * receivers
     for s in range(senders):
@@ -184,7 +194,7 @@ async def _drive(
     received = [0]
 
     async def receive(i: int, d: Any) -> None:
-        ws = await connect(url, max_size=rf.MAX_FRAME_SIZE, compression=None)
+        ws = await connect(urls[i % len(urls)], max_size=rf.MAX_FRAME_SIZE, compression=None)
         first = rf.decode_server_frame(await ws.recv())
         await ws.send(rf.encode_client_frame(rf.ClientFrame(1, d.authenticate(first.nonce))))
         got, rid = 0, 2
@@ -203,7 +213,8 @@ async def _drive(
 
     async def send(s: int, start: asyncio.Event) -> None:
         d = devices[s % receivers]
-        ws = await connect(url, max_size=rf.MAX_FRAME_SIZE, compression=None)
+        # receiver i listens on instance i % n; sender s sends through instance (s + 1) % n
+        ws = await connect(urls[(s + 1) % len(urls)], max_size=rf.MAX_FRAME_SIZE, compression=None)
         await ws.recv()  # the challenge
         await start.wait()
         for n in range(per_sender):
@@ -221,15 +232,19 @@ async def _drive(
     writers = [asyncio.create_task(send(s, start)) for s in range(senders)]
     await asyncio.sleep(0.5)  # every connection open and authenticated
     t0 = time.perf_counter()
-    cpu0 = _cpu_seconds(pid)
+    cpu0 = sum(_cpu_seconds(pid) for pid in pids)
     start.set()
     async with asyncio.timeout(600):
         await asyncio.gather(*writers)
         await done.wait()
         elapsed = time.perf_counter() - t0
-        cpu = _cpu_seconds(pid) - cpu0
+        cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu0
         await asyncio.gather(*readers)
     return total / elapsed, cpu * 1e6 / total
+
+
+def _base(directory: str | None) -> str | None:
+    return directory or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
 
 
 def sealed_on_disk(
@@ -238,34 +253,107 @@ def sealed_on_disk(
     senders: int = SENDERS,
     receivers: int = RECEIVERS,
     per_sender: int = PER_SENDER,
+    *,
+    db: str | None = None,
+    instances: int = 1,
 ) -> tuple[float, float]:
-    """One run: a fresh on-disk relay process; (sealed msgs/s end to end, relay CPU
-    microseconds per message)."""
-    base = directory or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
-    with tempfile.TemporaryDirectory(prefix="securemsg-relay-bench-", dir=base) as tmp:
+    """One run: fresh on-disk relay process(es); (sealed msgs/s end to end, relay CPU
+    microseconds per message). ``db``: a PostgreSQL URL (an empty database) for
+    ``instances`` relay processes on it; default a new SQLite file (one process)."""
+    with tempfile.TemporaryDirectory(prefix="securemsg-relay-bench-", dir=_base(directory)) as tmp:
         env = dict(os.environ)
         if src is not None:
             env["PYTHONPATH"] = src
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _RELAY_CHILD, str(Path(tmp) / "relay.db")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+        target = db or str(Path(tmp) / "relay.db")
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _RELAY_CHILD, target],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            for _ in range(instances if db else 1)
+        ]
         try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().decode().strip()
-            if not url.startswith("ws"):
-                raise RuntimeError("the relay did not start")
-            return asyncio.run(_drive(url, senders, receivers, per_sender, proc.pid))
+            urls = []
+            for proc in procs:
+                assert proc.stdout is not None
+                url = proc.stdout.readline().decode().strip()
+                if not url.startswith("ws"):
+                    raise RuntimeError("the relay did not start")
+                urls.append(url)
+            pids = [p.pid for p in procs]
+            return asyncio.run(_drive(urls, senders, receivers, per_sender, pids))
         finally:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            for proc in procs:
+                if proc.stdin is not None:
+                    proc.stdin.close()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _pg_cluster(directory: str | None) -> Any:
+    """A throwaway PostgreSQL server with its data on disk (tests/pg_cluster.py)."""
+    here = Path(__file__).resolve().parents[1] / "tests"
+    if str(here) not in sys.path:
+        sys.path.insert(0, str(here))
+    import pg_cluster
+
+    bindir = pg_cluster.find_bindir()
+    if bindir is None:
+        raise RuntimeError(pg_cluster.INSTALL_HINT)
+    cluster = pg_cluster.PgCluster(bindir, base=_base(directory))
+    cluster.start()
+    return cluster
+
+
+def _pg_counters(url: str) -> tuple[int, int, int, int]:
+    """(WAL position in bytes, commits, rows inserted, rows deleted) of the database."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, xact_commit,"
+            " tup_inserted, tup_deleted FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+#: Per message, for the PostgreSQL runs of :func:`compare_stores`: WAL bytes, commits, rows
+#: inserted, rows deleted (server-wide WAL; the counters of the run's database).
+PG_WRITES: dict[str, list[tuple[float, float, float, float]]] = {}
+
+
+def compare_stores(
+    runs: int, directory: str | None = None, **kw: Any
+) -> dict[str, list[tuple[float, float]]]:
+    """SQLite, PostgreSQL with 1 instance and with 2, interleaved run by run (same load)."""
+    out: dict[str, list[tuple[float, float]]] = {"sqlite": [], "postgres x1": [], "postgres x2": []}
+    total = kw.get("senders", SENDERS) * kw.get("per_sender", PER_SENDER)
+    cluster = _pg_cluster(directory)
+    try:
+        for _ in range(runs):
+            out["sqlite"].append(sealed_on_disk(directory, **kw))
+            for n in (1, 2):
+                url = cluster.create_database()
+                try:
+                    before = _pg_counters(url)
+                    out[f"postgres x{n}"].append(
+                        sealed_on_disk(directory, db=url, instances=n, **kw)
+                    )
+                    after = _pg_counters(url)
+                    per = tuple((a - b) / total for a, b in zip(after, before, strict=True))
+                    PG_WRITES.setdefault(f"postgres x{n}", []).append(per)  # type: ignore[arg-type]
+                finally:
+                    cluster.drop_database(url)
+    finally:
+        cluster.stop()
+    return out
 
 
 def test_relay_sealed_on_disk(benchmark: Benchmark) -> None:
@@ -280,6 +368,27 @@ def test_relay_sealed_on_disk(benchmark: Benchmark) -> None:
     benchmark.extra_info["relay_cpu_us_per_msg"] = round(statistics.median(c for _, c in runs))
 
 
+@pytest.mark.parametrize("instances", [1, 2])
+def test_relay_sealed_on_disk_postgres(benchmark: Benchmark, instances: int) -> None:
+    cluster = _pg_cluster(None)
+    runs: list[tuple[float, float]] = []
+
+    def once() -> None:
+        url = cluster.create_database()
+        try:
+            runs.append(sealed_on_disk(db=url, instances=instances))
+        finally:
+            cluster.drop_database(url)
+
+    try:
+        benchmark.pedantic(once, rounds=1, warmup_rounds=0)
+    finally:
+        cluster.stop()
+    benchmark.extra_info["instances"] = instances
+    benchmark.extra_info["messages_per_s"] = round(statistics.median(r for r, _ in runs), 1)
+    benchmark.extra_info["relay_cpu_us_per_msg"] = round(statistics.median(c for _, c in runs))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Sealed relay throughput, database on disk.")
     ap.add_argument("--runs", type=int, default=3)
@@ -289,7 +398,28 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--senders", type=int, default=SENDERS)
     ap.add_argument("--receivers", type=int, default=RECEIVERS)
     ap.add_argument("--per-sender", type=int, default=PER_SENDER)
+    ap.add_argument(
+        "--stores", action="store_true", help="SQLite vs PostgreSQL x1 vs x2, interleaved"
+    )
     args = ap.parse_args(argv)
+    if args.stores:
+        kw = {"senders": args.senders, "receivers": args.receivers, "per_sender": args.per_sender}
+        results = compare_stores(args.runs, args.dir, **kw)
+        print("| store | msgs/s (median) | runs | relay CPU us/msg (median) |")
+        print("|---|---|---|---|")
+        for name, got in results.items():
+            rates = ", ".join(f"{r:.0f}" for r, _ in got)
+            print(
+                f"| {name} | {statistics.median(r for r, _ in got):.0f} | {rates} |"
+                f" {statistics.median(c for _, c in got):.0f} |"
+            )
+        print()
+        print("| store | WAL bytes/msg | commits/msg | rows inserted/msg | rows deleted/msg |")
+        print("|---|---|---|---|---|")
+        for name, per in PG_WRITES.items():
+            cols = [statistics.median(p[k] for p in per) for k in range(4)]
+            print(f"| {name} | {cols[0]:.0f} | {cols[1]:.2f} | {cols[2]:.2f} | {cols[3]:.2f} |")
+        return
     rates, cpus = [], []
     for _ in range(args.runs):
         rate, cpu = sealed_on_disk(

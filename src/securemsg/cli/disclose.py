@@ -2,7 +2,8 @@
 
 Theory of operation
 -------------------
-Opens the relay's SQLite database with :class:`~securemsg.relay.store.SqliteRelayStore`,
+Opens the relay's SQLite database with :class:`~securemsg.relay.store.SqliteRelayStore` (or,
+for a ``postgresql://`` URL, :class:`~securemsg.relay.pgstore.PgRelayStore`),
 asks :func:`securemsg.relay.disclosure.disclose` for the account's report (with
 ``scan_files``, also searching the bytes of the database, WAL and shared-memory files for the
 account's identifier outside its live rows) and renders it as text or JSON (both
@@ -14,7 +15,8 @@ from __future__ import annotations
 import os
 
 from securemsg.relay.disclosure import DisclosureReport, disclose
-from securemsg.relay.store import SqliteRelayStore
+from securemsg.relay.pgstore import PgRelayStore, is_postgres_url
+from securemsg.relay.store import RelayStore, SqliteRelayStore
 
 __all__ = ["disclosure_json", "disclosure_report", "disclosure_text"]
 
@@ -29,7 +31,8 @@ def disclosure_report(
         UsageError: ``account`` is not an ACI.
         StorageError: the database cannot be opened or read.
     """
-    store = SqliteRelayStore.open(db)
+    postgres = is_postgres_url(db)
+    store: RelayStore = PgRelayStore.open(os.fspath(db)) if postgres else SqliteRelayStore.open(db)
     try:
         return disclose(store, account, scan_files=scan_files)
     finally:

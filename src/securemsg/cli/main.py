@@ -95,7 +95,14 @@ def cli() -> None:
 
 
 @cli.command()
-def demo() -> None:
+@click.option(
+    "--db",
+    "db",
+    default=None,
+    help="Run the relay on this PostgreSQL database (postgresql://...; needs the "
+    "'postgres' extra) instead of a temporary SQLite file. The demo's rows stay there.",
+)
+def demo(db: str | None) -> None:
     """Run the main job end to end on this machine.
 
     Starts a relay on 127.0.0.1 (ephemeral port) with a temporary SQLite database, creates
@@ -104,8 +111,11 @@ def demo() -> None:
     afterwards.
     """
     from securemsg.cli.network_demo import run_network_demo
+    from securemsg.relay.pgstore import is_postgres_url
 
-    _run(run_network_demo(_console()))
+    if db is not None and not is_postgres_url(db):
+        raise click.UsageError("--db takes a postgresql:// URL")
+    _run(run_network_demo(_console(), db=db))
 
 
 @cli.command()
@@ -147,9 +157,10 @@ def relay() -> None:
 @click.option(
     "--db",
     "db",
-    type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="The relay's SQLite database (created on first start, with its keys).",
+    help="The relay's SQLite database file (created on first start, with its keys), or a "
+    "postgresql:// URL: several relays on one PostgreSQL database form a cluster (needs the "
+    "'postgres' extra: pip install 'securemsg[postgres]').",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -376,7 +387,7 @@ def relay() -> None:
     help="Refused-send lookups regained per second.",
 )
 def relay_serve(
-    db: Path,
+    db: str,
     host: str,
     port: int,
     tls_cert: Path | None,
@@ -472,15 +483,21 @@ def relay_serve(
         refusal_refill_per_s=refusal_rate,
     )
 
+    from securemsg.relay.pgstore import is_postgres_url
+
+    postgres = is_postgres_url(db)
+    if not postgres and Path(db).is_dir():
+        raise click.UsageError(f"--db: {db} is a directory")
+
     async def serve() -> None:
-        created = not db.exists()
+        created = not postgres and not Path(db).exists()
         server = RelayServer(db, config=config, ssl=context)
         try:
             await server.start(host, port)
         except BaseException:
             if created:  # e.g. the port is busy: leave no new database (and keys) behind
                 for suffix in ("", "-wal", "-shm", "-journal"):
-                    Path(str(db) + suffix).unlink(missing_ok=True)
+                    Path(db + suffix).unlink(missing_ok=True)
             raise
         click.echo(f"relay listening on {server.url}")
         click.echo(f"trust root: {server.trust_root_public.to_bytes().hex()}")
@@ -500,9 +517,8 @@ def relay_serve(
 @click.option(
     "--db",
     "db",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="The relay's SQLite database.",
+    help="The relay's SQLite database file, or its postgresql:// URL.",
 )
 @click.option("--account", required=True, help="The account's ACI (a UUID).")
 @click.option(
@@ -519,7 +535,7 @@ def relay_serve(
     help="Also search the bytes of the database, WAL and shared-memory files for the "
     "account's identifier outside its live rows, and report any residue.",
 )
-def relay_disclose(db: Path, account: str, fmt: str, scan_files: bool) -> None:
+def relay_disclose(db: str, account: str, fmt: str, scan_files: bool) -> None:
     """Print everything the relay holds about one account.
 
     What a person answering a legal demand would have to hand over: account and device dates,
@@ -527,7 +543,10 @@ def relay_disclose(db: Path, account: str, fmt: str, scan_files: bool) -> None:
     comparison with Signal's published answer. Deterministic for a given database.
     """
     from securemsg.cli.disclose import disclosure_json, disclosure_text
+    from securemsg.relay.pgstore import is_postgres_url
 
+    if not is_postgres_url(db) and not Path(db).is_file():
+        raise click.UsageError(f"--db: no relay database file {db}")
     render = disclosure_json if fmt == "json" else disclosure_text
     click.echo(render(db, account, scan_files=scan_files))
 

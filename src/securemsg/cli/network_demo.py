@@ -10,7 +10,10 @@ conversation (sender keys fanned out with sealed sender v2). It prints what each
 decrypts as it happens, a per-client table of its inbox, and finally the relay's disclosure
 report for Alice: everything the relay could hand over about her.
 
-Everything lives in the temporary directory and is deleted at the end.
+Everything lives in the temporary directory and is deleted at the end. With ``db`` (a
+``postgresql://`` URL: ``securemsg demo --db ...``) the relay runs on that PostgreSQL database
+instead, as one instance of a cluster; the demo's accounts and what is still queued stay in
+that database.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ def _short(aci: str) -> str:
     return aci[:8] + "…"
 
 
-async def run_network_demo(console: Console, *, prekey_batch: int = 10) -> dict[str, object]:
-    """Run the demo, printing to ``console``.
+async def run_network_demo(
+    console: Console, *, prekey_batch: int = 10, db: str | None = None
+) -> dict[str, object]:
+    """Run the demo, printing to ``console`` (on the PostgreSQL database ``db`` if given).
 
     Returns:
         A summary for tests: ``{"views": {name: [texts]}, "disclosure": str, "aci": {...}}``.
@@ -45,13 +50,14 @@ async def run_network_demo(console: Console, *, prekey_batch: int = 10) -> dict[
     views: dict[str, list[ReceivedMessage]] = {n: [] for n in _NAMES}
     with tempfile.TemporaryDirectory(prefix="securemsg-demo-") as tmp_name:
         tmp = Path(tmp_name)
-        db = tmp / "relay.db"
-        relay = RelayServer(db)
+        where: str | Path = tmp / "relay.db" if db is None else db
+        relay = RelayServer(where)
         await relay.start("127.0.0.1", 0)
         clients: dict[str, Client] = {}
         try:
             console.rule("[bold]securemsg demo: a relay, three clients, keys only on the clients")
-            console.print(f"Relay listening on [cyan]{relay.url}[/] (SQLite database {db.name})")
+            kind = "SQLite database relay.db" if db is None else "PostgreSQL database"
+            console.print(f"Relay listening on [cyan]{relay.url}[/] ({kind})")
             console.print(
                 "Trust root (clients pin it for sealed sender): "
                 + relay.trust_root_public.to_bytes().hex()[:24]
@@ -138,7 +144,7 @@ async def run_network_demo(console: Console, *, prekey_batch: int = 10) -> dict[
         from securemsg.cli.disclose import disclosure_text
 
         console.print("\n6. The relay's disclosure report for Alice: everything it could hand over")
-        report = disclosure_text(db, alice_aci)
+        report = disclosure_text(where, alice_aci)
         console.print(report, markup=False, highlight=False, soft_wrap=True)
     return {
         "views": {n: [m.text for m in views[n]] for n in _NAMES},

@@ -134,7 +134,8 @@ SCHEMA_CLASSIFICATION: dict[tuple[str, str], tuple[ColumnClass, str]] = {
         "encrypted part common to a multi-recipient send, stored once; deleted with the last "
         "envelope that refers to it",
     ),
-    ("queue_usage", "singleton"): (_OP, "constant 1"),
+    ("queue_usage", "singleton"): (_OP, "constant 1 (SQLite)"),
+    ("queue_usage", "shard"): (_OP, "0-15: rows relay instances add to (PostgreSQL)"),
     ("queue_usage", "stored_bytes"): (_OP, "bytes of all queued envelopes, for the relay's budget"),
     ("kt_keys", "singleton"): (_OP, "constant 1"),
     ("kt_keys", "vrf_seed"): (_OP, "the directory's own VRF key; decrypts nothing"),
@@ -291,6 +292,7 @@ class DisclosureReport:
     key_transparency: _KtEntry | None = None
     file_scan: _FilesScan | None = None
     not_held: tuple[str, ...] = NOT_HELD
+    files_note: str = NOT_SCANNED
     signal_comparison: str = SIGNAL_COMPARISON
 
     def to_dict(self) -> dict[str, object]:
@@ -331,7 +333,7 @@ class DisclosureReport:
         lines += [_queued_line(q) for q in self.queued_from_account] or ["  none"]
         lines += _kt_lines(self.key_transparency)
         lines += ["", "Recoverable from the relay's files beyond the above:"]
-        lines += _scan_lines(self.file_scan)
+        lines += _scan_lines(self.file_scan, self.files_note)
         lines += ["", "Not held by the relay:"]
         lines += [f"  - {item}" for item in self.not_held]
         lines += ["", "Compared with Signal's published answer:", f"  {self.signal_comparison}"]
@@ -390,9 +392,9 @@ def _queued_line(q: _Queued) -> str:
     )
 
 
-def _scan_lines(scan: _FilesScan | None) -> list[str]:
+def _scan_lines(scan: _FilesScan | None, note: str) -> list[str]:
     if scan is None:
-        return ["  " + NOT_SCANNED]
+        return ["  " + note]
     files = ", ".join(f"{name} ({size} bytes)" for name, size in scan.files)
     what = "the account's identifier (" + ", ".join(scan.searched_for) + ")"
     if not scan.residue:
@@ -453,6 +455,12 @@ def disclose(
     queued_from = tuple(_queued(m) for m in store.queued_from(raw))
     kt_entry = _kt_entry(store, raw)
     scan = _scan(store.scan_residue(_forms(raw))) if scan_files else None
+    # A store whose deletions are not overwrites (PostgreSQL) says what its files may keep.
+    note = getattr(store, "files_note", NOT_SCANNED)
+    deleted = getattr(store, "deleted_not_held", None)
+    not_held = NOT_HELD
+    if deleted is not None:
+        not_held = (NOT_HELD[0], *deleted, *NOT_HELD[3:])
     if account is None:
         return DisclosureReport(
             text,
@@ -465,6 +473,8 @@ def disclose(
             queued_from,
             key_transparency=kt_entry,
             file_scan=scan,
+            not_held=not_held,
+            files_note=note,
         )
     devices = []
     for d in store.list_devices(raw):
@@ -494,6 +504,8 @@ def disclose(
         queued_from_account=queued_from,
         key_transparency=kt_entry,
         file_scan=scan,
+        not_held=not_held,
+        files_note=note,
     )
 
 

@@ -70,7 +70,7 @@ import resource
 import ssl as ssl_module
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -83,7 +83,9 @@ from websockets.typing import Origin
 from securemsg.crypto.curve import PublicKey
 from securemsg.crypto.rng import Rng, SystemRng
 from securemsg.errors import DecodeError, StorageError, UsageError
+from securemsg.relay.cluster import PgCluster
 from securemsg.relay.kt import KtPublisherThread
+from securemsg.relay.pgstore import PgRelayStore, is_postgres_url
 from securemsg.relay.service import (
     Outcome,
     RelayConfig,
@@ -110,6 +112,9 @@ _CLOSE_STORAGE = 1011
 _FD_RESERVE = 32
 #: The library's write buffer high-water mark (bytes); ``send`` waits above it.
 _WRITE_LIMIT = 32 * 1024
+#: On PostgreSQL, how often every live connection's queue is re-read anyway (a safety net
+#: for lost notifications; delivery itself is pushed by LISTEN/NOTIFY).
+_SAFETY_RESCAN_S = 30.0
 
 
 class _ScrubAddresses(logging.Filter):
@@ -343,6 +348,7 @@ class _Connection:
         "cursor",
         "done",
         "draining",
+        "generation",
         "inflight",
         "inflight_bytes",
         "limit",
@@ -356,6 +362,7 @@ class _Connection:
         "refused",
         "server",
         "session",
+        "superseded",
         "wake",
         "window",
         "window_bytes",
@@ -390,6 +397,10 @@ class _Connection:
         self.cursor: int | None = None
         self.window: dict[bytes, int] = {}
         self.window_bytes = 0
+        # cluster (PostgreSQL): this connection's claim generation, once known, and the
+        # newest claim of the device heard from another instance meanwhile
+        self.generation: int | None = None
+        self.superseded = 0
 
     def send(self, frame: rf.ServerFrame) -> None:
         if self.closing:
@@ -471,9 +482,13 @@ class RelayServer:
         """Configure (nothing is opened until :meth:`start`).
 
         Args:
-            db_path: the SQLite database (created on first start). Exactly one of ``db_path``
-                and ``store`` must be given.
-            store: an already-open :class:`RelayStore` (not closed by :meth:`stop`). From
+            db_path: the SQLite database (created on first start), or a ``postgresql://``
+                URL: a :class:`~securemsg.relay.pgstore.PgRelayStore`, and this relay becomes
+                one instance of a cluster on that database (:mod:`securemsg.relay.cluster`).
+                Exactly one of ``db_path`` and ``store`` must be given.
+            store: an already-open :class:`RelayStore` (not closed by :meth:`stop`; a
+                :class:`~securemsg.relay.pgstore.PgRelayStore` makes the relay a cluster
+                instance as a URL does). From
                 :meth:`start` to :meth:`stop` the relay's storage thread uses it; do not use
                 it from elsewhere meanwhile.
             config: limits and periods (defaults documented in docs/relay-protocol.md).
@@ -499,6 +514,9 @@ class RelayServer:
         self._watchdog: asyncio.Task[None] | None = None
         self._kt_publisher: asyncio.Task[None] | None = None
         self._kt_publisher_thread: KtPublisherThread | None = None
+        self._cluster: PgCluster | None = None
+        self._rescanner: asyncio.Task[None] | None = None
+        self._claims: set[asyncio.Task[None]] = set()
         self._live: dict[tuple[bytes, int], _Connection] = {}
         self._connections: set[_Connection] = set()
         self._total_buffered = 0
@@ -529,7 +547,10 @@ class RelayServer:
         store = self._given_store
         if store is None:
             assert self._db_path is not None
-            store = SqliteRelayStore.open(self._db_path)
+            if is_postgres_url(self._db_path):
+                store = PgRelayStore.open(self._db_path)
+            else:
+                store = SqliteRelayStore.open(self._db_path)
         loop = asyncio.get_running_loop()
         self._budget_free = asyncio.Event()
         self._budget_free.set()
@@ -540,7 +561,18 @@ class RelayServer:
         try:
             # Opened here, then handed to the storage thread, which alone uses it from now.
             self._service = RelayService(store, self._rng, cfg)
-            self._service.sweep(self._clock())
+            if isinstance(store, PgRelayStore):
+                self._cluster = PgCluster(
+                    store.url,
+                    store.instance,
+                    on_deliver=self._remote_deliver,
+                    on_taken=self._remote_taken,
+                    on_resync=self._resync,
+                    on_leader=self._sweep_now,
+                )
+                await self._cluster.start()
+            if self._cluster is None or self._cluster.leader:  # in a cluster: the leader only
+                self._service.sweep(self._clock())
             self._storage = _StorageThread(store, loop, cfg.max_batch)
             self._storage.start()
             ws_logger = configure_private_logging()
@@ -563,6 +595,9 @@ class RelayServer:
                 ssl=self._ssl,
             )
         except BaseException:
+            if self._cluster is not None:
+                await self._cluster.stop()
+                self._cluster = None
             if self._storage is not None:
                 await self._storage.stop()
                 self._storage = None
@@ -576,12 +611,14 @@ class RelayServer:
         sock = next(iter(self._server.sockets))
         self._host, self._port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep_loop())
-        if self._db_path is not None:
+        if self._db_path is not None and not is_postgres_url(self._db_path):
             self._kt_publisher_thread = KtPublisherThread(
                 self._db_path, self._rng, cfg, self._clock
             )
         self._kt_publisher = asyncio.create_task(self._kt_loop())
         self._watchdog = asyncio.create_task(self._watch_writes())
+        if self._cluster is not None:
+            self._rescanner = asyncio.create_task(self._rescan_loop())
         if self._ssl is None and not _is_loopback(host):
             _LOG.warning(
                 "relay listening on a non-loopback address without TLS: access keys,"
@@ -592,15 +629,20 @@ class RelayServer:
 
     async def stop(self) -> None:
         """Close every connection, stop listening and close the store. Idempotent."""
-        for task in (self._sweeper, self._watchdog, self._kt_publisher):
+        tasks = (self._sweeper, self._watchdog, self._kt_publisher, self._rescanner, *self._claims)
+        for task in tasks:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._sweeper = self._watchdog = self._kt_publisher = None
+        self._sweeper = self._watchdog = self._kt_publisher = self._rescanner = None
+        self._claims.clear()
         if self._kt_publisher_thread is not None:
             await self._kt_publisher_thread.close()
             self._kt_publisher_thread = None
+        if self._cluster is not None:
+            await self._cluster.stop()
+            self._cluster = None
         if self._server is not None:
             for conn in list(self._connections):
                 if not conn.idle_writer():
@@ -702,7 +744,7 @@ class RelayServer:
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """``process_request``: refuse (HTTP 503) over the connection or memory budget."""
         server = self._server
-        count = len(server.handler_tasks) if server is not None else 0  # with handshakes
+        count = _open_handlers(server)
         if count > self._max_connections or self._total_buffered > self._config.max_buffered_bytes:
             response = connection.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE, "The relay is at capacity; retry later.\n"
@@ -723,9 +765,71 @@ class RelayServer:
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(self._config.sweep_interval_s)
-            service, storage = self._service, self._storage
-            if service is not None and storage is not None:
-                storage.submit(_sweeper(service, self._clock), _sweep_done)
+            cluster = self._cluster
+            if cluster is not None and not cluster.leader:
+                continue  # another instance holds the leader lock and sweeps
+            self._sweep_now()
+
+    def _sweep_now(self) -> None:
+        service, storage = self._service, self._storage
+        if service is not None and storage is not None:
+            storage.submit(_sweeper(service, self._clock), self._sweep_done)
+
+    def _sweep_done(self, ok: bool, value: object) -> None:
+        _sweep_done(ok, value)
+        cluster = self._cluster
+        if ok and isinstance(value, int) and value > 0 and cluster is not None:
+            task = asyncio.create_task(cluster.vacuum())
+            self._claims.add(task)
+            task.add_done_callback(self._claims.discard)
+
+    # -- cluster (PostgreSQL): events from the other instances ----------------------------
+
+    async def _rescan_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_SAFETY_RESCAN_S)
+            self._resync()
+
+    def _remote_deliver(self, aci: bytes, device_id: int) -> None:
+        """Another instance committed envelopes for this mailbox: read them if it is live
+        here (from the start of the queue: commits of several instances arrive out of
+        ``seq`` order)."""
+        target = self._live.get((aci, device_id))
+        if target is not None and target.live:
+            target.draining = True
+            target.missed = True
+            self._pump(target)
+
+    def _resync(self) -> None:
+        for key in list(self._live):
+            self._remote_deliver(*key)
+
+    def _remote_taken(self, aci: bytes, device_id: int, generation: int) -> None:
+        """The device authenticated on another instance: the older claim closes."""
+        key = (aci, device_id)
+        conn = self._live.get(key)
+        if conn is None:
+            return
+        if conn.generation is None:  # our own claim is not answered yet
+            conn.superseded = max(conn.superseded, generation)
+        elif conn.generation < generation:
+            self._displace(key, conn)
+
+    def _displace(self, key: tuple[bytes, int], conn: _Connection) -> None:
+        if self._live.get(key) is conn:
+            del self._live[key]
+        self._replace(conn)
+
+    async def _claim(self, key: tuple[bytes, int], conn: _Connection) -> None:
+        cluster = self._cluster
+        if cluster is None:
+            return
+        generation = await cluster.claim(*key)
+        if generation is None or conn.done:
+            return
+        conn.generation = generation
+        if conn.superseded > generation:
+            self._displace(key, conn)
 
     async def publish_kt_epoch(self) -> int | None:
         """Publish the queued key-transparency updates now (the timer does it every
@@ -948,6 +1052,10 @@ class RelayServer:
         conn.draining = True
         conn.cursor = None
         conn.missed = False
+        if self._cluster is not None:  # displace the device's connection on other instances
+            task = asyncio.create_task(self._claim(key, conn))
+            self._claims.add(task)
+            task.add_done_callback(self._claims.discard)
         self._pump(conn)
 
     def _replace(self, old: _Connection) -> None:
@@ -1022,6 +1130,17 @@ class RelayServer:
             return
         conn.draining = False
         conn.send(rf.QueueEmpty())
+
+
+def _open_handlers(server: Server | None) -> int:
+    """Connections the library handles, handshakes included: ``handler_tasks`` (websockets
+    14 and later) or ``handlers`` (13)."""
+    if server is None:
+        return 0
+    tasks: Sized | None = getattr(server, "handler_tasks", None)
+    if tasks is None:
+        tasks = getattr(server, "handlers", ())
+    return len(tasks)
 
 
 def _sweeper(service: RelayService, clock: Callable[[], int]) -> Callable[[], object]:

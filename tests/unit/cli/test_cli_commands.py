@@ -33,6 +33,21 @@ def test_demo_runs_end_to_end_and_prints_views_and_disclosure() -> None:
     assert "Signal" in out
 
 
+def test_demo_runs_on_postgres_and_relay_serve_takes_a_postgres_url(pg_url: str) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--db", pg_url])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "PostgreSQL database" in out and "Count me in too." in out
+    assert "Disclosure report for account" in out
+    assert "does not overwrite deleted rows" in out  # said honestly for PostgreSQL
+    bad = CliRunner().invoke(cli, ["demo", "--db", "relay.db"])
+    assert bad.exit_code != 0 and "postgresql://" in bad.output
+    aci = next(line.split()[-1] for line in out.splitlines() if "Disclosure report" in line)
+    report = CliRunner().invoke(cli, ["relay", "disclose", "--db", pg_url, "--account", aci])
+    assert report.exit_code == 0, report.output
+    assert "Account created (date only)" in report.output
+
+
 def test_walkthrough_still_runs() -> None:
     result = CliRunner().invoke(cli, ["walkthrough", "--messages", "2", "--seed", "cli"])
     assert result.exit_code == 0, result.output

@@ -230,5 +230,5 @@ async def authenticated(url: str, device: Device) -> RawClient:
     return c
 
 
-def relay(db: Path, clock: Callable[[], int] | None = None, **cfg: Any) -> RelayServer:
+def relay(db: Path | str, clock: Callable[[], int] | None = None, **cfg: Any) -> RelayServer:
     return RelayServer(db, config=RelayConfig(**cfg), clock=clock)

@@ -1,10 +1,11 @@
 """The relay over loopback, driven by a raw frame client: registration, authentication,
-bundles, identified and sealed delivery, pushes, acks, redelivery and restart."""
+bundles, identified and sealed delivery, pushes, acks, redelivery and restart; on both stores
+(SQLite and PostgreSQL), and several instances on one PostgreSQL database."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from pathlib import Path
 
 from relay_harness import NOW, Device, RawClient, authenticated, registered, relay, run, to_bundle
 
@@ -16,9 +17,9 @@ from securemsg.wire.messages import CiphertextMessageType
 
 
 def test_register_send_identified_and_sealed_receive_ack_reconnect_restart(
-    tmp_path: Path,
+    store_db: str,
 ) -> None:
-    db = tmp_path / "relay.db"
+    db = store_db
     alice, bob = Device.new(1), Device.new(2)
 
     async def body() -> None:
@@ -107,11 +108,11 @@ def test_register_send_identified_and_sealed_receive_ack_reconnect_restart(
     run(body)
 
 
-def test_second_connection_of_a_device_replaces_the_first(tmp_path: Path) -> None:
+def test_second_connection_of_a_device_replaces_the_first(store_db: str) -> None:
     alice, bob = Device.new(3), Device.new(4)
 
     async def body() -> None:
-        async with relay(tmp_path / "r.db") as server:
+        async with relay(store_db) as server:
             a1 = await registered(server.url, alice)
             b = await registered(server.url, bob)
             a2 = await authenticated(server.url, alice)
@@ -126,8 +127,8 @@ def test_second_connection_of_a_device_replaces_the_first(tmp_path: Path) -> Non
     run(body)
 
 
-def test_undelivered_messages_expire_after_the_ttl(tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
+def test_undelivered_messages_expire_after_the_ttl(store_db: str) -> None:
+    db = store_db
     alice, bob = Device.new(5), Device.new(6)
     day = 24 * 3600 * 1000
 
@@ -146,5 +147,65 @@ def test_undelivered_messages_expire_after_the_ttl(tmp_path: Path) -> None:
             a = await authenticated(server.url, alice)
             assert a.pushes == []
             await a.close()
+
+    run(body)
+
+
+def test_instances_on_one_postgres_database_push_displace_and_elect_one_leader(
+    pg_url: str,
+) -> None:
+    alice, bob, carol = Device.new(21, n_pre_keys=1), Device.new(22), Device.new(23)
+
+    async def body() -> None:
+        async with relay(pg_url) as one, relay(pg_url) as two:
+            a = await registered(one.url, alice)
+            b = await registered(two.url, bob)
+            c = await registered(two.url, carol)
+
+            # Sent through instance two to a device connected to instance one: pushed at
+            # once (no ack, no reconnect, no timer: the notification of the commit).
+            out = rf.OutgoingMessage(1, alice.registration_id, rf.EnvelopeType.CIPHERTEXT, b"1")
+            assert (await b.request(rf.SendMessage(alice.aci, NOW, (out,)))).code == 0
+            (env,) = await a.wait_pushes(1)
+            assert env.body == b"1" and env.source_aci == bob.aci
+            assert (await a.request(rf.Ack((env.id,)))).code == rf.StatusCode.OK
+
+            # One-time prekeys: at most once across instances.
+            got = [await x.request(rf.FetchBundles(alice.aci)) for x in (b, c)]
+            keys = [
+                r.body.bundles[0].pre_key
+                for r in got
+                if isinstance(r.body, rf.Bundles) and r.body.bundles
+            ]
+            assert len(keys) == 2 and keys[0] is not None and keys[1] is None
+
+            # A new authentication on instance two displaces the connection on instance one.
+            a2 = await authenticated(two.url, alice)
+            assert await a.closed() == 4000
+            out2 = rf.OutgoingMessage(1, alice.registration_id, rf.EnvelopeType.CIPHERTEXT, b"2")
+            r = await c.request(rf.SendMessage(alice.aci, NOW, (out2,)))
+            assert r.code == rf.StatusCode.OK
+            (env2,) = await a2.wait_pushes(1)
+            assert env2.body == b"2"
+            # ... and the other way round, with a message waiting in the queue
+            a3 = await authenticated(one.url, alice)
+            assert await a2.closed() == 4000
+            assert [e.body for e in a3.pushes] == [b"2"]
+
+            # One leader (the expiry sweep runs once), and it moves when its instance stops.
+            clusters = [s._cluster for s in (one, two)]
+            assert all(x is not None for x in clusters)
+            assert [x.leader for x in clusters if x is not None].count(True) == 1
+            for x in (a3, b, c):
+                await x.close()
+            leader, other = (one, two) if one._cluster and one._cluster.leader else (two, one)
+            await leader.stop()
+            other_cluster = other._cluster
+            assert other_cluster is not None
+            for _ in range(200):  # the other instance retries the lock every few seconds
+                if other_cluster.leader:
+                    break
+                await asyncio.sleep(0.1)
+            assert other_cluster.leader
 
     run(body)

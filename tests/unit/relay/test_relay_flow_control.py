@@ -25,6 +25,7 @@ from relay_harness import NOW, TIMEOUT, Device, RawClient, authenticated, regist
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from securemsg.relay.server import _open_handlers
 from securemsg.wire import relay_frames as rf
 
 CHILD = Path(__file__).with_name("relay_flow_child.py")
@@ -66,11 +67,11 @@ async def probe(c: RawClient) -> None:
 # -- the window -----------------------------------------------------------------------------
 
 
-def test_backlog_is_pushed_through_a_window_refilled_by_acks(tmp_path: Path) -> None:
+def test_backlog_is_pushed_through_a_window_refilled_by_acks(store_db: str) -> None:
     bob = Device.new(301)
 
     async def body() -> None:
-        async with relay(tmp_path / "r.db", clock=lambda: NOW, window_envelopes=5) as server:
+        async with relay(store_db, clock=lambda: NOW, window_envelopes=5) as server:
             await (await registered(server.url, bob)).close()
             bodies = await fill(server.url, bob, 23, 40)
             b = await RawClient.open(server.url)
@@ -97,11 +98,11 @@ def test_backlog_is_pushed_through_a_window_refilled_by_acks(tmp_path: Path) -> 
     run(body)
 
 
-def test_live_sends_do_not_bypass_the_window_and_arrive_once(tmp_path: Path) -> None:
+def test_live_sends_do_not_bypass_the_window_and_arrive_once(store_db: str) -> None:
     bob = Device.new(302)
 
     async def body() -> None:
-        async with relay(tmp_path / "r.db", clock=lambda: NOW, window_envelopes=3) as server:
+        async with relay(store_db, clock=lambda: NOW, window_envelopes=3) as server:
             await (await registered(server.url, bob)).close()
             backlog = await fill(server.url, bob, 10, 30, tag=1)
             b = await RawClient.open(server.url)
@@ -128,14 +129,14 @@ def test_live_sends_do_not_bypass_the_window_and_arrive_once(tmp_path: Path) -> 
     run(body)
 
 
-def test_concurrent_senders_small_window_every_envelope_exactly_once(tmp_path: Path) -> None:
+def test_concurrent_senders_small_window_every_envelope_exactly_once(store_db: str) -> None:
     """Senders race the pager and the acks (the newest row is deleted and its ``seq``
     reused all the time): nothing is missed, nothing is pushed twice on the connection."""
     bob = Device.new(303)
     rnd = random.Random(7)
 
     async def body() -> None:
-        async with relay(tmp_path / "r.db", clock=lambda: NOW, window_envelopes=2) as server:
+        async with relay(store_db, clock=lambda: NOW, window_envelopes=2) as server:
             await (await registered(server.url, bob)).close()
             backlog = await fill(server.url, bob, 5, 10, tag=9)
             b = await authenticated_nowait(server.url, bob)
@@ -326,11 +327,11 @@ def test_replaced_connection_is_aborted_at_once_when_it_does_not_read(tmp_path: 
     run(body)
 
 
-def test_replaced_reading_connection_gets_a_close_frame(tmp_path: Path) -> None:
+def test_replaced_reading_connection_gets_a_close_frame(store_db: str) -> None:
     bob = Device.new(307)
 
     async def body() -> None:
-        async with relay(tmp_path / "r.db", clock=lambda: NOW) as server:
+        async with relay(store_db, clock=lambda: NOW) as server:
             await (await registered(server.url, bob)).close()
             a = await authenticated(server.url, bob)
             b = await authenticated(server.url, bob)
@@ -422,7 +423,7 @@ def test_connections_over_the_limit_get_503(tmp_path: Path) -> None:
             await held.pop().close()
             ws_server = server._server
             assert ws_server is not None
-            await until(lambda: len(ws_server.handler_tasks) < 3, "a slot frees up")
+            await until(lambda: _open_handlers(ws_server) < 3, "a slot frees up")
             c = await RawClient.open(server.url)
             await probe(c)
             for h in [*held, c]:

@@ -1,11 +1,13 @@
-"""RelayStore contract (on the SQLite implementation): one-time prekeys at most once under
-concurrency, fallback to last-resort keys, mailbox ack / expiry / caps, atomic registration,
-and the schema classification."""
+"""RelayStore contract (on both implementations, SQLite and PostgreSQL): one-time prekeys
+at most once under concurrency, fallback to last-resort keys, mailbox ack / expiry / caps,
+atomic registration, and the schema classification."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,12 @@ from securemsg.relay.store import (
     KeyRow,
     NewDevice,
     QueuedMessage,
+    RelayStore,
     ServerKeysRow,
     SqliteRelayStore,
 )
+
+StoreOpener = Callable[[], RelayStore]  # the store_opener fixture (tests/unit/relay/conftest.py)
 
 ACI_A = b"\xaa" * 16
 ACI_B = b"\xbb" * 16
@@ -47,17 +52,17 @@ def _msg(aci: bytes, device_id: int, received_at: int, body: bytes = b"c") -> Qu
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteRelayStore:
-    s = SqliteRelayStore.open(tmp_path / "relay.db")
-    yield s  # type: ignore[misc]
+def store(store_opener: StoreOpener) -> Iterator[RelayStore]:
+    s = store_opener()
+    yield s
     s.close()
 
 
 def test_one_time_prekeys_are_handed_out_at_most_once_under_concurrent_fetches(
-    tmp_path: Path,
+    store_opener: StoreOpener,
 ) -> None:
-    path = tmp_path / "relay.db"
-    with SqliteRelayStore.open(path) as s:
+    s = store_opener()
+    with contextlib.closing(s):
         assert s.create_device(_device(ACI_A, n=40), "2025-01-01") is CreateResult.CREATED
     handed: list[int] = []
     kyber: list[int] = []
@@ -66,7 +71,7 @@ def test_one_time_prekeys_are_handed_out_at_most_once_under_concurrent_fetches(
 
     def fetcher() -> None:
         try:
-            with SqliteRelayStore.open(path) as mine:  # one connection per thread
+            with contextlib.closing(store_opener()) as mine:  # one connection per thread
                 for _ in range(15):
                     for b in mine.take_bundles(ACI_A, None):
                         with lock:
@@ -87,7 +92,7 @@ def test_one_time_prekeys_are_handed_out_at_most_once_under_concurrent_fetches(
     assert sorted(kyber) == list(range(200, 240))
 
 
-def test_bundles_fall_back_to_signed_and_last_resort_keys(store: SqliteRelayStore) -> None:
+def test_bundles_fall_back_to_signed_and_last_resort_keys(store: RelayStore) -> None:
     store.create_device(_device(ACI_A, n=1), "2025-01-01")
     (first,) = store.take_bundles(ACI_A, 1)
     assert first.pre_key is not None and first.pre_key.key_id == 100
@@ -103,7 +108,7 @@ def test_bundles_fall_back_to_signed_and_last_resort_keys(store: SqliteRelayStor
     assert store.take_bundles(ACI_A, 2) == []
 
 
-def test_registration_conflicts_change_nothing(store: SqliteRelayStore) -> None:
+def test_registration_conflicts_change_nothing(store: RelayStore) -> None:
     assert store.create_device(_device(ACI_A), "2025-01-01") is CreateResult.CREATED
     assert store.create_device(_device(ACI_A), "2025-01-02") is CreateResult.DEVICE_EXISTS
     other = _device(ACI_A, 2, identity=b"\x05" + b"X" * 32)
@@ -122,7 +127,7 @@ def test_registration_conflicts_change_nothing(store: SqliteRelayStore) -> None:
     assert device is not None and device.last_seen_date == "2025-02-01"
 
 
-def test_prekey_upload_cap_is_all_or_nothing(store: SqliteRelayStore) -> None:
+def test_prekey_upload_cap_is_all_or_nothing(store: RelayStore) -> None:
     store.create_device(_device(ACI_A, n=2), "2025-01-01")
     more = [KeyRow(300 + i, b"\x05" + b"n" * 32) for i in range(3)]
     assert not store.store_pre_keys(ACI_A, 1, pre_keys=more, max_stored=4)
@@ -135,7 +140,7 @@ def test_prekey_upload_cap_is_all_or_nothing(store: SqliteRelayStore) -> None:
 
 
 def test_mailbox_ack_deletes_only_own_messages_and_expiry_sweeps_old_ones(
-    store: SqliteRelayStore,
+    store: RelayStore,
 ) -> None:
     a1, a2, b1 = _msg(ACI_A, 1, 1000), _msg(ACI_A, 1, 2000), _msg(ACI_B, 1, 3000)
     assert store.enqueue([a1, a2, b1], max_per_device=10)
@@ -150,31 +155,38 @@ def test_mailbox_ack_deletes_only_own_messages_and_expiry_sweeps_old_ones(
     assert [m.id for m in store.pending(ACI_B, 1)] == [b1.id]
 
 
-def test_enqueue_is_all_or_nothing_at_the_mailbox_cap(store: SqliteRelayStore) -> None:
+def test_enqueue_is_all_or_nothing_at_the_mailbox_cap(store: RelayStore) -> None:
     assert store.enqueue([_msg(ACI_A, 1, 1), _msg(ACI_A, 1, 2)], max_per_device=3)
     assert not store.enqueue([_msg(ACI_B, 1, 3), _msg(ACI_A, 1, 4), _msg(ACI_A, 1, 5)], 3)
     assert len(store.pending(ACI_A, 1)) == 2 and store.pending(ACI_B, 1) == []
 
 
-def test_server_keys_are_created_once(store: SqliteRelayStore) -> None:
+def test_server_keys_are_created_once(store: RelayStore) -> None:
     first = ServerKeysRow(b"a" * 32, b"\x05" + b"b" * 32, 1, b"c" * 32, b"\x05" + b"d" * 32, b"e")
     second = ServerKeysRow(b"z" * 32, b"\x05" + b"y" * 32, 1, b"x" * 32, b"\x05" + b"w" * 32, b"v")
     assert store.init_server_keys(first) == first
     assert store.init_server_keys(second) == first
 
 
-def test_store_survives_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "relay.db"
-    with SqliteRelayStore.open(path) as s:
+def test_store_survives_reopen(store_opener: StoreOpener) -> None:
+    with contextlib.closing(store_opener()) as s:
         s.create_device(_device(ACI_A), "2025-01-01")
         m = _msg(ACI_A, 1, 5)
         s.enqueue([m], 10)
-    with SqliteRelayStore.open(path) as s:
+    with contextlib.closing(store_opener()) as s:
         assert s.pending(ACI_A, 1) == [m]
         assert s.get_account(ACI_A) is not None
 
 
-def test_every_column_of_the_relay_schema_is_classified(store: SqliteRelayStore) -> None:
+def test_every_column_of_the_relay_schema_is_classified(store: RelayStore) -> None:
     assert unclassified_columns(store) == []
-    live = {(t, c) for t, cols in store.schema().items() for c in cols}
-    assert set(SCHEMA_CLASSIFICATION) == live  # and nothing classified that does not exist
+
+
+def test_nothing_is_classified_that_neither_store_has(tmp_path: Path, pg_url: str) -> None:
+    from securemsg.relay.pgstore import PgRelayStore
+
+    live: set[tuple[str, str]] = set()
+    for s in (SqliteRelayStore.open(tmp_path / "relay.db"), PgRelayStore.open(pg_url)):
+        with contextlib.closing(s):
+            live |= {(t, c) for t, cols in s.schema().items() for c in cols}
+    assert set(SCHEMA_CLASSIFICATION) == live
