@@ -39,8 +39,7 @@ from enum import Enum
 from securemsg.crypto.ecvrf import VrfPrivateKey
 from securemsg.errors import UsageError
 from securemsg.kt.config import blake3_hash, commitment, commitment_nonce, vrf_input
-from securemsg.relay.kt_store import SqliteKtStore
-from securemsg.relay.store import FileScan, KeyRow, QueuedMessage, RelayStore, SqliteRelayStore
+from securemsg.relay.store import FileScan, KeyRow, QueuedMessage, RelayStore
 from securemsg.wire.relay_frames import EnvelopeType
 
 __all__ = [
@@ -361,9 +360,9 @@ def _kt_lines(entry: _KtEntry | None) -> list[str]:
 
 
 def _kt_entry(store: RelayStore, raw: bytes) -> _KtEntry | None:
-    if not isinstance(store, SqliteRelayStore):
+    kt = store.kt_store()
+    if kt is None:
         return None
-    kt = SqliteKtStore(store)
     keys = kt.keys()
     if keys is None:
         return None

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 :class:`RelayKeyTransparency` runs an AKD ``whatsapp_v1`` :class:`~securemsg.kt.Directory`
-over the relay database (:class:`~securemsg.relay.kt_store.SqliteKtStore`). Its two keys are
+over the relay database (:class:`~securemsg.relay.kt_store.RelayKtStore`, SQLite or
+PostgreSQL). Its two keys are
 its own (neither the trust root nor the sender-certificate key) and are generated at first
 start and kept in the relay database: the VRF key and the Ed25519 head-signing key.
 
@@ -41,8 +42,8 @@ from securemsg.kt.cosign import verify_cosignature
 from securemsg.kt.directory import Directory, PublishedEpoch
 from securemsg.kt.heads import EpochHead, SignedEpochHead, sign_epoch_head
 from securemsg.kt.types import HistoryParams
-from securemsg.relay.kt_store import SqliteKtStore
-from securemsg.relay.store import SqliteRelayStore
+from securemsg.relay.kt_store import RelayKtStore
+from securemsg.relay.store import RelayStore
 from securemsg.wire import relay_frames as rf
 from securemsg.wire.akd import encode_append_only_proof, encode_history_proof, encode_lookup_proof
 
@@ -73,7 +74,7 @@ class RelayKeyTransparency:
 
     def __init__(
         self,
-        store: SqliteKtStore,
+        store: RelayKtStore,
         rng: Rng,
         config: RelayConfig,
         lookup_buckets: TokenBuckets,
@@ -256,31 +257,39 @@ class KtPublisherThread:
 
     Building an epoch (VRF evaluations, trie reads and hashing: about a second for 1000 new
     accounts) then never holds up the relay's storage thread, so sends are not delayed; only
-    the final commit takes the database's write lock, between two of the storage thread's
-    group commits (each of which is one snapshot, so a proof is never built across an epoch's
-    commit). The connection is opened on first use, on the thread that keeps using it.
+    the final commit takes the database's write lock (SQLite) or the epoch's advisory lock
+    (PostgreSQL), between two of the storage thread's group commits. The connection is opened
+    with ``open_store`` on first use, on the thread that keeps using it. On PostgreSQL the
+    server publishes only while its instance holds the cluster's leader lock.
     """
 
     def __init__(
-        self, db_path: str, rng: Rng, config: RelayConfig, clock: Callable[[], int]
+        self,
+        open_store: Callable[[], RelayStore],
+        rng: Rng,
+        config: RelayConfig,
+        clock: Callable[[], int],
     ) -> None:
-        self._db_path = db_path
+        self._open_store = open_store
         self._rng = rng
         self._config = config
         self._clock = clock
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="securemsg-relay-kt")
-        self._store: SqliteRelayStore | None = None
+        self._store: RelayStore | None = None
         self._kt: RelayKeyTransparency | None = None
 
     def _publish(self) -> int | None:  # on the publisher thread
         if self._kt is None:
             from securemsg.relay.service import TokenBuckets
 
-            self._store = SqliteRelayStore.open(self._db_path)
+            store = self._open_store()
+            kt_store = store.kt_store()
+            if kt_store is None:
+                store.close()
+                return None
+            self._store = store
             unused = TokenBuckets(1, 1.0)  # this instance answers no requests
-            self._kt = RelayKeyTransparency(
-                SqliteKtStore(self._store), self._rng, self._config, unused, unused
-            )
+            self._kt = RelayKeyTransparency(kt_store, self._rng, self._config, unused, unused)
         published = self._kt.publish(self._clock())
         return None if published is None else published.epoch
 
@@ -289,6 +298,7 @@ class KtPublisherThread:
 
         Raises:
             StorageError: the database failed (nothing was published).
+            UsageError: another publisher committed the epoch first (nothing was published).
         """
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._publish)

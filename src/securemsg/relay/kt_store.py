@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-:class:`SqliteKtStore` implements :class:`securemsg.kt.directory.KtStore` (the five methods a
+:class:`RelayKtStore` implements :class:`securemsg.kt.directory.KtStore` (the five methods a
 :class:`~securemsg.kt.directory.Directory` needs) plus what the relay needs around it: the
 directory's own keys, the queue of unpublished (ACI -> identity key) updates, the signed epoch
 heads and the auditors' cosignatures. It shares the connection of a
@@ -10,25 +10,32 @@ heads and the auditors' cosignatures. It shares the connection of a
 registration queues its update in the registration's own transaction
 (:meth:`~securemsg.relay.store.SqliteRelayStore.create_device`).
 
-:meth:`SqliteKtStore.commit_epoch` is one transaction: the changed trie nodes, the new label
+:meth:`RelayKtStore.commit_epoch` is one transaction: the changed trie nodes, the new label
 versions, the epoch's root and its signed head (built by the callback staged with
-:meth:`SqliteKtStore.stage`, from the previous head read inside the same transaction), and
+:meth:`RelayKtStore.stage`, from the previous head read inside the same transaction), and
 the removal of the published updates from the queue. A failure leaves all of it untouched.
 
-The SQL is portable (``INSERT ... ON CONFLICT``, BLOB keys): a PostgreSQL relay store would
-implement the same methods. Node keys (``val << 9 | len``, up to 265 bits) are stored as 34
-big-endian bytes.
+The SQL is portable (``INSERT ... ON CONFLICT``, binary keys) and written with ``?``
+placeholders; :class:`RelayKtStore` runs it on either relay store, rewritten to ``%s`` for
+:class:`~securemsg.relay.pgstore.PgRelayStore` (tables added by its schema migration 4).
+Each relay store makes its own with ``kt_store()``. On PostgreSQL several instances share the
+database: :meth:`RelayKtStore.commit_epoch` first takes a transaction-level advisory lock, so
+two publishers never interleave, and the second finds the head moved and refuses (UsageError),
+committing nothing. (SQLite's ``BEGIN IMMEDIATE`` already serializes writers.)
+
+Node keys (``val << 9 | len``, up to 265 bits) are stored as 34 big-endian bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 from securemsg.errors import StorageError, UsageError
 from securemsg.kt.directory import TrieNode, ValueState
-from securemsg.relay.store import SqliteRelayStore
 
-__all__ = ["HeadBuilder", "SqliteKtStore"]
+__all__ = ["HeadBuilder", "KtRelayDatabase", "RelayKtStore", "SqliteKtStore"]
 
 _KEY_BYTES = 34
 _NODE_COLUMNS = (
@@ -48,19 +55,49 @@ def _key_int(raw: bytes | None) -> int | None:
     return None if raw is None else int.from_bytes(bytes(raw), "big")
 
 
-class SqliteKtStore:
-    """The directory's state in the relay's SQLite database (see the module docstring)."""
+class KtRelayDatabase(Protocol):
+    """What the directory needs of a relay store: its transactions and reads."""
 
-    __slots__ = ("_publishing", "_relay")
+    def _tx(self) -> AbstractContextManager[Any]: ...
 
-    def __init__(self, relay_store: SqliteRelayStore) -> None:
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+
+class RelayKtStore:
+    """The directory's state in the relay's database (see the module docstring).
+
+    ``paramstyle`` is the database driver's: ``"qmark"`` (sqlite3) or ``"format"``
+    (psycopg). ``lock_sql``, if given, runs first in :meth:`commit_epoch`'s transaction and
+    must serialize publishers across connections.
+    """
+
+    __slots__ = ("_format", "_lock_sql", "_publishing", "_relay")
+
+    def __init__(
+        self, relay_store: KtRelayDatabase, *, paramstyle: str = "qmark", lock_sql: str = ""
+    ) -> None:
+        if paramstyle not in ("qmark", "format"):
+            raise UsageError("paramstyle must be qmark or format")
         self._relay = relay_store
+        self._format = paramstyle == "format"
+        self._lock_sql = lock_sql
         self._publishing: tuple[HeadBuilder, tuple[tuple[bytes, bytes], ...]] | None = None
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._format else sql
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._relay._read(self._q(sql), params)
+
+    @contextmanager
+    def _tx(self) -> Iterator[_Tx]:
+        with self._relay._tx() as conn:
+            yield _Tx(conn, self._q)
 
     # -- KtStore --------------------------------------------------------------------------
 
     def get_node(self, key: int) -> TrieNode | None:
-        rows = self._relay._read(
+        rows = self._read(
             "SELECT " + _NODE_COLUMNS + " FROM kt_nodes WHERE node_key = ?", (_key_bytes(key),)
         )
         if not rows:
@@ -80,15 +117,15 @@ class SqliteKtStore:
         )
 
     def latest_epoch(self) -> int:
-        rows = self._relay._read("SELECT COALESCE(MAX(epoch), 0) FROM kt_epochs")
+        rows = self._read("SELECT COALESCE(MAX(epoch), 0) FROM kt_epochs")
         return int(rows[0][0])
 
     def epoch_root(self, epoch: int) -> bytes | None:
-        rows = self._relay._read("SELECT root_hash FROM kt_epochs WHERE epoch = ?", (epoch,))
+        rows = self._read("SELECT root_hash FROM kt_epochs WHERE epoch = ?", (epoch,))
         return bytes(rows[0][0]) if rows else None
 
     def value_states(self, akd_label: bytes) -> Sequence[ValueState]:
-        rows = self._relay._read(
+        rows = self._read(
             "SELECT version, epoch, value FROM kt_values WHERE label = ? ORDER BY version",
             (akd_label,),
         )
@@ -114,7 +151,9 @@ class SqliteKtStore:
         if staged is None:
             raise UsageError("stage the epoch's head before committing it")
         make_head, published = staged
-        with self._relay._tx() as c:
+        with self._tx() as c:
+            if self._lock_sql:
+                c.execute(self._lock_sql)
             latest = int(c.execute("SELECT COALESCE(MAX(epoch), 0) FROM kt_epochs").fetchone()[0])
             if epoch != latest + 1:
                 raise UsageError("epochs are committed one after the other")
@@ -162,11 +201,15 @@ class SqliteKtStore:
 
     def init_keys(self, vrf_seed: bytes, head_seed: bytes) -> tuple[bytes, bytes]:
         """The stored (VRF seed, head-signing seed); the given ones are stored on first use."""
-        with self._relay._tx() as c:
+        with self._tx() as c:
+            # first start of the first instance stores its keys; every other one reads them
+            c.execute(
+                "INSERT INTO kt_keys VALUES (1, ?, ?) ON CONFLICT (singleton) DO NOTHING",
+                (vrf_seed, head_seed),
+            )
             row = c.execute("SELECT vrf_seed, head_seed FROM kt_keys").fetchone()
-            if row is None:
-                c.execute("INSERT INTO kt_keys VALUES (1, ?, ?)", (vrf_seed, head_seed))
-                return vrf_seed, head_seed
+        if row is None:
+            raise StorageError("the stored key-transparency keys are missing")
         vrf, head = bytes(row[0]), bytes(row[1])
         if len(vrf) != 32 or len(head) != 32:
             raise StorageError("the stored key-transparency keys are corrupt")
@@ -174,12 +217,12 @@ class SqliteKtStore:
 
     def keys(self) -> tuple[bytes, bytes] | None:
         """The stored (VRF seed, head-signing seed), or None before the relay first started."""
-        rows = self._relay._read("SELECT vrf_seed, head_seed FROM kt_keys")
+        rows = self._read("SELECT vrf_seed, head_seed FROM kt_keys")
         return (bytes(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     def queue(self, label: bytes, value: bytes) -> None:
         """Queue (label -> value) for the next epoch (replacing a queued value)."""
-        with self._relay._tx() as c:
+        with self._tx() as c:
             c.execute(
                 "INSERT INTO kt_pending (label, value) VALUES (?, ?)"
                 " ON CONFLICT (label) DO UPDATE SET value = excluded.value",
@@ -188,37 +231,35 @@ class SqliteKtStore:
 
     def pending_updates(self, limit: int) -> list[tuple[bytes, bytes]]:
         """At most ``limit`` queued (label, value) updates, in label order."""
-        rows = self._relay._read(
-            "SELECT label, value FROM kt_pending ORDER BY label LIMIT ?", (limit,)
-        )
+        rows = self._read("SELECT label, value FROM kt_pending ORDER BY label LIMIT ?", (limit,))
         return [(bytes(a), bytes(b)) for a, b in rows]
 
     def pending_value(self, label: bytes) -> bytes | None:
         """The value queued for ``label``, if any."""
-        rows = self._relay._read("SELECT value FROM kt_pending WHERE label = ?", (label,))
+        rows = self._read("SELECT value FROM kt_pending WHERE label = ?", (label,))
         return bytes(rows[0][0]) if rows else None
 
     def drop_pending(self, published: Sequence[tuple[bytes, bytes]]) -> None:
         """Remove queued updates that turned out to change nothing."""
-        with self._relay._tx() as c:
+        with self._tx() as c:
             c.executemany("DELETE FROM kt_pending WHERE label = ? AND value = ?", list(published))
 
     def signed_heads(self, since_epoch: int, limit: int) -> list[bytes]:
         """The signed heads of epochs ``since_epoch + 1`` on, at most ``limit``, oldest first."""
-        rows = self._relay._read(
+        rows = self._read(
             "SELECT signed_head FROM kt_epochs WHERE epoch > ? ORDER BY epoch LIMIT ?",
             (since_epoch, limit),
         )
         return [bytes(r[0]) for r in rows]
 
     def signed_head(self, epoch: int) -> bytes | None:
-        rows = self._relay._read("SELECT signed_head FROM kt_epochs WHERE epoch = ?", (epoch,))
+        rows = self._read("SELECT signed_head FROM kt_epochs WHERE epoch = ?", (epoch,))
         return bytes(rows[0][0]) if rows else None
 
     def add_cosignature(self, epoch: int, auditor_key: bytes, signature: bytes, limit: int) -> bool:
         """Store an auditor's cosignature of ``epoch`` (replacing that auditor's earlier one).
         False, storing nothing, when the epoch already holds ``limit`` other auditors'."""
-        with self._relay._tx() as c:
+        with self._tx() as c:
             count = int(
                 c.execute(
                     "SELECT COUNT(*) FROM kt_cosignatures WHERE epoch = ? AND auditor_key != ?",
@@ -236,9 +277,30 @@ class SqliteKtStore:
 
     def cosignatures(self, epoch: int) -> list[tuple[bytes, bytes]]:
         """The (auditor key, signature) pairs stored for ``epoch``, by key."""
-        rows = self._relay._read(
+        rows = self._read(
             "SELECT auditor_key, signature FROM kt_cosignatures WHERE epoch = ?"
             " ORDER BY auditor_key",
             (epoch,),
         )
         return [(bytes(a), bytes(b)) for a, b in rows]
+
+
+class _Tx:
+    """A connection in a transaction, running ``?`` SQL in the driver's placeholder style."""
+
+    __slots__ = ("_conn", "_q")
+
+    def __init__(self, conn: Any, q: Callable[[str], str]) -> None:
+        self._conn = conn
+        self._q = q
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(self._q(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._conn.cursor().executemany(self._q(sql), rows)
+
+
+#: The store on a :class:`~securemsg.relay.store.SqliteRelayStore` (its ``kt_store()``).
+SqliteKtStore = RelayKtStore

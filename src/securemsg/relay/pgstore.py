@@ -75,6 +75,8 @@ from securemsg.relay.store import (
 if TYPE_CHECKING:
     import psycopg
 
+    from securemsg.relay.kt_store import RelayKtStore
+
 __all__ = [
     "DELIVER_CHANNEL",
     "PG_SCHEMA_VERSION",
@@ -95,6 +97,8 @@ TAKEN_CHANNEL: Final = "securemsg_taken"
 USAGE_SHARDS: Final = 16
 #: ``pg_advisory_xact_lock`` key for schema migrations ("SMRL" + 1).
 _MIGRATION_LOCK: Final = 0x534D524C01
+#: ``pg_advisory_xact_lock`` key a key-transparency epoch's commit holds ("SMRL" + 3).
+KT_COMMIT_LOCK: Final = 0x534D524C03
 
 _MSG_AUTOVACUUM = (
     "autovacuum_vacuum_threshold = 200, autovacuum_vacuum_scale_factor = 0,"
@@ -196,6 +200,42 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE accounts ADD COLUMN queued BIGINT NOT NULL DEFAULT 0",
         "UPDATE accounts SET queued ="
         " (SELECT COALESCE(SUM(size), 0) FROM messages WHERE messages.aci = accounts.aci)",
+    ),
+    # 4: key transparency (securemsg.relay.kt_store), as SQLite's migration 3: the
+    # directory's keys, trie nodes, label versions, signed epoch heads, auditor cosignatures,
+    # and the queue of unpublished (ACI -> identity key) updates, seeded with the accounts.
+    (
+        """CREATE TABLE kt_keys (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            vrf_seed BYTEA NOT NULL,
+            head_seed BYTEA NOT NULL)""",
+        """CREATE TABLE kt_nodes (
+            node_key BYTEA PRIMARY KEY,
+            left_key BYTEA,
+            right_key BYTEA,
+            commitment BYTEA NOT NULL,
+            value BYTEA NOT NULL,
+            digest BYTEA NOT NULL,
+            label_hash BYTEA NOT NULL,
+            last_epoch BIGINT NOT NULL,
+            min_epoch BIGINT NOT NULL)""",
+        """CREATE TABLE kt_values (
+            label BYTEA NOT NULL,
+            version BIGINT NOT NULL,
+            epoch BIGINT NOT NULL,
+            value BYTEA NOT NULL,
+            PRIMARY KEY (label, version))""",
+        """CREATE TABLE kt_epochs (
+            epoch BIGINT PRIMARY KEY,
+            root_hash BYTEA NOT NULL,
+            signed_head BYTEA NOT NULL)""",
+        """CREATE TABLE kt_cosignatures (
+            epoch BIGINT NOT NULL,
+            auditor_key BYTEA NOT NULL,
+            signature BYTEA NOT NULL,
+            PRIMARY KEY (epoch, auditor_key))""",
+        "CREATE TABLE kt_pending (label BYTEA PRIMARY KEY, value BYTEA NOT NULL)",
+        "INSERT INTO kt_pending (label, value) SELECT aci, identity_key FROM accounts",
     ),
 )
 
@@ -526,11 +566,17 @@ class PgRelayStore:
     def create_device(self, device: NewDevice, today: str) -> CreateResult:
         try:
             with self._tx() as c:
-                c.execute(
+                created = c.execute(
                     "INSERT INTO accounts (aci, identity_key, access_key_digest, created_date)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (aci) DO NOTHING",
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (aci) DO NOTHING RETURNING 1",
                     (device.aci, device.identity_key, device.access_key_digest, today),
-                )
+                ).fetchone()
+                if created is not None:  # queued for the directory's next epoch, atomically
+                    c.execute(
+                        "INSERT INTO kt_pending (label, value) VALUES (%s, %s)"
+                        " ON CONFLICT (label) DO UPDATE SET value = excluded.value",
+                        (device.aci, device.identity_key),
+                    )
                 acc = c.execute(
                     "SELECT identity_key FROM accounts WHERE aci = %s FOR SHARE", (device.aci,)
                 ).fetchone()
@@ -1045,6 +1091,17 @@ class PgRelayStore:
         )
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def kt_store(self) -> RelayKtStore:
+        """The key-transparency directory's tables (schema migration 4) on this connection;
+        an epoch's commit holds :data:`KT_COMMIT_LOCK`, so two instances never both commit it."""
+        from securemsg.relay.kt_store import RelayKtStore
+
+        return RelayKtStore(
+            self,
+            paramstyle="format",
+            lock_sql="SELECT pg_advisory_xact_lock(" + str(KT_COMMIT_LOCK) + ")",
+        )
 
     def close(self) -> None:
         """Close the connection. Idempotent."""

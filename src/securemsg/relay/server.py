@@ -611,9 +611,9 @@ class RelayServer:
         sock = next(iter(self._server.sockets))
         self._host, self._port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep_loop())
-        if self._db_path is not None and not is_postgres_url(self._db_path):
+        if self._db_path is not None:
             self._kt_publisher_thread = KtPublisherThread(
-                self._db_path, self._rng, cfg, self._clock
+                _store_opener(self._db_path), self._rng, cfg, self._clock
             )
         self._kt_publisher = asyncio.create_task(self._kt_loop())
         self._watchdog = asyncio.create_task(self._watch_writes())
@@ -845,6 +845,9 @@ class RelayServer:
     async def _kt_loop(self) -> None:
         while True:
             await asyncio.sleep(self._config.kt_epoch_interval_s)
+            cluster = self._cluster
+            if cluster is not None and not cluster.leader:
+                continue  # another instance holds the leader lock and publishes
             try:
                 await self.publish_kt_epoch()
             except Exception as exc:  # retried at the next interval
@@ -1141,6 +1144,17 @@ def _open_handlers(server: Server | None) -> int:
     if tasks is None:
         tasks = getattr(server, "handlers", ())
     return len(tasks)
+
+
+def _store_opener(db: str) -> Callable[[], RelayStore]:
+    """Opens another connection to the relay database ``db`` (a path or a PostgreSQL URL)."""
+
+    def open_store() -> RelayStore:
+        if is_postgres_url(db):
+            return PgRelayStore.open(db)
+        return SqliteRelayStore.open(db)
+
+    return open_store
 
 
 def _sweeper(service: RelayService, clock: Callable[[], int]) -> Callable[[], object]:

@@ -60,7 +60,6 @@ from securemsg.protocol.sealed_sender import (
     ServerCertificate,
 )
 from securemsg.relay import kt as relay_kt
-from securemsg.relay.kt_store import SqliteKtStore
 from securemsg.relay.store import (
     BundleRow,
     CreateResult,
@@ -71,7 +70,6 @@ from securemsg.relay.store import (
     QueuedMessage,
     RelayStore,
     ServerKeysRow,
-    SqliteRelayStore,
 )
 from securemsg.wire import relay_frames as rf
 
@@ -511,9 +509,10 @@ class RelayService:
         relay_kt.check_config(cfg)
         #: The key-transparency directory (None for a store without KT tables).
         self.kt: relay_kt.RelayKeyTransparency | None = None
-        if isinstance(store, SqliteRelayStore):
+        kt_store = store.kt_store()
+        if kt_store is not None:
             self.kt = relay_kt.RelayKeyTransparency(
-                SqliteKtStore(store),
+                kt_store,
                 rng,
                 cfg,
                 TokenBuckets(cfg.bundle_burst, cfg.bundle_refill_per_s),

@@ -45,10 +45,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from securemsg.errors import StorageError, UsageError
 from securemsg.relay.filescan import blank_live
+
+if TYPE_CHECKING:
+    from securemsg.relay.kt_store import RelayKtStore
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -337,6 +340,10 @@ class RelayStore(Protocol):
     def scan_residue(self, needles: Sequence[bytes]) -> FileScan:
         """Search every file the store writes for ``needles`` (e.g. the forms of an ACI) and
         count the occurrences no live row explains (disclosure)."""
+        ...
+
+    def kt_store(self) -> RelayKtStore | None:
+        """The key-transparency directory's state in this store (None: the store has none)."""
         ...
 
     def close(self) -> None:
@@ -1387,6 +1394,12 @@ class SqliteRelayStore:
         return FileScan(tuple(sorted(files)), tuple(sorted(residue)))
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def kt_store(self) -> RelayKtStore:
+        """The key-transparency directory's tables (schema migration 3) on this connection."""
+        from securemsg.relay.kt_store import RelayKtStore
+
+        return RelayKtStore(self)
 
     def close(self) -> None:
         """Close the database. Idempotent.
