@@ -69,3 +69,15 @@ def rewrite_responses(
         return dataclasses.replace(outcome, response=rewrite(frame, outcome.response))
 
     service.handle = handle  # type: ignore[method-assign]
+
+
+def substitute_identity_key(key: bytes) -> Callable[[rf.ClientFrame, rf.Response], rf.Response]:
+    """A rewrite for :func:`rewrite_responses`: every fetched bundle carries ``key``."""
+
+    def substitute(frame: rf.ClientFrame, response: rf.Response) -> rf.Response:
+        if isinstance(response.body, rf.Bundles):
+            bundles = tuple(dataclasses.replace(b, identity_key=key) for b in response.body.bundles)
+            return dataclasses.replace(response, body=rf.Bundles(bundles))
+        return response
+
+    return substitute

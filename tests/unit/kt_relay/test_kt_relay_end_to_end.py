@@ -7,7 +7,15 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from kt_relay_harness import aci_bytes, kt_of, new_client, publish_false_key, rewrite_responses, run
+from kt_relay_harness import (
+    aci_bytes,
+    kt_of,
+    new_client,
+    publish_false_key,
+    rewrite_responses,
+    run,
+    substitute_identity_key,
+)
 
 from securemsg.client import Client
 from securemsg.crypto.curve import PrivateKey
@@ -89,16 +97,7 @@ def test_a_substituted_identity_key_is_refused_and_changes_nothing(tmp_path: Pat
                 assert alice.kt_head_epoch == 1
                 mallory = _other_identity_key()
 
-                def substitute(frame: rf.ClientFrame, response: rf.Response) -> rf.Response:
-                    if isinstance(response.body, rf.Bundles):
-                        bundles = tuple(
-                            dataclasses.replace(b, identity_key=mallory)
-                            for b in response.body.bundles
-                        )
-                        return dataclasses.replace(response, body=rf.Bundles(bundles))
-                    return response
-
-                rewrite_responses(relay, substitute)
+                rewrite_responses(relay, substitute_identity_key(mallory))
                 with pytest.raises(KeyTransparencyMismatch) as info:
                     await alice.send_text(bob.aci, "to the wrong key?")
                 assert info.value.aci == bob.aci
