@@ -59,6 +59,7 @@ KT_REQUESTS = (rf.KtGetKeys, rf.KtGetHeads, rf.KtLookup, rf.KtHistory, rf.KtAppe
 MAX_KT_PROOF_BYTES = rf.MAX_FRAME_SIZE - 64 * 1024
 _U63 = (1 << 63) - 1
 _AUDIT_BUCKET = b"kt-audit"
+_PROOF_ATTEMPTS = 3
 
 
 class _KtRefuse(Exception):
@@ -188,6 +189,18 @@ class RelayKeyTransparency:
         raise _KtRefuse(rf.StatusCode.BAD_REQUEST, "unexpected request")  # pragma: no cover
 
     def _proof(self, label: bytes, *, history: bool) -> rf.KtProofResult:
+        # A proof is several reads. On PostgreSQL each is its own snapshot (READ COMMITTED)
+        # and another instance may commit an epoch meanwhile: the proof is kept only if the
+        # latest epoch did not move while it was built (epochs only grow, and an epoch
+        # commits at once), else it is built again, a bounded number of times.
+        for _ in range(_PROOF_ATTEMPTS):
+            epoch = self.directory.epoch
+            result = self._proof_once(label, history=history)
+            if self.directory.epoch == epoch:
+                return result
+        raise _KtRefuse(rf.StatusCode.INTERNAL, "the directory kept changing; retry")
+
+    def _proof_once(self, label: bytes, *, history: bool) -> rf.KtProofResult:
         pending = self.store.pending_value(label) is not None
         if self.directory.latest_state(label) is None:
             if pending:

@@ -23,12 +23,14 @@ from kt_relay_harness import (
 from securemsg.crypto.curve import PrivateKey
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import KeyTransparencyMismatch, UsageError
+from securemsg.kt.heads import SignedEpochHead
 from securemsg.relay.kt import RelayKeyTransparency
 from securemsg.relay.kt_store import RelayKtStore
 from securemsg.relay.pgstore import KT_COMMIT_LOCK, PgRelayStore
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import RelayConfig, TokenBuckets
 from securemsg.relay.store import CreateResult, KeyRow, NewDevice
+from securemsg.wire import relay_frames as rf
 
 
 def test_clients_register_and_verify_bundles_on_a_postgres_relay(
@@ -168,3 +170,39 @@ def test_accounts_from_before_the_kt_migration_are_queued_for_the_directory(pg_u
         kt_store = store.kt_store()
         assert kt_store.pending_updates(10) == [(aci, identity_key)]
         assert kt_store.latest_epoch() == 0 and kt_store.keys() is None
+
+
+def test_a_proof_built_across_another_instances_epoch_is_built_again(pg_url: str) -> None:
+    config = RelayConfig()
+    buckets = TokenBuckets(100, 1.0)
+    with (
+        contextlib.closing(PgRelayStore.open(pg_url)) as a,
+        contextlib.closing(PgRelayStore.open(pg_url)) as b,
+    ):
+        a.create_device(_device(b"\x01" * 16), "2026-01-01")
+        kt_a = RelayKeyTransparency(a.kt_store(), SystemRng(), config, buckets, buckets)
+        kt_b = RelayKeyTransparency(b.kt_store(), SystemRng(), config, buckets, buckets)
+        assert kt_b.publish(1_000) is not None
+        real = kt_a._proof_once
+        built: list[int] = []
+        accounts = iter(range(2, 100))
+
+        def racing(label: bytes, *, history: bool) -> rf.KtProofResult:
+            built.append(kt_a.directory.epoch)
+            if len(built) <= times:  # another instance commits an epoch mid-proof
+                a.create_device(_device(bytes([next(accounts)]) * 16), "2026-01-01")
+                assert kt_b.publish(2_000) is not None
+            return real(label, history=history)
+
+        kt_a._proof_once = racing  # type: ignore[method-assign]
+        times = 1
+        answer = kt_a.answer(b"\x01" * 16, 1, 7, rf.KtLookup(b"\x01" * 16), 0)
+        assert answer.code == rf.StatusCode.OK and built == [1, 2]
+        assert isinstance(answer.body, rf.KtProofResult) and answer.body.head is not None
+        head = SignedEpochHead.from_bytes(answer.body.head.signed_head).head
+        assert head.epoch == 2  # the proof and its head are of the epoch it was built at
+        built.clear()
+        times = 10  # an epoch during every attempt: refused, not a mixed proof
+        answer = kt_a.answer(b"\x01" * 16, 1, 8, rf.KtLookup(b"\x01" * 16), 0)
+        assert answer.code == rf.StatusCode.INTERNAL and answer.body is None
+        assert len(built) == 3
