@@ -414,7 +414,12 @@ def test_unauthenticated_flood_that_never_reads_is_bounded_and_dropped(tmp_path:
 
 def test_connections_over_the_limit_get_503(tmp_path: Path) -> None:
     async def body() -> None:
-        async with relay(tmp_path / "r.db", clock=lambda: NOW, max_connections=3) as server:
+        async with relay(
+            tmp_path / "r.db",
+            clock=lambda: NOW,
+            max_connections=3,
+            max_unauthenticated_connections=3,
+        ) as server:
             held = [await RawClient.open(server.url) for _ in range(3)]
             with pytest.raises(InvalidStatus) as info:
                 await RawClient.open(server.url)
