@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl as ssl_module
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -50,6 +51,10 @@ OPEN_TIMEOUT_S: Final = 10.0
 REQUEST_TIMEOUT_S: Final = 30.0
 
 
+#: The close code of a relay policy close (an unauthenticated connection's limits).
+_CLOSE_POLICY: Final = 1008
+
+
 def _lost(why: str) -> RelayError:
     return RelayError("connection to the relay " + why, CONNECTION_LOST)
 
@@ -61,6 +66,11 @@ class RelayConnection:
         challenge: the nonce the relay sent for this connection.
         pushes: envelopes and queue-empty markers, in arrival order; ``None`` once closed.
         closed: set when the connection is gone.
+        reopen: if set, how to get a new connection of the same kind; used when the relay
+            closes this one by policy (close code 1008: an unauthenticated connection's
+            lifetime or request budget is spent) before answering a request. The relay
+            answers every request it read before such a close, so an unanswered request
+            was not handled and is sent once more on the new connection.
     """
 
     def __init__(self, ws: ClientConnection, challenge: Challenge) -> None:
@@ -71,6 +81,8 @@ class RelayConnection:
         self.closed = asyncio.Event()
         self._waiting: dict[int, asyncio.Future[Response]] = {}
         self._next_id = 1
+        self.reopen: Callable[[], Awaitable[RelayConnection]] | None = None
+        self._policy_closed = False
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -144,6 +156,8 @@ class RelayConnection:
     def _shutdown(self) -> None:
         if self.closed.is_set():
             return
+        rcvd = getattr(getattr(self._ws, "protocol", None), "close_rcvd", None)
+        self._policy_closed = getattr(rcvd, "code", None) == _CLOSE_POLICY
         self.closed.set()
         for fut in self._waiting.values():
             if not fut.done():
@@ -152,7 +166,8 @@ class RelayConnection:
         self.pushes.put_nowait(None)
 
     async def request(self, body: Request, *, timeout: float = REQUEST_TIMEOUT_S) -> Response:
-        """Send one request and wait for its response.
+        """Send one request and wait for its response (once more on a new connection, see
+        :attr:`reopen`, when the relay closed this one by policy before answering).
 
         Returns:
             The OK response.
@@ -163,6 +178,15 @@ class RelayConnection:
                 the answer did not come within ``timeout`` seconds.
             UsageError: the request does not encode.
         """
+        try:
+            return await self._request_once(body, timeout)
+        except RelayError as exc:
+            if exc.code != CONNECTION_LOST or not self._policy_closed or self.reopen is None:
+                raise
+        fresh = await self.reopen()
+        return await fresh._request_once(body, timeout)
+
+    async def _request_once(self, body: Request, timeout: float) -> Response:
         if self.closed.is_set():
             raise _lost("is closed")
         request_id = self._next_id

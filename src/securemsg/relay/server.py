@@ -1051,11 +1051,18 @@ class RelayServer:
 
     async def _finish(self, conn: _Connection, writer: asyncio.Task[None]) -> None:
         if conn.closing and not conn.aborted and not writer.done():
+            # Frames it sent that were not read are discarded (never handled), so that the
+            # library reads on and gets the peer's answer to the close frame.
+            discard = asyncio.create_task(_discard_incoming(conn.ws))
             try:  # let the writer flush the last response and the close frame (bounded)
                 async with asyncio.timeout(2 * self._config.write_timeout_s):
                     await asyncio.shield(writer)
             except (TimeoutError, asyncio.CancelledError):
                 conn.abort()
+            finally:
+                discard.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await discard
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
             await writer
@@ -1216,6 +1223,12 @@ class RelayServer:
             return
         conn.draining = False
         conn.send(rf.QueueEmpty())
+
+
+async def _discard_incoming(ws: ServerConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await ws.recv()
 
 
 def _sweeper(service: RelayService, clock: Callable[[], int]) -> Callable[[], object]:

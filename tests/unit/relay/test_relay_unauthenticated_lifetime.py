@@ -23,6 +23,7 @@ from relay_harness import Device, RawClient, relay, run
 from websockets.exceptions import InvalidStatus
 
 from securemsg.client import Client
+from securemsg.client.connection import RelayConnection
 from securemsg.wire import relay_frames as rf
 
 SLOTS = 6
@@ -175,14 +176,51 @@ def test_the_client_sdk_reopens_its_sealed_connection_after_the_relay_closes_it(
                 await alice.send_text(bob.aci, f"m{i}")
             await asyncio.sleep(1.5)  # past the lifetime: the sealed connection is closed
             await alice.send_text(bob.aci, "late")
+            # Sending without pause across lifetimes: a send the relay reads after the
+            # lifetime is left unanswered by its policy close and sent again, transparently.
+            loop = asyncio.get_running_loop()
+            start, sent = loop.time(), 0
+            while loop.time() - start < 2.5 and sent < 300:  # bounded in time and count
+                await alice.send_text(bob.aci, f"s{sent}")
+                sent += 1
+            expected = [f"m{i}" for i in range(6)] + ["late"] + [f"s{i}" for i in range(sent)]
             texts = []
-            for _ in range(7):
+            for _ in expected:
                 m = await bob.receive(timeout=10)
                 assert m is not None
                 assert m.sealed
                 texts.append(m.text)
-            assert texts == [f"m{i}" for i in range(6)] + ["late"]
+            assert texts == expected
+            assert await bob.receive(timeout=0.2) is None  # none twice
             for c in clients:
                 await c.close()
+
+    run(body)
+
+
+def test_requests_left_unread_by_a_policy_close_are_sent_again_on_a_new_connection(
+    tmp_path: Path,
+) -> None:
+    """Pipelined past the request budget: the relay answers what it read, closes (1008)
+    and never reads the rest; the SDK's connection sends those again on a new one."""
+
+    async def body() -> None:
+        async with relay(tmp_path / "r.db", max_unauthenticated_requests=3) as server:
+            opened: list[RelayConnection] = []
+
+            async def reopen() -> RelayConnection:
+                conn = await RelayConnection.open(server.url)
+                conn.reopen = reopen
+                opened.append(conn)
+                return conn
+
+            first = await reopen()
+            answers = await asyncio.gather(
+                *(first.request(rf.GetServerTrustRoot()) for _ in range(5))
+            )
+            assert [a.code for a in answers] == [rf.StatusCode.OK] * 5
+            assert len(opened) >= 2  # the first was closed by its request budget
+            for conn in opened:
+                await conn.close()
 
     run(body)
