@@ -153,11 +153,16 @@ class RelayConnection:
             with contextlib.suppress(Exception):
                 await self._ws.close()
 
+    def _closed_by_policy(self) -> bool:
+        """True when the relay's close frame (received, even if not yet processed by the
+        reader) carries the policy close code."""
+        rcvd = getattr(getattr(self._ws, "protocol", None), "close_rcvd", None)
+        return getattr(rcvd, "code", None) == _CLOSE_POLICY
+
     def _shutdown(self) -> None:
         if self.closed.is_set():
             return
-        rcvd = getattr(getattr(self._ws, "protocol", None), "close_rcvd", None)
-        self._policy_closed = getattr(rcvd, "code", None) == _CLOSE_POLICY
+        self._policy_closed = self._policy_closed or self._closed_by_policy()
         self.closed.set()
         for fut in self._waiting.values():
             if not fut.done():
@@ -181,8 +186,10 @@ class RelayConnection:
         try:
             return await self._request_once(body, timeout)
         except RelayError as exc:
-            if exc.code != CONNECTION_LOST or not self._policy_closed or self.reopen is None:
+            policy = self._policy_closed or self._closed_by_policy()
+            if exc.code != CONNECTION_LOST or not policy or self.reopen is None:
                 raise
+        self._shutdown()  # closed now, even if the reader has not seen it yet
         fresh = await self.reopen()
         return await fresh._request_once(body, timeout)
 
