@@ -81,7 +81,7 @@ import resource
 import ssl as ssl_module
 import threading
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Sequence, Sized
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -843,7 +843,7 @@ class RelayServer:
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """``process_request``: refuse (HTTP 503) over the connection or memory budget."""
         server = self._server
-        count = len(server.handler_tasks) if server is not None else 0  # with handshakes
+        count = _handler_count(server)  # with handshakes
         unauthenticated = count - self._authed  # this one included
         if (
             count > self._max_connections
@@ -1223,6 +1223,17 @@ class RelayServer:
             return
         conn.draining = False
         conn.send(rf.QueueEmpty())
+
+
+def _handler_count(server: Server | None) -> int:
+    """Connections the library is handling, handshakes included (``handler_tasks`` in
+    websockets >= 14, ``handlers`` in 13)."""
+    if server is None:
+        return 0
+    tasks: Sized | None = getattr(server, "handler_tasks", None)
+    if tasks is None:
+        tasks = getattr(server, "handlers", ())
+    return len(tasks)
 
 
 async def _discard_incoming(ws: ServerConnection) -> None:

@@ -25,6 +25,7 @@ from relay_harness import NOW, TIMEOUT, Device, RawClient, authenticated, regist
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from securemsg.relay.server import _handler_count
 from securemsg.wire import relay_frames as rf
 
 CHILD = Path(__file__).with_name("relay_flow_child.py")
@@ -427,7 +428,7 @@ def test_connections_over_the_limit_get_503(tmp_path: Path) -> None:
             await held.pop().close()
             ws_server = server._server
             assert ws_server is not None
-            await until(lambda: len(ws_server.handler_tasks) < 3, "a slot frees up")
+            await until(lambda: _handler_count(ws_server) < 3, "a slot frees up")
             c = await RawClient.open(server.url)
             await probe(c)
             for h in [*held, c]:
