@@ -386,6 +386,43 @@ def relay() -> None:
     show_default=True,
     help="Refused-send lookups regained per second.",
 )
+@click.option(
+    "--unauth-lifetime",
+    type=click.FloatRange(0.1),
+    default=_DEFAULTS.max_unauthenticated_lifetime_s,
+    show_default=True,
+    help="Seconds an unauthenticated connection may stay open, whatever it sends "
+    "(sealed senders reconnect).",
+)
+@click.option(
+    "--unauth-requests",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_unauthenticated_requests,
+    show_default=True,
+    help="Most requests an unauthenticated connection may send before it is closed.",
+)
+@click.option(
+    "--max-unauth-connections",
+    type=click.IntRange(1),
+    default=None,
+    help="Most connections not yet authenticated (handshakes included); more get HTTP 503. "
+    "[default: half of --max-connections]",
+)
+@click.option(
+    "--transport-buffer-kib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_transport_buffer_bytes // 1024,
+    show_default=True,
+    help="KiB (beyond one frame) that may wait in one connection's socket buffer, pongs "
+    "included, before the connection is aborted.",
+)
+@click.option(
+    "--batch-result-mib",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_batch_result_bytes // _MIB,
+    show_default=True,
+    help="MiB of results (bodies to push) after which a storage batch is cut.",
+)
 def relay_serve(
     db: str,
     host: str,
@@ -419,6 +456,11 @@ def relay_serve(
     identified_rate_kib: int,
     refusal_burst: int,
     refusal_rate: float,
+    unauth_lifetime: float,
+    unauth_requests: int,
+    max_unauth_connections: int | None,
+    transport_buffer_kib: int,
+    batch_result_mib: int,
     token_file: Path | None,
 ) -> None:
     """Serve the relay until interrupted (Ctrl-C).
@@ -481,6 +523,11 @@ def relay_serve(
         identified_bytes_per_s=identified_rate_kib * 1024.0,
         refusal_burst=refusal_burst,
         refusal_refill_per_s=refusal_rate,
+        max_unauthenticated_lifetime_s=unauth_lifetime,
+        max_unauthenticated_requests=unauth_requests,
+        max_unauthenticated_connections=max_unauth_connections,
+        max_transport_buffer_bytes=transport_buffer_kib * 1024,
+        max_batch_result_bytes=batch_result_mib * _MIB,
     )
 
     from securemsg.relay.pgstore import is_postgres_url

@@ -940,6 +940,7 @@ class Client:
             except BaseException:
                 await conn.close()
                 raise
+            conn.reopen = self._unidentified  # the relay bounds these connections' life
             self._unidentified_conn = conn
         return conn
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl as ssl_module
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -52,6 +53,9 @@ OPEN_TIMEOUT_S: Final = 10.0
 REQUEST_TIMEOUT_S: Final = 30.0
 
 
+#: The close code of a relay policy close (an unauthenticated connection's limits).
+_CLOSE_POLICY: Final = 1008
+
 #: Most characters of the relay's own text (a response's status message) that the client
 #: puts into an exception or a log line.
 MAX_RELAY_TEXT: Final = 200
@@ -79,6 +83,11 @@ class RelayConnection:
         challenge: the nonce the relay sent for this connection.
         pushes: envelopes and queue-empty markers, in arrival order; ``None`` once closed.
         closed: set when the connection is gone.
+        reopen: if set, how to get a new connection of the same kind; used when the relay
+            closes this one by policy (close code 1008: an unauthenticated connection's
+            lifetime or request budget is spent) before answering a request. The relay
+            answers every request it read before such a close, so an unanswered request
+            was not handled and is sent once more on the new connection.
     """
 
     def __init__(self, ws: ClientConnection, challenge: Challenge) -> None:
@@ -89,6 +98,8 @@ class RelayConnection:
         self.closed = asyncio.Event()
         self._waiting: dict[int, asyncio.Future[Response]] = {}
         self._next_id = 1
+        self.reopen: Callable[[], Awaitable[RelayConnection]] | None = None
+        self._policy_closed = False
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -159,9 +170,16 @@ class RelayConnection:
             with contextlib.suppress(Exception):
                 await self._ws.close()
 
+    def _closed_by_policy(self) -> bool:
+        """True when the relay's close frame (received, even if not yet processed by the
+        reader) carries the policy close code."""
+        rcvd = getattr(getattr(self._ws, "protocol", None), "close_rcvd", None)
+        return getattr(rcvd, "code", None) == _CLOSE_POLICY
+
     def _shutdown(self) -> None:
         if self.closed.is_set():
             return
+        self._policy_closed = self._policy_closed or self._closed_by_policy()
         self.closed.set()
         for fut in self._waiting.values():
             if not fut.done():
@@ -170,7 +188,8 @@ class RelayConnection:
         self.pushes.put_nowait(None)
 
     async def request(self, body: Request, *, timeout: float = REQUEST_TIMEOUT_S) -> Response:
-        """Send one request and wait for its response.
+        """Send one request and wait for its response (once more on a new connection, see
+        :attr:`reopen`, when the relay closed this one by policy before answering).
 
         Returns:
             The OK response.
@@ -181,6 +200,17 @@ class RelayConnection:
                 the answer did not come within ``timeout`` seconds.
             UsageError: the request does not encode.
         """
+        try:
+            return await self._request_once(body, timeout)
+        except RelayError as exc:
+            policy = self._policy_closed or self._closed_by_policy()
+            if exc.code != CONNECTION_LOST or not policy or self.reopen is None:
+                raise
+        self._shutdown()  # closed now, even if the reader has not seen it yet
+        fresh = await self.reopen()
+        return await fresh._request_once(body, timeout)
+
+    async def _request_once(self, body: Request, timeout: float) -> Response:
         if self.closed.is_set():
             raise _lost("is closed")
         request_id = self._next_id

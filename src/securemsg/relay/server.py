@@ -13,9 +13,14 @@ so the SQLite store) runs on ONE dedicated storage thread (:class:`_StorageThrea
 event loop submits every request, backlog page read and expiry sweep to it; the thread takes
 everything queued (up to ``max_batch``), runs it inside one :meth:`SqliteRelayStore.batch`
 (one ``BEGIN IMMEDIATE``, a ``SAVEPOINT`` per operation, one ``COMMIT`` and so one fsync)
-and hands the results back to the loop in one callback, in order. So a send is answered OK,
-its envelopes are pushed and an ack takes effect only after their commit is durable; if the
-commit fails, every request of the batch is answered ``INTERNAL`` and its connection closed
+and hands the results back to the loop in one callback, in order. Each connection's jobs
+wait in their own FIFO queue and the thread takes one job per connection in turn
+(round-robin), so one connection's burst cannot starve the others. A batch takes at most 8
+jobs of one connection and is cut once its results hold ``max_batch_result_bytes`` or it
+has run for 0.2 s; no batch starts while ``max_batch_result_bytes`` of results wait for the
+loop. So a send is answered OK, its envelopes are pushed and an ack takes effect only after
+their commit is durable; if the commit fails, every request of the batch is answered
+``INTERNAL`` and its connection closed
 (fail closed). A store without ``batch()`` runs the requests one by one.
 
 Delivery and flow control: a connection that authenticates becomes its device's live
@@ -39,10 +44,16 @@ stops reading it, ``max_inflight_requests`` requests (``max_inflight_bytes``) in
 queue and ``max_incoming_frames`` frames in the library's receive buffer. A write that makes no
 progress for ``write_timeout_s`` aborts the transport; a replaced connection is aborted at
 once unless its close frame can be written right away; keepalive pings run in the library
-(``ping_interval_s`` / ``ping_timeout_s``) and cannot outlive the write timeout. An
-unauthenticated connection that sends nothing for ``idle_timeout_s`` is closed. Over
-``max_connections`` (capped below the file-descriptor limit) or ``max_buffered_bytes`` of
-queued output in total, new connections get HTTP 503. Requests carrying a browser
+(``ping_interval_s`` / ``ping_timeout_s``) and cannot outlive the write timeout. Every
+connection's transport write buffer (which the library fills with pongs past the outbox) is
+watched: above ``max_transport_buffer_bytes`` plus one frame, or not shrinking for
+``write_timeout_s``, the connection is aborted. An unauthenticated connection that sends
+nothing for ``idle_timeout_s``, has been open ``max_unauthenticated_lifetime_s`` or has sent
+``max_unauthenticated_requests`` requests is closed. Over ``max_connections`` (capped below
+the file-descriptor limit), ``max_unauthenticated_connections`` unauthenticated ones, or
+``max_buffered_bytes`` of queued requests and output in total (outboxes and transport
+buffers), new connections get HTTP 503; over the byte budget only the connections that hold
+output stop being read. Requests carrying a browser
 ``Origin`` not in ``allowed_origins`` get HTTP 403.
 
 Privacy: the server never reads the peer address; the ``websockets`` library logs through a
@@ -60,17 +71,17 @@ relay.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
 import os
-import queue
 import re
 import resource
 import ssl as ssl_module
 import threading
 import time
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Container, Sequence, Sized
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -115,6 +126,11 @@ _WRITE_LIMIT = 32 * 1024
 #: On PostgreSQL, how often every live connection's queue is re-read anyway (a safety net
 #: for lost notifications; delivery itself is pushed by LISTEN/NOTIFY).
 _SAFETY_RESCAN_S = 30.0
+#: A storage batch takes at most this many jobs of one connection, and no new job after
+#: running this long (seconds): the answers in it are not held back behind a burst of
+#: costly jobs of one connection.
+_BATCH_PER_KEY = 8
+_BATCH_TIME_S = 0.2
 
 
 class _ScrubAddresses(logging.Filter):
@@ -221,33 +237,71 @@ def _fd_capacity() -> int | None:
 
 
 class _Job:
-    """One unit of work for the storage thread and the loop callback for its result."""
+    """One unit of work for the storage thread and the loop callback for its result.
 
-    __slots__ = ("conn", "done", "fn")
+    ``key`` is the queue the job waits in (its connection, or None for relay-wide work):
+    jobs of one key run in submission order, keys take turns. ``conn`` (if any) is marked
+    refused when the job's batch fails.
+    """
+
+    __slots__ = ("conn", "done", "fn", "key")
 
     def __init__(
         self,
         fn: Callable[[], object],
         done: Callable[[bool, object], None],
         conn: _Connection | None,
+        key: object,
     ) -> None:
         self.fn = fn
         self.done = done
         self.conn = conn
+        self.key = key
+
+
+def _result_size(value: object) -> int:
+    """Bytes of bodies a storage result holds (an Outcome's queued envelopes or a page)."""
+    if isinstance(value, Outcome):  # copies of a multi-recipient send share one part
+        shared = {id(m.shared): len(m.shared) for m in value.queued if m.shared}
+        return 64 + sum(len(m.body) for m in value.queued) + sum(shared.values())
+    if isinstance(value, list):
+        total = 0
+        for item in value:
+            m = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+            if isinstance(m, QueuedMessage):
+                total += len(m.body)
+        return 64 + total
+    return 64
 
 
 class _StorageThread:
     """Runs every store call on one thread, committing what is queued together.
 
     ``submit`` is called on the event loop; results come back through
-    ``loop.call_soon_threadsafe``, one callback per batch, applied in submission order.
+    ``loop.call_soon_threadsafe``, one callback per batch, applied in execution order.
+
+    Fairness: each connection has its own FIFO queue and the thread takes one job from
+    each non-empty queue in turn (round-robin), so a connection that pipelines many
+    expensive requests delays every other connection by at most one of its requests per
+    turn. Memory: a batch is cut once its results pass ``max_result_bytes``, and no new
+    batch starts while that many result bytes wait to be applied on the loop.
     """
 
-    def __init__(self, store: RelayStore, loop: asyncio.AbstractEventLoop, max_batch: int) -> None:
+    def __init__(
+        self,
+        store: RelayStore,
+        loop: asyncio.AbstractEventLoop,
+        max_batch: int,
+        max_result_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
         self._store = store
         self._loop = loop
         self._max_batch = max(1, max_batch)
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._max_result_bytes = max(1, max_result_bytes)
+        self._cond = threading.Condition()
+        self._queues: dict[object, collections.deque[_Job]] = {}  # insertion order = turn
+        self._stopping = False
+        self._undelivered = 0  # result bytes handed to the loop and not yet applied
         self._thread = threading.Thread(
             target=self._run, name="securemsg-relay-storage", daemon=True
         )
@@ -261,57 +315,107 @@ class _StorageThread:
         fn: Callable[[], object],
         done: Callable[[bool, object], None],
         conn: _Connection | None = None,
+        key: object = None,
     ) -> None:
-        self._queue.put(_Job(fn, done, conn))
+        job = _Job(fn, done, conn, conn if key is None else key)
+        with self._cond:
+            q = self._queues.get(job.key)
+            if q is None:
+                q = self._queues[job.key] = collections.deque()
+            q.append(job)
+            self._cond.notify()
 
     async def stop(self) -> None:
         """Finish what is queued, then end the thread."""
-        self._queue.put(None)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
         if self._thread.is_alive():
             await asyncio.to_thread(self._thread.join)
 
+    def take(self, skip: Container[object] = ()) -> _Job | None:
+        """The next job in turn, without waiting, of a key not in ``skip`` (None: none)."""
+        with self._cond:
+            for key in self._queues:
+                if key in skip:
+                    continue
+                q = self._queues.pop(key)
+                job = q.popleft()
+                if q:  # its next job waits for the other keys' turn
+                    self._queues[key] = q
+                return job
+            return None
+
+    def queued(self) -> int:
+        """How many jobs wait (not yet taken)."""
+        with self._cond:
+            return sum(len(q) for q in self._queues.values())
+
+    def _delivered(self, size: int) -> None:  # on the loop
+        with self._cond:
+            self._undelivered -= size
+            self._cond.notify_all()
+
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            jobs = [first]
-            stopping = False
-            while len(jobs) < self._max_batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stopping = True
-                    break
-                jobs.append(job)
-            results = self._run_batch(jobs)
+            with self._cond:
+                while not self._queues and not self._stopping:
+                    self._cond.wait()
+                while self._undelivered >= self._max_result_bytes and not self._stopping:
+                    self._cond.wait(1.0)
+                if not self._queues:  # stopping, and everything queued is done
+                    return
+            jobs, results, size = self._run_batch()
             self.batches += 1
+            with self._cond:
+                self._undelivered += size
             try:
-                self._loop.call_soon_threadsafe(_deliver_results, jobs, results)
+                self._loop.call_soon_threadsafe(_deliver_results, self, jobs, results, size)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
-            if stopping:
-                return
 
-    def _run_batch(self, jobs: list[_Job]) -> list[tuple[bool, object]]:
+    def _run_batch(self) -> tuple[list[_Job], list[tuple[bool, object]], int]:
+        """Take jobs in turn and run them in one transaction until ``max_batch`` jobs ran,
+        the queues are empty (or hold only keys with ``_BATCH_PER_KEY`` jobs in it), the
+        results hold ``max_result_bytes`` or the batch has run for ``_BATCH_TIME_S``."""
+        jobs: list[_Job] = []
+        results: list[tuple[bool, object]] = []
+        size = 0
+
+        def fill() -> None:
+            nonlocal size
+            until = time.monotonic() + _BATCH_TIME_S
+            per_key: dict[object, int] = {}
+            full: set[object] = set()  # keys with _BATCH_PER_KEY jobs in this batch
+            while len(jobs) < self._max_batch and size < self._max_result_bytes:
+                if jobs and time.monotonic() >= until:
+                    return
+                job = self.take(full)
+                if job is None:
+                    return
+                n = per_key[job.key] = per_key.get(job.key, 0) + 1
+                if n >= _BATCH_PER_KEY:
+                    full.add(job.key)
+                jobs.append(job)
+                result = _call(job.fn)
+                results.append(result)
+                size += _result_size(result[1])
+
         batch = getattr(self._store, "batch", None)
         if batch is None:
-            return [_call(j.fn) for j in jobs]
-        results: list[tuple[bool, object]] = []
+            fill()
+            return jobs, results, size
         try:
             with batch():
-                for j in jobs:
-                    results.append(_call(j.fn))
+                fill()
         except Exception as exc:
             _RES_LOG.error("relay storage batch failed: %s", type(exc).__name__)
             failed = StorageError("the batch was not committed")
             for j in jobs:  # nothing of this batch happened: its connections are closed
                 if j.conn is not None:
                     j.conn.refused = True
-            return [(False, failed)] * len(jobs)
-        return results
+            return jobs, [(False, failed)] * len(jobs), 0
+        return jobs, results, size
 
 
 def _call(fn: Callable[[], object]) -> tuple[bool, object]:
@@ -321,16 +425,39 @@ def _call(fn: Callable[[], object]) -> tuple[bool, object]:
         return False, exc
 
 
-def _deliver_results(jobs: list[_Job], results: list[tuple[bool, object]]) -> None:
-    for job, (ok, value) in zip(jobs, results, strict=True):
-        try:
-            job.done(ok, value)
-        except Exception as exc:  # pragma: no cover - a bug must not stop the others
-            _LOG.error("relay bug while applying a result: %s", type(exc).__name__)
+def _deliver_results(
+    storage: _StorageThread,
+    jobs: list[_Job],
+    results: list[tuple[bool, object]],
+    size: int,
+) -> None:
+    try:
+        for job, (ok, value) in zip(jobs, results, strict=True):
+            try:
+                job.done(ok, value)
+            except Exception as exc:  # pragma: no cover - a bug must not stop the others
+                _LOG.error("relay bug while applying a result: %s", type(exc).__name__)
+    finally:
+        storage._delivered(size)
 
 
 # ------------------------------------------------------------------------------------------
 # Connections
+
+
+class _GuardedConnection(ServerConnection):
+    """A ``ServerConnection`` that aborts its transport when, after handling received
+    data, more than ``buffer_cap`` bytes wait in the transport's write buffer: the library
+    writes pongs (and close frames) straight to the transport, past the relay's outbox, so
+    a client that sends pings and never reads would otherwise grow it without bound."""
+
+    buffer_cap = 1 << 62
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > self.buffer_cap:
+            transport.abort()
 
 
 class _Connection:
@@ -344,6 +471,7 @@ class _Connection:
 
     __slots__ = (
         "aborted",
+        "authed",
         "closing",
         "cursor",
         "done",
@@ -360,6 +488,7 @@ class _Connection:
         "progress_mark",
         "queued_bytes",
         "refused",
+        "requests",
         "server",
         "session",
         "superseded",
@@ -384,6 +513,8 @@ class _Connection:
         self.closing = False  # a close was requested; nothing more is queued
         self.done = False  # the handler has finished
         self.aborted = False
+        self.authed = False  # loop-side: authenticated (counted out of the unauthenticated cap)
+        self.requests = 0  # requests read while unauthenticated
         self.refused = False  # storage thread: skip this connection's later requests
         self.writing = False
         self.written = 0  # frames written so far (progress, for the watchdog)
@@ -455,6 +586,13 @@ class _Connection:
                 transport.abort()
         self.wake.set()
 
+    def holds(self) -> bool:
+        """True when output of this connection waits (in its outbox or its transport)."""
+        if self.queued_bytes > 0:
+            return True
+        transport = self.ws.transport
+        return transport is not None and transport.get_write_buffer_size() > _WRITE_LIMIT
+
     def idle_writer(self) -> bool:
         """True when nothing waits to be written (a close frame would go out at once)."""
         transport = self.ws.transport
@@ -519,10 +657,13 @@ class RelayServer:
         self._claims: set[asyncio.Task[None]] = set()
         self._live: dict[tuple[bytes, int], _Connection] = {}
         self._connections: set[_Connection] = set()
-        self._total_buffered = 0
-        self._budget_free = asyncio.Event()
-        self._budget_free.set()
+        self._total_buffered = 0  # outboxes and requests waiting for the storage thread
+        self._transport_buffered = 0  # transports' write buffers (sampled by the watchdog)
+        self._over_budget = False
+        self._budget_waiters: set[_Connection] = set()
+        self._authed = 0  # connections that authenticated and are not finished
         self._max_connections = self._config.max_connections
+        self._max_unauthenticated = max(1, self._max_connections // 2)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._old_handler: Any = None
         self._host = ""
@@ -552,12 +693,23 @@ class RelayServer:
             else:
                 store = SqliteRelayStore.open(self._db_path)
         loop = asyncio.get_running_loop()
-        self._budget_free = asyncio.Event()
-        self._budget_free.set()
+        self._total_buffered = self._transport_buffered = self._authed = 0
+        self._over_budget = False
+        self._budget_waiters.clear()
         capacity = _fd_capacity()
         self._max_connections = (
             cfg.max_connections if capacity is None else min(cfg.max_connections, capacity)
         )
+        unauth = cfg.max_unauthenticated_connections
+        self._max_unauthenticated = min(
+            self._max_connections,
+            max(1, self._max_connections // 2 if unauth is None else unauth),
+        )
+        cap = cfg.max_transport_buffer_bytes + rf.MAX_FRAME_SIZE + _WRITE_LIMIT
+
+        class _Connection_(_GuardedConnection):
+            buffer_cap = cap
+
         try:
             # Opened here, then handed to the storage thread, which alone uses it from now.
             self._service = RelayService(store, self._rng, cfg)
@@ -573,7 +725,7 @@ class RelayServer:
                 await self._cluster.start()
             if self._cluster is None or self._cluster.leader:  # in a cluster: the leader only
                 self._service.sweep(self._clock())
-            self._storage = _StorageThread(store, loop, cfg.max_batch)
+            self._storage = _StorageThread(store, loop, cfg.max_batch, cfg.max_batch_result_bytes)
             self._storage.start()
             ws_logger = configure_private_logging()
             self._server = await serve(
@@ -589,6 +741,7 @@ class RelayServer:
                 ping_timeout=cfg.ping_timeout_s,
                 origins=[None, *(Origin(o) for o in cfg.allowed_origins)],
                 process_request=self._admit,
+                create_connection=_Connection_,
                 logger=ws_logger,
                 server_header=None,
                 compression=None,
@@ -744,8 +897,13 @@ class RelayServer:
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """``process_request``: refuse (HTTP 503) over the connection or memory budget."""
         server = self._server
-        count = _open_handlers(server)
-        if count > self._max_connections or self._total_buffered > self._config.max_buffered_bytes:
+        count = _handler_count(server)  # with handshakes
+        unauthenticated = count - self._authed  # this one included
+        if (
+            count > self._max_connections
+            or unauthenticated > self._max_unauthenticated
+            or self._over_budget
+        ):
             response = connection.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE, "The relay is at capacity; retry later.\n"
             )
@@ -755,10 +913,16 @@ class RelayServer:
 
     def _buffered(self, delta: int) -> None:
         self._total_buffered += delta
-        if self._total_buffered > self._config.max_buffered_bytes:
-            self._budget_free.clear()
-        else:
-            self._budget_free.set()
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        over = self._total_buffered + self._transport_buffered > self._config.max_buffered_bytes
+        if over == self._over_budget:
+            return
+        self._over_budget = over
+        if not over:  # the connections paused for holding bytes may read again
+            for conn in self._budget_waiters:
+                conn.wake.set()
 
     # -- connections ----------------------------------------------------------------------
 
@@ -877,25 +1041,40 @@ class RelayServer:
             return
 
     async def _watch_writes(self) -> None:
-        """Abort connections whose pending write made no progress (no frame finished, the
+        """Abort connections whose pending output made no progress (no frame finished, the
         transport's buffer did not shrink) for ``write_timeout_s``: the peer does not read.
-        A slow reader that keeps reading is not cut off."""
-        timeout = self._config.write_timeout_s
+        Every connection is watched, also one whose writer is idle but whose transport
+        holds bytes the library wrote itself (pongs). A slow reader that keeps reading is
+        not cut off. The transports' buffers are counted in the relay-wide budget."""
+        cfg = self._config
+        timeout = cfg.write_timeout_s
+        cap = cfg.max_transport_buffer_bytes + rf.MAX_FRAME_SIZE + _WRITE_LIMIT
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
             now = loop.time()
+            total = 0
             for conn in list(self._connections):
-                if not conn.writing or conn.aborted:
+                if conn.aborted:
                     continue
                 transport = conn.ws.transport
                 size = transport.get_write_buffer_size() if transport is not None else 0
+                if size > cap:
+                    conn.abort()
+                    continue
+                total += size
+                if not conn.writing and size == 0:  # nothing waits: nothing to time
+                    conn.progress_at = now
+                    conn.progress_mark = (conn.written, 0)
+                    continue
                 done, before = conn.progress_mark
                 if conn.written != done or size < before:
                     conn.progress_at = now
                 conn.progress_mark = (conn.written, size)
                 if now - conn.progress_at >= timeout:
                     conn.abort()
+            self._transport_buffered = total
+            self._check_budget()
 
     async def _ready(self, conn: _Connection) -> None:
         """Wait until the connection may read its next request (backpressure)."""
@@ -909,8 +1088,15 @@ class RelayServer:
                 conn.wake.clear()
                 await conn.wake.wait()
                 continue
-            if not self._budget_free.is_set():
-                await self._budget_free.wait()
+            if self._over_budget and conn.holds():
+                # Over the relay-wide budget only connections holding output pause (until
+                # their output drains or the budget frees up); the others read on.
+                conn.wake.clear()
+                self._budget_waiters.add(conn)
+                try:
+                    await conn.wake.wait()
+                finally:
+                    self._budget_waiters.discard(conn)
                 continue
             return
 
@@ -919,8 +1105,16 @@ class RelayServer:
         if service is None or storage is None:
             return
         cfg = self._config
+        loop = asyncio.get_running_loop()
         conn = _Connection(ws, self, cfg.max_unauthenticated_outbox_bytes)
         self._connections.add(conn)
+        lost = getattr(ws, "connection_lost_waiter", None)
+        if isinstance(lost, asyncio.Future):  # wake whatever waits for this connection
+            lost.add_done_callback(lambda _: conn.abort())
+        deadline = loop.time() + cfg.max_unauthenticated_lifetime_s
+        # The reader closes at the deadline (below); this catches a connection that is not
+        # reading its answers, one write timeout later.
+        expiry = loop.call_at(deadline + cfg.write_timeout_s, self._expire_unauthenticated, conn)
         writer = asyncio.create_task(self._writer(conn))
         try:
             fut: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
@@ -931,21 +1125,31 @@ class RelayServer:
                 elif not fut.done():
                     fut.set_exception(StorageError("no session"))
 
-            storage.submit(service.new_session, got_session)
+            storage.submit(service.new_session, got_session, key=conn)
             conn.session = await fut
             conn.send(rf.Challenge(conn.session.nonce))
             while not conn.closing:
-                idle = None if conn.live else cfg.idle_timeout_s
+                idle = None
+                if not conn.authed:  # idle limit, and the lifetime limit, whatever it sends
+                    idle = min(cfg.idle_timeout_s, max(0.0, deadline - loop.time()))
                 try:
                     async with asyncio.timeout(idle):
                         data = await ws.recv()
                 except TimeoutError:
                     if conn.session.aci is not None:
                         continue  # authenticated meanwhile (pipelined): no idle limit
-                    conn.close(1008)  # idle before authenticating
+                    await self._drain_inflight(conn)  # answer what it sent (or its login)
+                    if conn.authed:
+                        continue
+                    conn.close(1008)  # idle, or too long, before authenticating
                     break
                 if conn.closing:
                     break
+                if not conn.authed and loop.time() >= deadline:
+                    await self._drain_inflight(conn)  # this frame is left unhandled
+                    if not conn.authed:
+                        conn.close(1008)  # its lifetime is over
+                        break
                 if not isinstance(data, bytes):
                     conn.close(1003)
                     break
@@ -957,11 +1161,26 @@ class RelayServer:
                     conn.close(1002)
                     break
                 self._submit(conn, frame, len(data))
+                if not conn.authed:
+                    conn.requests += 1
+                    if conn.requests >= cfg.max_unauthenticated_requests:
+                        await self._drain_inflight(conn)  # a pipelined login may be among them
+                        if not conn.authed:
+                            conn.close(1008)  # its request budget is spent
+                            break
                 await self._ready(conn)
         except (ConnectionClosed, StorageError):
             pass
         finally:
+            expiry.cancel()
             await self._finish(conn, writer)
+
+    def _expire_unauthenticated(self, conn: _Connection) -> None:
+        """Drop a connection still unauthenticated one write timeout after the end of its
+        lifetime: its reader did not get to close it (it does not read its answers)."""
+        if conn.authed or conn.done:
+            return
+        conn.abort()
 
     async def _drain_inflight(self, conn: _Connection) -> None:
         while conn.inflight and not conn.closing:
@@ -970,17 +1189,27 @@ class RelayServer:
 
     async def _finish(self, conn: _Connection, writer: asyncio.Task[None]) -> None:
         if conn.closing and not conn.aborted and not writer.done():
+            # Frames it sent that were not read are discarded (never handled), so that the
+            # library reads on and gets the peer's answer to the close frame.
+            discard = asyncio.create_task(_discard_incoming(conn.ws))
             try:  # let the writer flush the last response and the close frame (bounded)
                 async with asyncio.timeout(2 * self._config.write_timeout_s):
                     await asyncio.shield(writer)
             except (TimeoutError, asyncio.CancelledError):
                 conn.abort()
+            finally:
+                discard.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await discard
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
             await writer
         conn.done = True
         conn.closing = True
         conn.live = False
+        if conn.authed:
+            conn.authed = False
+            self._authed -= 1
         self._connections.discard(conn)
         self._buffered(-conn.queued_bytes)
         conn.queued_bytes = 0
@@ -1036,6 +1265,9 @@ class RelayServer:
             conn.close(_CLOSE_AUTH_FAILED)
             return
         if value.authenticated:
+            if not conn.authed:
+                conn.authed = True
+                self._authed += 1
             self._went_live(conn)
         body = frame.body
         if isinstance(body, rf.Ack) and value.response.code == rf.StatusCode.OK:
@@ -1111,7 +1343,7 @@ class RelayServer:
         def done(ok: bool, value: object) -> None:
             self._paged(conn, ok, value)
 
-        storage.submit(read, done)
+        storage.submit(read, done, key=conn)
 
     def _paged(self, conn: _Connection, ok: bool, value: object) -> None:
         conn.paging = False
@@ -1135,9 +1367,9 @@ class RelayServer:
         conn.send(rf.QueueEmpty())
 
 
-def _open_handlers(server: Server | None) -> int:
-    """Connections the library handles, handshakes included: ``handler_tasks`` (websockets
-    14 and later) or ``handlers`` (13)."""
+def _handler_count(server: Server | None) -> int:
+    """Connections the library is handling, handshakes included (``handler_tasks`` in
+    websockets >= 14, ``handlers`` in 13)."""
     if server is None:
         return 0
     tasks: Sized | None = getattr(server, "handler_tasks", None)
@@ -1155,6 +1387,12 @@ def _store_opener(db: str) -> Callable[[], RelayStore]:
         return SqliteRelayStore.open(db)
 
     return open_store
+
+
+async def _discard_incoming(ws: ServerConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await ws.recv()
 
 
 def _sweeper(service: RelayService, clock: Callable[[], int]) -> Callable[[], object]:

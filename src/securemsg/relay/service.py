@@ -209,6 +209,22 @@ class RelayConfig:
             storm of refused sends is cut off after one burst. Keep it at least
             ``max_multi_recipients``, or the largest sends are always refused.
         refusal_refill_per_s: refused-send lookups regained per second (1,000).
+        max_unauthenticated_lifetime_s: an unauthenticated connection is closed this long
+            after it opened (90 s), whatever it sends, so trickled requests cannot hold a
+            connection slot; sealed senders (unauthenticated by design) reconnect.
+        max_unauthenticated_requests: most requests an unauthenticated connection may send
+            (500); after that it is closed once its answers are written.
+        max_unauthenticated_connections: most connections not yet authenticated (handshakes
+            included); more are refused with HTTP 503. None (default): half of
+            ``max_connections``, so the other half stays reserved for authenticated devices.
+        max_transport_buffer_bytes: most bytes the relay lets wait in one connection's
+            socket buffer, whoever wrote them (the library writes pongs straight to it):
+            above it, plus room for the largest frame (1 MiB), the connection is aborted
+            (1 MiB); so is one whose socket buffer does not shrink for ``write_timeout_s``.
+            Counted in ``max_buffered_bytes``.
+        max_batch_result_bytes: the storage thread cuts a batch once its results (bodies to
+            push) pass this many bytes, and starts no new batch while this much waits to be
+            applied on the event loop (16 MiB; one request is always allowed).
     """
 
     message_ttl_ms: int = 30 * _DAY_MS
@@ -257,6 +273,11 @@ class RelayConfig:
     max_ack_ids: int = 1000
     refusal_burst: int = 10_000
     refusal_refill_per_s: float = 1000.0
+    max_unauthenticated_lifetime_s: float = 90.0
+    max_unauthenticated_requests: int = 500
+    max_unauthenticated_connections: int | None = None
+    max_transport_buffer_bytes: int = 1024 * 1024
+    max_batch_result_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)

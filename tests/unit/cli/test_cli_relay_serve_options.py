@@ -45,6 +45,11 @@ def test_limit_options_reach_the_relay_config(
         "--write-timeout": "5",
         "--idle-timeout": "4",
         "--max-batch": "16",
+        "--unauth-lifetime": "30",
+        "--unauth-requests": "50",
+        "--max-unauth-connections": "20",
+        "--transport-buffer-kib": "512",
+        "--batch-result-mib": "4",
     }
     flat = [x for kv in limits.items() for x in kv]
     result = CliRunner().invoke(cli, [*args, *flat, "--registration-token-file", str(tokens)])
@@ -61,4 +66,9 @@ def test_limit_options_reach_the_relay_config(
     assert config.write_timeout_s == 5.0
     assert config.idle_timeout_s == 4.0
     assert config.max_batch == 16
+    assert config.max_unauthenticated_lifetime_s == 30.0
+    assert config.max_unauthenticated_requests == 50
+    assert config.max_unauthenticated_connections == 20
+    assert config.max_transport_buffer_bytes == 512 * 1024
+    assert config.max_batch_result_bytes == 4 * 1024 * 1024
     assert config.admission is not None  # the token file survives the other options

@@ -25,7 +25,7 @@ from relay_harness import NOW, TIMEOUT, Device, RawClient, authenticated, regist
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from securemsg.relay.server import _open_handlers
+from securemsg.relay.server import _handler_count
 from securemsg.wire import relay_frames as rf
 
 CHILD = Path(__file__).with_name("relay_flow_child.py")
@@ -415,7 +415,12 @@ def test_unauthenticated_flood_that_never_reads_is_bounded_and_dropped(tmp_path:
 
 def test_connections_over_the_limit_get_503(tmp_path: Path) -> None:
     async def body() -> None:
-        async with relay(tmp_path / "r.db", clock=lambda: NOW, max_connections=3) as server:
+        async with relay(
+            tmp_path / "r.db",
+            clock=lambda: NOW,
+            max_connections=3,
+            max_unauthenticated_connections=3,
+        ) as server:
             held = [await RawClient.open(server.url) for _ in range(3)]
             with pytest.raises(InvalidStatus) as info:
                 await RawClient.open(server.url)
@@ -423,7 +428,7 @@ def test_connections_over_the_limit_get_503(tmp_path: Path) -> None:
             await held.pop().close()
             ws_server = server._server
             assert ws_server is not None
-            await until(lambda: _open_handlers(ws_server) < 3, "a slot frees up")
+            await until(lambda: _handler_count(ws_server) < 3, "a slot frees up")
             c = await RawClient.open(server.url)
             await probe(c)
             for h in [*held, c]:

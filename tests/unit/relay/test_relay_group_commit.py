@@ -156,7 +156,7 @@ class Held:
 
     def queued(self) -> int:
         assert self.server._storage is not None
-        return self.server._storage._queue.qsize()
+        return self.server._storage.queued()
 
     async def until_queued(self, n: int) -> None:
         for _ in range(600):
