@@ -2138,15 +2138,22 @@ class Client:
         Returns:
             The failure, or None on timeout (or when the client is closed).
         """
+        return await self._next_pending(self._take_failure, timeout)
+
+    async def _next_pending(
+        self, take: Callable[[], _T | None], timeout: float | None
+    ) -> _T | None:
+        """Wait for ``take`` (run on the database's thread) to yield something: the inbox
+        event wakes it; None on timeout or when the client is closed."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             self._inbox_event.clear()
             if self._closing:
                 return None
-            failure = await self._in_db(self._take_failure)
-            if failure is not None:
-                return failure
+            item = await self._in_db(take)
+            if item is not None:
+                return item
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return None
@@ -2198,23 +2205,7 @@ class Client:
         Returns:
             The message, or None on timeout (or when the client is closed).
         """
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            self._inbox_event.clear()
-            if self._closing:
-                return None
-            message = await self._in_db(self._take_message)
-            if message is not None:
-                return message
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                return None
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._inbox_event.wait()
-            except TimeoutError:
-                return None
+        return await self._next_pending(self._take_message, timeout)
 
     async def __aiter__(self) -> AsyncIterator[ReceivedMessage]:
         """Yield messages as they arrive until the client is closed."""
