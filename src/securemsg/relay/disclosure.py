@@ -189,8 +189,9 @@ NOT_HELD: tuple[str, ...] = (
     "provisioning addresses and envelopes (linking a new device): held in the relay's memory "
     "only, never in a file, until delivered once, expired (10 minutes) or their connection "
     "closed",
-    "removed devices: their row, prekeys and queued messages are deleted (and overwritten) "
-    "when the primary removes them; no tombstone or list of past devices is kept",
+    "removed devices: their row, prekeys and queued messages are deleted when the primary "
+    "removes them (kept in the files no longer than acknowledged messages); no tombstone or "
+    "list of past devices is kept",
     "linking codes themselves (only a digest, until used, replaced or expired)",
 )
 
