@@ -17,6 +17,7 @@ tell a bug in its own code from a hostile or broken peer::
     │   ├── InvalidPreKeyError      a prekey id that is unknown, used or replayed
     │   ├── SealedSenderError       a sealed-sender envelope or certificate was refused
     │   ├── TrustRootMismatch       the relay presents another trust root than the pinned one
+    │   ├── ProvisioningError       a provisioning (device-linking) envelope was refused
     │   └── KeyTransparencyError    a key-transparency proof or epoch head was refused
     │       ├── KeyTransparencyProofError   a lookup/history/append-only proof does not verify
     │       ├── KeyTransparencyDecodeError  a proof or head does not decode (also a DecodeError)
@@ -62,6 +63,7 @@ __all__ = [
     "MessageGapTooLargeError",
     "NoSessionError",
     "PeerError",
+    "ProvisioningError",
     "RelayError",
     "SealedDeliveryRefused",
     "SealedSenderError",
@@ -187,6 +189,25 @@ class TrustRootMismatch(PeerError):
         super().__init__(message)
         self.pinned = pinned
         self.presented = presented
+
+
+class ProvisioningError(PeerError):
+    """A provisioning envelope (what links a new device to an account) was refused.
+
+    Raised by :mod:`securemsg.provisioning` for an envelope that is oversize, does not decode,
+    has another version byte, a bad key, a MAC that does not verify (tampered, or sealed to
+    another key), bad padding, a message whose fields are missing or of the wrong length, or
+    one that arrives after this device already accepted one (a replay). Nothing is written:
+    the new device keeps no identity from a refused envelope.
+
+    Attributes:
+        reason: a short machine-readable reason: ``"size"``, ``"decode"``, ``"version"``,
+            ``"key"``, ``"mac"``, ``"padding"``, ``"fields"`` or ``"replay"``.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class UntrustedIdentityError(SecureMsgError):
