@@ -40,6 +40,12 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   :meth:`Client.create_group`, :meth:`Client.failures`, :attr:`Client.store`) still touch the
   database from the loop, taking turns with that thread.
 * **Connection loss** is followed by a bounded number of reconnect attempts.
+* **Linked devices** (:mod:`securemsg.client.devices`): :meth:`Client.link` makes a new
+  device of an existing account (it shows a linking code, the primary device approves it with
+  :meth:`Client.approve_link`, and the account's identity arrives sealed to a one-time key);
+  :meth:`Client.devices` lists the account's devices and :meth:`Client.unlink` (primary only)
+  removes one. A removed device is told by the relay and raises
+  :class:`~securemsg.errors.DeviceRemovedError` from then on, without reconnecting.
 
 * **What the client refuses from its relay.** A relay whose trust root differs from the
   pinned one (checked at :meth:`Client.register` and on every connection:
