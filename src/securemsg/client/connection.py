@@ -203,6 +203,12 @@ class RelayConnection:
         """True when the relay's close frame carries the policy close code."""
         return self._close_code() == _CLOSE_POLICY
 
+    @property
+    def policy_closed(self) -> bool:
+        """True when the relay closed this connection by policy (close code 1008: a limit of
+        unauthenticated connections, or a provisioning address that expired)."""
+        return self._policy_closed or self._closed_by_policy()
+
     def _shutdown(self) -> None:
         if self.closed.is_set():
             return

@@ -268,6 +268,8 @@ async def _wait_for_provision(
         raise LinkingCodeError(
             "nobody approved the linking code in time; it has expired", "expired"
         ) from None
+    if pushed is None and conn.policy_closed:  # the relay's provisioning address expired
+        raise LinkingCodeError("the relay let the linking code expire", "expired")
     if pushed is None:
         raise RelayError(
             "the relay closed the provisioning connection before the device was approved "
