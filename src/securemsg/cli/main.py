@@ -970,8 +970,18 @@ def client_chat(home: Path, to: str, allow_identified: bool) -> None:
     help="Draw the code as a QR code for a terminal with a dark or a light background "
     "(a phone reads it only if drawn for the right one), or not at all.",
 )
+@click.option(
+    "--registration-token",
+    default=None,
+    help="An invitation token, for a relay that admits registrations only with one.",
+)
 def client_link(
-    home: Path, relay_url: str, trust_root: str | None, timeout: float, qr: str
+    home: Path,
+    relay_url: str,
+    trust_root: str | None,
+    timeout: float,
+    qr: str,
+    registration_token: str | None,
 ) -> None:
     """Link a NEW device in HOME to an account you already have on another device.
 
@@ -1006,7 +1016,12 @@ def client_link(
         else:
             _private_home(home)
         c = await Client.link(
-            path, relay_url, on_code=show, trust_root=trust_root, timeout_s=timeout
+            path,
+            relay_url,
+            on_code=show,
+            trust_root=trust_root,
+            timeout_s=timeout,
+            registration_token=(registration_token or "").encode(),
         )
         try:
             click.echo(f"linked: this is device {c.device_id} of {c.aci}")

@@ -1137,6 +1137,7 @@ class Client:
         on_code: Callable[[str], object],
         trust_root: PublicKey | bytes | str | None = None,
         timeout_s: float = 600.0,
+        registration_token: bytes = b"",
         rng: Rng | None = None,
         clock: Callable[[], int] | None = None,
         relay_ssl: ssl.SSLContext | None = None,
@@ -1158,8 +1159,10 @@ class Client:
         root, and the device registers; the relay assigns its id (:attr:`device_id`).
 
         Nothing is written if any step fails: the database is created only after the
-        envelope opened, and removed again if registration fails. The other options are as
-        for :meth:`create`; ``relay_ssl`` is the TLS context for a ``wss://`` relay.
+        envelope opened, and removed again if registration fails. ``registration_token`` is
+        for relays that admit registrations by invitation (as for :meth:`register`). The other
+        options are as for :meth:`create`; ``relay_ssl`` is the TLS context for a ``wss://``
+        relay.
 
         Raises:
             UsageError: ``path`` exists, or a bad argument.
@@ -1176,6 +1179,7 @@ class Client:
 
         options = LinkOptions(
             timeout_s=timeout_s,
+            registration_token=bytes(registration_token),
             trust_root=_public_key(trust_root),
             rng=rng if rng is not None else SystemRng(),
             clock=clock,

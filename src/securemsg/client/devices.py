@@ -237,6 +237,7 @@ class LinkOptions:
     :meth:`Client.create <securemsg.client.Client.create>`)."""
 
     timeout_s: float = DEFAULT_LINK_TIMEOUT_S
+    registration_token: bytes = b""
     trust_root: PublicKey | None = None
     rng: Rng | None = None
     clock: Callable[[], int] | None = None
@@ -342,6 +343,11 @@ async def link_device(
     batch = options.prekey_batch
     if type(batch) is not int or not 1 <= batch <= 100:
         raise UsageError("prekey_batch must be 1..100")
+    low = options.prekey_low_water
+    if low is not None and (type(low) is not int or not 0 <= low <= batch):
+        raise UsageError("prekey_low_water must be 0..prekey_batch")
+    if options.kt_pending not in ("wait", "warn"):  # checked again by Client, but before
+        raise UsageError('kt_pending must be "wait" or "warn"')  # anyone approves the code
     rng = options.rng
     if rng is None:
         from securemsg.crypto.rng import SystemRng
@@ -370,7 +376,6 @@ async def link_device(
         await conn.close()
     root = _pinned_root(data, options.trust_root, presented)
     # Only now, with a provision that opened and a trust root that agrees, is a file created.
-    low = options.prekey_low_water
     store = ClientStore.open_client(path_str, data.identity, _new_registration_id(rng))
     try:
         with store.transaction():
@@ -401,7 +406,7 @@ async def link_device(
         raise
     client.relay_ssl = options.relay_ssl
     try:
-        await client._register(b"", data.provisioning_code)
+        await client._register(options.registration_token, data.provisioning_code)
     except BaseException:
         await client.close()
         _remove_database(path_str)
