@@ -73,9 +73,11 @@ __all__ = [
 PROVISIONING_CIPHER_VERSION = 1
 #: HKDF ``info`` of the provisioning cipher.
 PROVISIONING_INFO = b"TextSecure Provisioning Message"
-#: Largest ProvisionEnvelope accepted (bytes). Not a Signal limit: ours, so that a hostile relay
-#: cannot make the new device buffer and MAC megabytes. A real envelope is a few hundred bytes.
-MAX_PROVISION_ENVELOPE_LENGTH = 16 * 1024
+#: Largest ProvisionEnvelope accepted (bytes), the same bound as the relay's default
+#: ``max_provision_envelope_bytes``. Not a Signal limit (Signal's server takes up to 256 KiB):
+#: ours, so that a hostile relay cannot make the new device buffer and MAC more than it needs.
+#: A real envelope is a few hundred bytes.
+MAX_PROVISION_ENVELOPE_LENGTH = 4096
 #: Length of the account's unidentified-access key.
 ACCESS_KEY_LENGTH = 16
 
