@@ -152,6 +152,11 @@ def test_link_approve_devices_unlink(tmp_path: Path, relay: _RelayThread) -> Non
     assert "device 2" in listed and "this device" in listed.splitlines()[1]
     whoami = _cli("client", "whoami", "--home", str(laptop))
     assert "device: 2" in whoami
+    # The laptop is a full device of the account: it connects, and its own key-transparency
+    # check finds the account's one key (the same identity key as the primary's).
+    received = CliRunner().invoke(cli, ["client", "receive", "--home", str(laptop)])
+    assert received.exit_code == 0, received.output
+    assert "WARNING" not in received.output
 
     # Only the primary unlinks; the unlinked device then fails with one clear line.
     refused = CliRunner().invoke(cli, ["client", "unlink", "--home", str(laptop), "2"])

@@ -348,6 +348,7 @@ def test_an_unlinked_device_learns_it_online_and_offline(tmp_path: Path) -> None
             with pytest.raises(DeviceRemovedError):
                 await laptop.receive(timeout=WAIT_S)
             assert laptop.removed and not laptop.connected
+            assert laptop._reconnector is None  # it does not try to come back
             with pytest.raises(DeviceRemovedError):
                 await laptop.devices()
             with pytest.raises(DeviceRemovedError):
@@ -438,6 +439,32 @@ def test_link_on_a_relay_that_admits_by_invitation(tmp_path: Path) -> None:
             await approvals[0]
             assert laptop.device_id == 2 and laptop.aci == alice.aci
             await laptop.close()
+            await alice.close()
+
+    run(body())
+
+
+@pytest.mark.parametrize("assigned", [0, 1, 128])
+def test_an_impossible_assigned_device_id_is_refused(tmp_path: Path, assigned: int) -> None:
+    async def body() -> None:
+        async with RelayServer(tmp_path / "relay.db") as relay:
+            alice = await new_client(relay, tmp_path / "alice.db")
+            service = relay.service
+            real = service.handle
+
+            def handle(session: Session, frame: rf.ClientFrame, now: int) -> Outcome:
+                outcome = real(session, frame, now)
+                if isinstance(frame.body, rf.Register) and frame.body.linking_code:
+                    lie = dataclasses.replace(outcome.response, body=rf.Registered(assigned))
+                    outcome = dataclasses.replace(outcome, response=lie)
+                return outcome
+
+            service.handle = handle  # type: ignore[method-assign]
+            path = tmp_path / "laptop.db"
+            with pytest.raises(RelayError) as err:
+                await _link(relay, path, alice.approve_link)
+            assert "device id" in str(err.value)
+            assert _leftovers(path) == []
             await alice.close()
 
     run(body())
