@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from client_harness import BATCH, LOW_WATER, new_client, run
 
 from securemsg.client import Client
 from securemsg.client.devices import format_linking_code, parse_linking_code
@@ -28,7 +29,6 @@ from securemsg.errors import (
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
 from securemsg.wire import relay_frames as rf
-from tests.unit.client.client_harness import BATCH, LOW_WATER, new_client, run
 
 #: A bound on waiting for an approval in these tests (never reached when the flow works).
 WAIT_S = 60.0
