@@ -735,6 +735,7 @@ class RelayServer:
                     on_resync=self._resync,
                     on_leader=self._sweep_now,
                     on_removed=self._device_removed,
+                    on_provision=self._remote_provision,
                 )
                 await self._cluster.start()
             if self._cluster is None or self._cluster.leader:  # in a cluster: the leader only
@@ -1248,6 +1249,12 @@ class RelayServer:
         target.provisioning = None
         target.send(rf.ProvisionEnvelope(address, envelope))
         self._set_deadline(target, self._config.max_unauthenticated_lifetime_s)
+
+    def _remote_provision(self, address: bytes, envelope: bytes) -> None:
+        """Another instance claimed an address held here: push its envelope."""
+        if address in self._provisioning:
+            self._provision(address, envelope)
+            self._forget_address(address)
 
     def _device_removed(self, aci: bytes, device_id: int) -> None:
         """The device was removed: tell its live connection and close it (4003)."""

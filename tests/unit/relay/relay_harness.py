@@ -171,6 +171,8 @@ class RawClient:
         self.nonce = nonce
         self.pushes: list[rf.Envelope] = []
         self.queue_empty = 0
+        self.provisions: list[rf.ProvisionEnvelope] = []
+        self.removed = 0
         self._next_id = 1
 
     @classmethod
@@ -188,6 +190,10 @@ class RawClient:
             self.pushes.append(frame)
         elif isinstance(frame, rf.QueueEmpty):
             self.queue_empty += 1
+        elif isinstance(frame, rf.ProvisionEnvelope):
+            self.provisions.append(frame)
+        elif isinstance(frame, rf.DeviceRemoved):
+            self.removed += 1
         return frame
 
     async def send_raw(self, data: bytes | str) -> None:
