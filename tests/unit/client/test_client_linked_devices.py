@@ -468,3 +468,22 @@ def test_an_impossible_assigned_device_id_is_refused(tmp_path: Path, assigned: i
             await alice.close()
 
     run(body())
+
+
+def test_a_file_that_appears_while_linking_is_left_alone(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with RelayServer(tmp_path / "relay.db") as relay:
+            alice = await new_client(relay, tmp_path / "alice.db")
+            path = tmp_path / "laptop.db"
+
+            async def someone_else_then_approve(code: str) -> None:
+                path.write_bytes(b"not ours")
+                await alice.approve_link(code)
+
+            with pytest.raises(UsageError):
+                await _link(relay, path, someone_else_then_approve)
+            assert path.read_bytes() == b"not ours"
+            assert _leftovers(path) == ["laptop.db"]
+            await alice.close()
+
+    run(body())
