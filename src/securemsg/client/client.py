@@ -2241,9 +2241,14 @@ class Client:
             await self._in_db(functools.partial(store.failure_set_retry, row.seq, outcome))
 
     async def _send_plaintext(self, address: ProtocolAddress, content: PlaintextContent) -> bool:
-        """Send a PlaintextContent (a retry request) to one device: sealed (USMC type
+        """Send a PlaintextContent (a retry request) for one device: sealed (USMC type
         PLAINTEXT) if we hold the account's access key; identified (envelope type
-        PLAINTEXT_CONTENT) only if the client allows identified sends. False if neither.
+        PLAINTEXT_CONTENT) only if the client allows identified sends, or to a device of our
+        own account (identified, as transcripts go). False if neither.
+
+        The relay takes a send only for the account's complete device list, so every device
+        of the account gets it; the request names the device it is for (the others ignore
+        it). A device-list mismatch is repaired and the send tried again (bounded).
 
         Raises:
             RelayError: refused (including SealedDeliveryRefused) or not connected.
@@ -2251,39 +2256,71 @@ class Client:
         """
         store = self._store
         aci = address.name
-        access = await self._in_db(lambda: store.get_access_key(aci))
-        if access is None and not self._allow_identified:
+        own = aci == self._aci
+        access = None if own else await self._in_db(lambda: store.get_access_key(aci))
+        if access is None and not (self._allow_identified or own):
             return False
         if address.device_id not in await self._in_db(lambda: self._devices(aci)):
             await self._fetch_sessions(aci, address.device_id)
-        registration_id = await self._in_db(lambda: self._remote_registration_id(address))
         ts = await self._anext_timestamp()
-        if access is not None:
-            cert = await self._sender_certificate()
-            usmc = UnidentifiedSenderMessageContent.new(
-                CiphertextMessageType.PLAINTEXT, cert, content.to_bytes(), ContentHint.DEFAULT
+        for _ in range(_SEND_ATTEMPTS):
+            await self._ensure_sessions(aci)
+            targets = await self._in_db(
+                lambda: [
+                    (d, self._remote_registration_id(ProtocolAddress(aci, d)))
+                    for d in self._devices(aci)
+                ]
             )
-            body = await self._in_db(
-                lambda: sealed_sender_encrypt_from_usmc(address, usmc, store, rng=self._rng)
-            )
-            message = OutgoingMessage(
-                address.device_id, registration_id, int(EnvelopeType.UNIDENTIFIED_SENDER), body
-            )
-            conn = await self._unidentified()
             try:
-                await conn.request(SendSealed(_aci_bytes(aci), access, ts, (message,)))
+                if access is not None:
+                    cert = await self._sender_certificate()
+                    usmc = UnidentifiedSenderMessageContent.new(
+                        CiphertextMessageType.PLAINTEXT,
+                        cert,
+                        content.to_bytes(),
+                        ContentHint.DEFAULT,
+                    )
+                    sealed = await self._in_db(
+                        functools.partial(self._seal_plaintext, aci, targets, usmc)
+                    )
+                    conn = await self._unidentified()
+                    try:
+                        await conn.request(SendSealed(_aci_bytes(aci), access, ts, tuple(sealed)))
+                        return True
+                    except RelayError as exc:
+                        if exc.code != StatusCode.UNAUTHENTICATED or not self._allow_identified:
+                            raise
+                        access = None
+                messages = tuple(
+                    OutgoingMessage(d, r, int(EnvelopeType.PLAINTEXT_CONTENT), content.to_bytes())
+                    for d, r in targets
+                )
+                await self._request(SendMessage(_aci_bytes(aci), ts, messages))
                 return True
             except RelayError as exc:
-                if exc.code != StatusCode.UNAUTHENTICATED or not self._allow_identified:
+                if exc.code != StatusCode.CONFLICT:
                     raise
-        message = OutgoingMessage(
-            address.device_id,
-            registration_id,
-            int(EnvelopeType.PLAINTEXT_CONTENT),
-            content.to_bytes(),
-        )
-        await self._request(SendMessage(_aci_bytes(aci), ts, (message,)))
-        return True
+                await self._repair(exc.details, [aci])
+        raise RelayError("the recipient's device list kept changing", int(StatusCode.CONFLICT))
+
+    def _seal_plaintext(
+        self,
+        aci: str,
+        targets: Sequence[tuple[int, int]],
+        usmc: UnidentifiedSenderMessageContent,
+    ) -> list[OutgoingMessage]:
+        """Seal ``usmc`` for each (device, registration id) of ``aci`` (database thread)."""
+        return [
+            OutgoingMessage(
+                d,
+                r,
+                int(EnvelopeType.UNIDENTIFIED_SENDER),
+                sealed_sender_encrypt_from_usmc(
+                    ProtocolAddress(aci, d), usmc, self._store, rng=self._rng
+                ),
+            )
+            for d, r in targets
+        ]
 
     async def _send_resends(self) -> None:
         """Send again the contents retry requests asked for; never raises.

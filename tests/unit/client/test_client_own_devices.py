@@ -10,6 +10,7 @@ from linked_device_harness import add_device
 
 from securemsg.client import Client, ReceivedMessage
 from securemsg.relay.server import RelayServer
+from securemsg.wire.content import Content, SentTranscript
 
 
 async def _drain(client: Client, timeout: float = 0.5) -> list[ReceivedMessage]:
@@ -147,3 +148,27 @@ def test_group_messages_reach_every_device_and_transcripts_our_others(tmp_path: 
                 await c.close()
 
     run(with_relay(tmp_path, body), timeout=180)
+
+
+def test_a_transcript_from_another_account_is_refused(tmp_path: Path) -> None:
+    async def body(relay: RelayServer) -> None:
+        alice = await new_client(relay, tmp_path / "a1.db")
+        mallory = await new_client(relay, tmp_path / "m1.db")
+        try:
+            mallory.add_contact(alice.contact_card)
+            # Mallory claims Alice sent Carol something: a transcript only our own account
+            # may send us.
+            forged = Content(
+                7, sync_sent=SentTranscript(mallory.aci, 7, Content(7, "I never said that"))
+            )
+            await mallory._send_content(alice.aci, forged)
+            failure = await alice.receive_failure(timeout=5)
+            assert failure is not None and failure.reason == "invalid-content"
+            assert failure.sender_aci == mallory.aci
+            assert await _drain(alice) == []
+            assert alice.store.inbox_count("message") == 0
+        finally:
+            await alice.close()
+            await mallory.close()
+
+    run(with_relay(tmp_path, body), timeout=120)
