@@ -25,6 +25,29 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   sender-key distribution message goes 1:1 to each member device first (once), then each
   group message is encrypted once and fanned out as ONE sealed sender v2 upload the relay
   splits per recipient. The group id doubles as the distribution id.
+* **Every device, exactly once** (linked devices). A send is encrypted to every current
+  device of the recipient, and then a *transcript* of it (Signal's ``SyncMessage.Sent``:
+  recipient or group, timestamp, the content) goes to our account's other devices, so each
+  of them shows the conversation; a received transcript lands in the inbox as a message we
+  sent (:attr:`ReceivedMessage.transcript`, with the sending device and the recipient).
+  Transcripts go **identified**, over this device's authenticated connection, whatever the
+  send they describe, as Signal's clients send them: sealed sender to our own account cannot
+  leave the sending device out without naming it to the relay, and a device holds no session
+  with itself. The relay thus learns that this device sent something at that moment (never
+  to whom or what); an account with one device sends no transcripts (the relay's device list
+  is asked when we hold no session with another of our devices). Transcripts wait in the
+  database until sent, so a lost connection delays them, never drops them. Group messages
+  follow Signal too: the sealed sender v2 upload reaches every device of every *other*
+  member, and our own other devices get the transcript instead of the group message.
+  **Device lists change** (devices linked, unlinked, re-registered): the relay refuses a
+  send whose device list is not the account's current one (``CONFLICT`` with
+  ``MismatchedDevices``). The client then starts sessions with *missing* devices from their
+  bundles, archives the sessions of *extra* (removed) devices (messages in flight from them
+  still decrypt; nothing new is encrypted to them), archives and renews those of *stale*
+  (re-registered) ones, and sends again: at most three attempts, then a typed ``CONFLICT``
+  error and nothing delivered, so a relay cannot make the client loop. A new device of a
+  group member is sent our sender key before the group message, which is then encrypted
+  again. Bundles for our own account must carry our own identity key.
 * **Receiving** runs in a background task: the envelopes already pushed (up to
   :data:`RECEIVE_BATCH`) are decrypted together and, per envelope, the new session /
   sender-key state, the decrypted message (in ``client_inbox``) and any learned contact or
