@@ -45,7 +45,7 @@ TOO_LARGE: StatusCode
 INTERNAL: StatusCode
 
 class ClientFrame(_message.Message):
-    __slots__ = ("request_id", "authenticate", "register", "upload_pre_keys", "get_pre_key_counts", "rotate_signed_pre_key", "fetch_bundles", "get_devices", "send_message", "send_sealed", "send_multi_recipient", "ack", "get_sender_certificate", "get_server_trust_root", "set_access_key", "kt_get_keys", "kt_get_heads", "kt_lookup", "kt_history", "kt_append_only", "kt_cosign")
+    __slots__ = ("request_id", "authenticate", "register", "upload_pre_keys", "get_pre_key_counts", "rotate_signed_pre_key", "fetch_bundles", "get_devices", "send_message", "send_sealed", "send_multi_recipient", "ack", "get_sender_certificate", "get_server_trust_root", "set_access_key", "kt_get_keys", "kt_get_heads", "kt_lookup", "kt_history", "kt_append_only", "kt_cosign", "open_provisioning", "get_linking_code", "send_provisioning", "remove_device")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHENTICATE_FIELD_NUMBER: _ClassVar[int]
     REGISTER_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,10 @@ class ClientFrame(_message.Message):
     KT_HISTORY_FIELD_NUMBER: _ClassVar[int]
     KT_APPEND_ONLY_FIELD_NUMBER: _ClassVar[int]
     KT_COSIGN_FIELD_NUMBER: _ClassVar[int]
+    OPEN_PROVISIONING_FIELD_NUMBER: _ClassVar[int]
+    GET_LINKING_CODE_FIELD_NUMBER: _ClassVar[int]
+    SEND_PROVISIONING_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_DEVICE_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     authenticate: Authenticate
     register: Register
@@ -88,19 +92,27 @@ class ClientFrame(_message.Message):
     kt_history: KtHistory
     kt_append_only: KtAppendOnly
     kt_cosign: KtCosign
-    def __init__(self, request_id: _Optional[int] = ..., authenticate: _Optional[_Union[Authenticate, _Mapping]] = ..., register: _Optional[_Union[Register, _Mapping]] = ..., upload_pre_keys: _Optional[_Union[UploadPreKeys, _Mapping]] = ..., get_pre_key_counts: _Optional[_Union[GetPreKeyCounts, _Mapping]] = ..., rotate_signed_pre_key: _Optional[_Union[RotateSignedPreKey, _Mapping]] = ..., fetch_bundles: _Optional[_Union[FetchBundles, _Mapping]] = ..., get_devices: _Optional[_Union[GetDevices, _Mapping]] = ..., send_message: _Optional[_Union[SendMessage, _Mapping]] = ..., send_sealed: _Optional[_Union[SendSealed, _Mapping]] = ..., send_multi_recipient: _Optional[_Union[SendMultiRecipient, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., get_sender_certificate: _Optional[_Union[GetSenderCertificate, _Mapping]] = ..., get_server_trust_root: _Optional[_Union[GetServerTrustRoot, _Mapping]] = ..., set_access_key: _Optional[_Union[SetAccessKey, _Mapping]] = ..., kt_get_keys: _Optional[_Union[KtGetKeys, _Mapping]] = ..., kt_get_heads: _Optional[_Union[KtGetHeads, _Mapping]] = ..., kt_lookup: _Optional[_Union[KtLookup, _Mapping]] = ..., kt_history: _Optional[_Union[KtHistory, _Mapping]] = ..., kt_append_only: _Optional[_Union[KtAppendOnly, _Mapping]] = ..., kt_cosign: _Optional[_Union[KtCosign, _Mapping]] = ...) -> None: ...
+    open_provisioning: OpenProvisioning
+    get_linking_code: GetLinkingCode
+    send_provisioning: SendProvisioning
+    remove_device: RemoveDevice
+    def __init__(self, request_id: _Optional[int] = ..., authenticate: _Optional[_Union[Authenticate, _Mapping]] = ..., register: _Optional[_Union[Register, _Mapping]] = ..., upload_pre_keys: _Optional[_Union[UploadPreKeys, _Mapping]] = ..., get_pre_key_counts: _Optional[_Union[GetPreKeyCounts, _Mapping]] = ..., rotate_signed_pre_key: _Optional[_Union[RotateSignedPreKey, _Mapping]] = ..., fetch_bundles: _Optional[_Union[FetchBundles, _Mapping]] = ..., get_devices: _Optional[_Union[GetDevices, _Mapping]] = ..., send_message: _Optional[_Union[SendMessage, _Mapping]] = ..., send_sealed: _Optional[_Union[SendSealed, _Mapping]] = ..., send_multi_recipient: _Optional[_Union[SendMultiRecipient, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., get_sender_certificate: _Optional[_Union[GetSenderCertificate, _Mapping]] = ..., get_server_trust_root: _Optional[_Union[GetServerTrustRoot, _Mapping]] = ..., set_access_key: _Optional[_Union[SetAccessKey, _Mapping]] = ..., kt_get_keys: _Optional[_Union[KtGetKeys, _Mapping]] = ..., kt_get_heads: _Optional[_Union[KtGetHeads, _Mapping]] = ..., kt_lookup: _Optional[_Union[KtLookup, _Mapping]] = ..., kt_history: _Optional[_Union[KtHistory, _Mapping]] = ..., kt_append_only: _Optional[_Union[KtAppendOnly, _Mapping]] = ..., kt_cosign: _Optional[_Union[KtCosign, _Mapping]] = ..., open_provisioning: _Optional[_Union[OpenProvisioning, _Mapping]] = ..., get_linking_code: _Optional[_Union[GetLinkingCode, _Mapping]] = ..., send_provisioning: _Optional[_Union[SendProvisioning, _Mapping]] = ..., remove_device: _Optional[_Union[RemoveDevice, _Mapping]] = ...) -> None: ...
 
 class ServerFrame(_message.Message):
-    __slots__ = ("response", "push", "challenge", "queue_empty")
+    __slots__ = ("response", "push", "challenge", "queue_empty", "provision", "device_removed")
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     PUSH_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_EMPTY_FIELD_NUMBER: _ClassVar[int]
+    PROVISION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_REMOVED_FIELD_NUMBER: _ClassVar[int]
     response: Response
     push: Envelope
     challenge: Challenge
     queue_empty: QueueEmpty
-    def __init__(self, response: _Optional[_Union[Response, _Mapping]] = ..., push: _Optional[_Union[Envelope, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., queue_empty: _Optional[_Union[QueueEmpty, _Mapping]] = ...) -> None: ...
+    provision: ProvisionEnvelope
+    device_removed: DeviceRemoved
+    def __init__(self, response: _Optional[_Union[Response, _Mapping]] = ..., push: _Optional[_Union[Envelope, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., queue_empty: _Optional[_Union[QueueEmpty, _Mapping]] = ..., provision: _Optional[_Union[ProvisionEnvelope, _Mapping]] = ..., device_removed: _Optional[_Union[DeviceRemoved, _Mapping]] = ...) -> None: ...
 
 class Challenge(_message.Message):
     __slots__ = ("nonce", "protocol_version")
@@ -141,7 +153,7 @@ class OneTimePreKey(_message.Message):
     def __init__(self, id: _Optional[int] = ..., public_key: _Optional[bytes] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("aci", "device_id", "registration_id", "identity_key", "signed_pre_key", "last_resort_kyber_pre_key", "pre_keys", "kyber_pre_keys", "unidentified_access_key", "signature", "protocol_version", "registration_token")
+    __slots__ = ("aci", "device_id", "registration_id", "identity_key", "signed_pre_key", "last_resort_kyber_pre_key", "pre_keys", "kyber_pre_keys", "unidentified_access_key", "signature", "protocol_version", "registration_token", "linking_code")
     ACI_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     REGISTRATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +166,7 @@ class Register(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     REGISTRATION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LINKING_CODE_FIELD_NUMBER: _ClassVar[int]
     aci: bytes
     device_id: int
     registration_id: int
@@ -166,7 +179,64 @@ class Register(_message.Message):
     signature: bytes
     protocol_version: int
     registration_token: bytes
-    def __init__(self, aci: _Optional[bytes] = ..., device_id: _Optional[int] = ..., registration_id: _Optional[int] = ..., identity_key: _Optional[bytes] = ..., signed_pre_key: _Optional[_Union[SignedPreKey, _Mapping]] = ..., last_resort_kyber_pre_key: _Optional[_Union[SignedPreKey, _Mapping]] = ..., pre_keys: _Optional[_Iterable[_Union[OneTimePreKey, _Mapping]]] = ..., kyber_pre_keys: _Optional[_Iterable[_Union[SignedPreKey, _Mapping]]] = ..., unidentified_access_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., protocol_version: _Optional[int] = ..., registration_token: _Optional[bytes] = ...) -> None: ...
+    linking_code: str
+    def __init__(self, aci: _Optional[bytes] = ..., device_id: _Optional[int] = ..., registration_id: _Optional[int] = ..., identity_key: _Optional[bytes] = ..., signed_pre_key: _Optional[_Union[SignedPreKey, _Mapping]] = ..., last_resort_kyber_pre_key: _Optional[_Union[SignedPreKey, _Mapping]] = ..., pre_keys: _Optional[_Iterable[_Union[OneTimePreKey, _Mapping]]] = ..., kyber_pre_keys: _Optional[_Iterable[_Union[SignedPreKey, _Mapping]]] = ..., unidentified_access_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., protocol_version: _Optional[int] = ..., registration_token: _Optional[bytes] = ..., linking_code: _Optional[str] = ...) -> None: ...
+
+class Registered(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    def __init__(self, device_id: _Optional[int] = ...) -> None: ...
+
+class OpenProvisioning(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProvisioningAddress(_message.Message):
+    __slots__ = ("address", "expires_at_ms")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    address: bytes
+    expires_at_ms: int
+    def __init__(self, address: _Optional[bytes] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class ProvisionEnvelope(_message.Message):
+    __slots__ = ("address", "envelope")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    address: bytes
+    envelope: bytes
+    def __init__(self, address: _Optional[bytes] = ..., envelope: _Optional[bytes] = ...) -> None: ...
+
+class GetLinkingCode(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LinkingCode(_message.Message):
+    __slots__ = ("code", "expires_at_ms")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    expires_at_ms: int
+    def __init__(self, code: _Optional[str] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class SendProvisioning(_message.Message):
+    __slots__ = ("address", "envelope")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    address: bytes
+    envelope: bytes
+    def __init__(self, address: _Optional[bytes] = ..., envelope: _Optional[bytes] = ...) -> None: ...
+
+class RemoveDevice(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    def __init__(self, device_id: _Optional[int] = ...) -> None: ...
+
+class DeviceRemoved(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class UploadPreKeys(_message.Message):
     __slots__ = ("pre_keys", "kyber_pre_keys", "signed_pre_key", "last_resort_kyber_pre_key")
@@ -479,7 +549,7 @@ class Status(_message.Message):
     def __init__(self, code: _Optional[_Union[StatusCode, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Response(_message.Message):
-    __slots__ = ("request_id", "status", "pre_key_counts", "bundles", "devices", "send_result", "sender_certificate", "trust_root", "kt_keys", "kt_heads", "kt_proof", "kt_append_only")
+    __slots__ = ("request_id", "status", "pre_key_counts", "bundles", "devices", "send_result", "sender_certificate", "trust_root", "kt_keys", "kt_heads", "kt_proof", "kt_append_only", "provisioning_address", "linking_code", "registered")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PRE_KEY_COUNTS_FIELD_NUMBER: _ClassVar[int]
@@ -492,6 +562,9 @@ class Response(_message.Message):
     KT_HEADS_FIELD_NUMBER: _ClassVar[int]
     KT_PROOF_FIELD_NUMBER: _ClassVar[int]
     KT_APPEND_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LINKING_CODE_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     status: Status
     pre_key_counts: PreKeyCounts
@@ -504,4 +577,7 @@ class Response(_message.Message):
     kt_heads: KtHeads
     kt_proof: KtProofResult
     kt_append_only: KtAppendOnlyResult
-    def __init__(self, request_id: _Optional[int] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., pre_key_counts: _Optional[_Union[PreKeyCounts, _Mapping]] = ..., bundles: _Optional[_Union[Bundles, _Mapping]] = ..., devices: _Optional[_Union[Devices, _Mapping]] = ..., send_result: _Optional[_Union[SendResult, _Mapping]] = ..., sender_certificate: _Optional[_Union[SenderCertificateResponse, _Mapping]] = ..., trust_root: _Optional[_Union[ServerTrustRoot, _Mapping]] = ..., kt_keys: _Optional[_Union[KtKeys, _Mapping]] = ..., kt_heads: _Optional[_Union[KtHeads, _Mapping]] = ..., kt_proof: _Optional[_Union[KtProofResult, _Mapping]] = ..., kt_append_only: _Optional[_Union[KtAppendOnlyResult, _Mapping]] = ...) -> None: ...
+    provisioning_address: ProvisioningAddress
+    linking_code: LinkingCode
+    registered: Registered
+    def __init__(self, request_id: _Optional[int] = ..., status: _Optional[_Union[Status, _Mapping]] = ..., pre_key_counts: _Optional[_Union[PreKeyCounts, _Mapping]] = ..., bundles: _Optional[_Union[Bundles, _Mapping]] = ..., devices: _Optional[_Union[Devices, _Mapping]] = ..., send_result: _Optional[_Union[SendResult, _Mapping]] = ..., sender_certificate: _Optional[_Union[SenderCertificateResponse, _Mapping]] = ..., trust_root: _Optional[_Union[ServerTrustRoot, _Mapping]] = ..., kt_keys: _Optional[_Union[KtKeys, _Mapping]] = ..., kt_heads: _Optional[_Union[KtHeads, _Mapping]] = ..., kt_proof: _Optional[_Union[KtProofResult, _Mapping]] = ..., kt_append_only: _Optional[_Union[KtAppendOnlyResult, _Mapping]] = ..., provisioning_address: _Optional[_Union[ProvisioningAddress, _Mapping]] = ..., linking_code: _Optional[_Union[LinkingCode, _Mapping]] = ..., registered: _Optional[_Union[Registered, _Mapping]] = ...) -> None: ...

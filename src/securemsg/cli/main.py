@@ -423,6 +423,48 @@ def relay() -> None:
     show_default=True,
     help="MiB of results (bodies to push) after which a storage batch is cut.",
 )
+@click.option(
+    "--provisioning-ttl",
+    type=click.FloatRange(1.0),
+    default=_DEFAULTS.provisioning_ttl_s,
+    show_default=True,
+    help="Seconds a provisioning address (a new device waiting to be linked) stays open.",
+)
+@click.option(
+    "--max-provisioning",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_provisioning_addresses,
+    show_default=True,
+    help="Most provisioning addresses open at once; more get RATE_LIMITED.",
+)
+@click.option(
+    "--provision-envelope-bytes",
+    type=click.IntRange(1, 65536),
+    default=_DEFAULTS.max_provision_envelope_bytes,
+    show_default=True,
+    help="Largest provisioning envelope the relay carries to a new device.",
+)
+@click.option(
+    "--linking-code-ttl",
+    type=click.FloatRange(1.0),
+    default=_DEFAULTS.linking_code_ttl_s,
+    show_default=True,
+    help="Seconds a linking code (for registering a new device of an account) stays valid.",
+)
+@click.option(
+    "--linking-code-burst",
+    type=click.IntRange(1),
+    default=_DEFAULTS.linking_code_burst,
+    show_default=True,
+    help="Linking codes one account may be issued at once.",
+)
+@click.option(
+    "--linking-code-rate",
+    type=click.FloatRange(0.0001),
+    default=_DEFAULTS.linking_code_refill_per_s,
+    show_default=True,
+    help="Linking codes per account regained per second after a burst.",
+)
 def relay_serve(
     db: str,
     host: str,
@@ -461,6 +503,12 @@ def relay_serve(
     max_unauth_connections: int | None,
     transport_buffer_kib: int,
     batch_result_mib: int,
+    provisioning_ttl: float,
+    max_provisioning: int,
+    provision_envelope_bytes: int,
+    linking_code_ttl: float,
+    linking_code_burst: int,
+    linking_code_rate: float,
     token_file: Path | None,
 ) -> None:
     """Serve the relay until interrupted (Ctrl-C).
@@ -528,6 +576,12 @@ def relay_serve(
         max_unauthenticated_connections=max_unauth_connections,
         max_transport_buffer_bytes=transport_buffer_kib * 1024,
         max_batch_result_bytes=batch_result_mib * _MIB,
+        provisioning_ttl_s=provisioning_ttl,
+        max_provisioning_addresses=max_provisioning,
+        max_provision_envelope_bytes=provision_envelope_bytes,
+        linking_code_ttl_s=linking_code_ttl,
+        linking_code_burst=linking_code_burst,
+        linking_code_refill_per_s=linking_code_rate,
     )
 
     from securemsg.relay.pgstore import is_postgres_url

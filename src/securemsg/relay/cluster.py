@@ -16,7 +16,10 @@ two connections of its own (psycopg's ``AsyncConnection``, autocommit):
   authenticated on instance X with generation G": an instance holding an older connection
   of the device (a smaller generation) closes it with code 4000, as for a replacement on one
   instance. Generations come from a database sequence, so every instance agrees which claim
-  is the newest whatever order it hears them in. Notifications from the instance itself are
+  is the newest whatever order it hears them in. A third channel,
+  :data:`~securemsg.relay.pgstore.REMOVED_CHANNEL`, says "device (ACI, device) was removed"
+  (sent in the removal's transaction): the instance holding its connection pushes
+  ``DeviceRemoved`` and closes it (4003). Notifications from the instance itself are
   ignored (it already acted on them). If the listening connection drops, notifications may
   have been lost: after reconnecting, the instance re-reads the queue of every live
   connection (``on_resync``); the relay also does that every ``rescan_interval_s`` as a
@@ -40,7 +43,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from securemsg.relay.pgstore import DELIVER_CHANNEL, TAKEN_CHANNEL
+from securemsg.relay.pgstore import DELIVER_CHANNEL, REMOVED_CHANNEL, TAKEN_CHANNEL
 
 __all__ = ["LEADER_LOCK", "PgCluster"]
 
@@ -73,6 +76,7 @@ class PgCluster:
         on_taken: Callable[[bytes, int, int], None],
         on_resync: Callable[[], None],
         on_leader: Callable[[], None] | None = None,
+        on_removed: Callable[[bytes, int], None] | None = None,
         lock_retry_s: float = 5.0,
     ) -> None:
         self._url = url
@@ -81,6 +85,7 @@ class PgCluster:
         self._on_taken = on_taken
         self._on_resync = on_resync
         self._on_leader = on_leader
+        self._on_removed = on_removed
         self._lock_retry_s = lock_retry_s
         self._control: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,6 +111,7 @@ class PgCluster:
             listener = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
             await listener.execute("LISTEN " + DELIVER_CHANNEL)
             await listener.execute("LISTEN " + TAKEN_CHANNEL)
+            await listener.execute("LISTEN " + REMOVED_CHANNEL)
             await self._try_lock()
         except psycopg.Error as exc:
             raise _db_error(exc) from exc
@@ -151,6 +157,7 @@ class PgCluster:
                     conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
                     await conn.execute("LISTEN " + DELIVER_CHANNEL)
                     await conn.execute("LISTEN " + TAKEN_CHANNEL)
+                    await conn.execute("LISTEN " + REMOVED_CHANNEL)
                 if not first:
                     self._on_resync()  # notifications may have been lost meanwhile
                 first = False
@@ -176,6 +183,12 @@ class PgCluster:
             box = _parse_mailbox(parts[1:])
             if box is not None:
                 self._on_deliver(*box)
+        elif channel == REMOVED_CHANNEL and len(parts) == 3:
+            if parts[0] == self._instance or self._on_removed is None:
+                return
+            box = _parse_mailbox(parts[1:])
+            if box is not None:
+                self._on_removed(*box)
         elif channel == TAKEN_CHANNEL and len(parts) == 4:
             if parts[1] == self._instance:
                 return

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 :func:`disclose` reads everything the :class:`~securemsg.relay.store.RelayStore` holds that
-is linked to one ACI (its account row, its devices, their public keys, envelopes queued for
+is linked to one ACI (its account row, its devices (linked devices included), their public
+keys, an open linking code's expiry, envelopes queued for
 it, identified envelopes it sent that are still queued, and its key-transparency entries:
 each published version of its identity key with its epoch and commitment, and a key queued
 for the next epoch) and returns a
@@ -160,6 +161,12 @@ SCHEMA_CLASSIFICATION: dict[tuple[str, str], tuple[ColumnClass, str]] = {
     ("kt_cosignatures", "signature"): (_OP, "auditor's cosignature of the head"),
     ("kt_pending", "label"): (_MD, "account identifier, until its key is published"),
     ("kt_pending", "value"): (_PK, "identity public key waiting for the next epoch"),
+    ("linking_codes", "aci"): (_MD, "account whose primary asked to link a device"),
+    ("linking_codes", "digest"): (
+        _OP,
+        "HMAC-SHA256 digest of the one-time linking code; deleted when used, replaced or expired",
+    ),
+    ("linking_codes", "expires"): (_MD, "when the linking code expires (ms, 10 minutes on)"),
 }
 
 #: What the relay does not hold, for any account.
@@ -179,6 +186,13 @@ NOT_HELD: tuple[str, ...] = (
     "the unidentified-access key itself (only a digest of it)",
     "passwords (authentication is a signature by the identity key)",
     "rate-limit counters (memory only, gone on restart)",
+    "provisioning addresses and envelopes (linking a new device): held in the relay's memory "
+    "only, never in a file, until delivered once, expired (10 minutes) or their connection "
+    "closed",
+    "removed devices: their row, prekeys and queued messages are deleted when the primary "
+    "removes them (kept in the files no longer than acknowledged messages); no tombstone or "
+    "list of past devices is kept",
+    "linking codes themselves (only a digest, until used, replaced or expired)",
 )
 
 #: Signal's published answer to legal demands, and how this relay compares.
@@ -270,6 +284,8 @@ class DisclosureReport:
         devices: each device's dates and public keys.
         queued_for_account: envelopes waiting for the account's devices.
         queued_from_account: identified envelopes the account sent, still waiting.
+        linking_code_expires: if the account's primary asked for a linking code that is
+            not used yet, when it expires (the code itself is held only as a digest).
         key_transparency: the account's entries in the relay's key-transparency directory:
             each published version of its identity key (version, epoch, key, and the
             commitment the directory published), and a key queued for the next epoch; None
@@ -290,6 +306,7 @@ class DisclosureReport:
     queued_from_account: tuple[_Queued, ...] = field(default=())
     key_transparency: _KtEntry | None = None
     file_scan: _FilesScan | None = None
+    linking_code_expires: str | None = None
     not_held: tuple[str, ...] = NOT_HELD
     files_note: str = NOT_SCANNED
     signal_comparison: str = SIGNAL_COMPARISON
@@ -313,7 +330,8 @@ class DisclosureReport:
                 f"Identity public key:         {_short(self.identity_key or '')}",
                 f"Unidentified-access key:     {self.access_key}",
                 "",
-                f"Devices ({len(self.devices)}):",
+                f"Devices ({len(self.devices)}; device 1 is the primary, which links and "
+                "removes the others):",
             ]
             for d in self.devices:
                 lines.append(
@@ -322,6 +340,11 @@ class DisclosureReport:
                 )
                 for k in d.keys:
                     lines.append(f"    {k.kind} #{k.key_id}: {_short(k.public_key)}")
+            code = self.linking_code_expires
+            lines.append(
+                "Open linking code: "
+                + ("none" if code is None else f"expires {code} (held only as a digest)")
+            )
         lines += ["", f"Messages queued for this account ({len(self.queued_for_account)}):"]
         lines += [_queued_line(q) for q in self.queued_for_account] or ["  none"]
         lines += [
@@ -492,6 +515,7 @@ def disclose(
                 ),
             )
         )
+    expires = store.linking_code_expiry(raw)
     return DisclosureReport(
         aci=text,
         found=True,
@@ -505,6 +529,7 @@ def disclose(
         file_scan=scan,
         not_held=not_held,
         files_note=note,
+        linking_code_expires=None if expires is None else _iso(expires),
     )
 
 

@@ -50,6 +50,7 @@ and SQLSTATE only (never a parameter value) and the operation is rolled back.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import secrets
@@ -59,6 +60,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from securemsg.errors import StorageError, UsageError
+from securemsg.limits import MAX_DEVICE_ID
 from securemsg.relay.store import (
     AccountRow,
     BundleRow,
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DELIVER_CHANNEL",
     "PG_SCHEMA_VERSION",
+    "REMOVED_CHANNEL",
     "TAKEN_CHANNEL",
     "USAGE_SHARDS",
     "PgRelayStore",
@@ -93,12 +96,23 @@ DELIVER_CHANNEL: Final = "securemsg_deliver"
 #: NOTIFY channel: a device authenticated on an instance (payload: generation, instance,
 #: ACI, device); instances holding an older connection of the device close it.
 TAKEN_CHANNEL: Final = "securemsg_taken"
+#: NOTIFY channel: a device was removed (payload: instance, ACI, device); the instance
+#: holding its connection tells it and closes it.
+REMOVED_CHANNEL: Final = "securemsg_removed"
 #: Rows ``queue_usage`` is split over (instances add to different rows).
 USAGE_SHARDS: Final = 16
 #: ``pg_advisory_xact_lock`` key for schema migrations ("SMRL" + 1).
 _MIGRATION_LOCK: Final = 0x534D524C01
 #: ``pg_advisory_xact_lock`` key a key-transparency epoch's commit holds ("SMRL" + 3).
 KT_COMMIT_LOCK: Final = 0x534D524C03
+
+#: The tables of a device's public prekeys.
+_KEY_TABLES: Final = (
+    "signed_pre_keys",
+    "last_resort_kyber_pre_keys",
+    "one_time_pre_keys",
+    "one_time_kyber_pre_keys",
+)
 
 _MSG_AUTOVACUUM = (
     "autovacuum_vacuum_threshold = 200, autovacuum_vacuum_scale_factor = 0,"
@@ -237,6 +251,15 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE kt_pending (label BYTEA PRIMARY KEY, value BYTEA NOT NULL)",
         "INSERT INTO kt_pending (label, value) SELECT aci, identity_key FROM accounts",
     ),
+    # 5: linked devices: each account's one open linking code, as a digest, until it is
+    # used, replaced or expires (vacuumed as soon as the mailbox tables).
+    (
+        """CREATE TABLE linking_codes (
+            aci BYTEA PRIMARY KEY,
+            digest BYTEA NOT NULL,
+            expires BIGINT NOT NULL)""",
+        "ALTER TABLE linking_codes SET (" + _MSG_AUTOVACUUM + ")",
+    ),
 )
 
 #: The PostgreSQL schema version this code writes.
@@ -325,7 +348,16 @@ class PgRelayStore:
     one other thread only (the relay's storage thread). Open one store per instance.
     """
 
-    __slots__ = ("_batch_depth", "_conn", "_delta", "_instance", "_notified", "_shard", "_url")
+    __slots__ = (
+        "_batch_depth",
+        "_conn",
+        "_delta",
+        "_instance",
+        "_notified",
+        "_removed",
+        "_shard",
+        "_url",
+    )
 
     #: Read by :func:`securemsg.relay.disclosure.disclose` (what the files may keep).
     files_note: Final = FILES_NOTE
@@ -342,6 +374,8 @@ class PgRelayStore:
         #: operations, written to this store's usage shard just before the commit.
         self._delta = 0
         self._notified: set[tuple[bytes, int]] = set()
+        #: Devices removed by the open transaction (announced on REMOVED_CHANNEL at commit).
+        self._removed: set[tuple[bytes, int]] = set()
 
     @classmethod
     def open(cls, url: str, *, instance: str | None = None) -> PgRelayStore:
@@ -431,6 +465,7 @@ class PgRelayStore:
             conn.execute("BEGIN")
         self._delta = 0
         self._notified = set()
+        self._removed = set()
         return conn
 
     def _commit(self, conn: psycopg.Connection[Any]) -> None:
@@ -451,6 +486,14 @@ class PgRelayStore:
                             [f"{self._instance} {a.hex()} {d}" for a, d in sorted(self._notified)],
                         ),
                     )
+                if self._removed:
+                    conn.execute(
+                        "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                        (
+                            REMOVED_CHANNEL,
+                            [f"{self._instance} {a.hex()} {d}" for a, d in sorted(self._removed)],
+                        ),
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 with suppress(Exception):
@@ -459,6 +502,7 @@ class PgRelayStore:
             finally:
                 self._delta = 0
                 self._notified = set()
+                self._removed = set()
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
@@ -474,6 +518,7 @@ class PgRelayStore:
                 conn.execute("ROLLBACK")
             self._delta = 0
             self._notified = set()
+            self._removed = set()
             if isinstance(exc, _psycopg().Error):
                 raise _db_error(exc) from exc
             raise
@@ -484,7 +529,7 @@ class PgRelayStore:
         conn = self._c()
         if not self._in_tx():
             raise StorageError("relay database error: the batch transaction was lost")
-        delta, notified = self._delta, set(self._notified)
+        delta, notified, removed = self._delta, set(self._notified), set(self._removed)
         with self._errors():
             conn.execute("SAVEPOINT relay_op")
         try:
@@ -493,7 +538,7 @@ class PgRelayStore:
             with suppress(Exception):
                 conn.execute("ROLLBACK TO SAVEPOINT relay_op")
                 conn.execute("RELEASE SAVEPOINT relay_op")
-            self._delta, self._notified = delta, notified
+            self._delta, self._notified, self._removed = delta, notified, removed
             if isinstance(exc, _psycopg().Error):
                 raise _db_error(exc) from exc
             raise
@@ -522,6 +567,7 @@ class PgRelayStore:
                 conn.execute("ROLLBACK")
             self._delta = 0
             self._notified = set()
+            self._removed = set()
             raise
         finally:
             self._batch_depth = 0
@@ -563,7 +609,9 @@ class PgRelayStore:
 
     # -- accounts and devices -------------------------------------------------------------
 
-    def create_device(self, device: NewDevice, today: str) -> CreateResult:
+    def create_device(
+        self, device: NewDevice, today: str, *, new_account_only: bool = False
+    ) -> CreateResult:
         try:
             with self._tx() as c:
                 created = c.execute(
@@ -582,6 +630,14 @@ class PgRelayStore:
                 ).fetchone()
                 if acc is None or bytes(acc[0]) != device.identity_key:
                     raise _Rollback(CreateResult.IDENTITY_MISMATCH)
+                if created is None and new_account_only:
+                    taken = c.execute(
+                        "SELECT 1 FROM devices WHERE aci = %s AND device_id = %s",
+                        (device.aci, device.device_id),
+                    ).fetchone()
+                    raise _Rollback(
+                        CreateResult.DEVICE_EXISTS if taken else CreateResult.LINK_REQUIRED
+                    )
                 made = c.execute(
                     "INSERT INTO devices (aci, device_id, registration_id, created_date,"
                     " last_seen_date) VALUES (%s, %s, %s, %s, %s)"
@@ -604,6 +660,114 @@ class PgRelayStore:
             assert isinstance(result, CreateResult)
             return result
         return CreateResult.CREATED
+
+    def link_device(
+        self, device: NewDevice, today: str, code_digest: bytes, now_ms: int
+    ) -> tuple[CreateResult, int]:
+        try:
+            with self._tx() as c:
+                acc = c.execute(
+                    "SELECT identity_key FROM accounts WHERE aci = %s FOR SHARE", (device.aci,)
+                ).fetchone()
+                if acc is None:
+                    raise _Rollback(CreateResult.LINK_REFUSED)
+                if bytes(acc[0]) != device.identity_key:
+                    raise _Rollback(CreateResult.IDENTITY_MISMATCH)
+                # Deleting the code first makes it single use across instances: a concurrent
+                # link with the same code waits for this row and then finds it gone.
+                code = c.execute(
+                    "DELETE FROM linking_codes WHERE aci = %s RETURNING digest, expires",
+                    (device.aci,),
+                ).fetchone()
+                if (
+                    code is None
+                    or int(code[1]) <= now_ms
+                    or not hmac.compare_digest(bytes(code[0]), code_digest)
+                ):
+                    raise _Rollback(CreateResult.LINK_REFUSED)
+                taken = {
+                    int(r[0])
+                    for r in c.execute(
+                        "SELECT device_id FROM devices WHERE aci = %s", (device.aci,)
+                    ).fetchall()
+                }
+                device_id = device.device_id
+                if device_id == 0:
+                    free = [d for d in range(2, MAX_DEVICE_ID + 1) if d not in taken]
+                    if not free:
+                        raise _Rollback(CreateResult.NO_FREE_ID)
+                    device_id = free[0]
+                made = c.execute(
+                    "INSERT INTO devices (aci, device_id, registration_id, created_date,"
+                    " last_seen_date) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (aci, device_id) DO NOTHING RETURNING 1",
+                    (device.aci, device_id, device.registration_id, today, today),
+                ).fetchone()
+                if made is None:
+                    raise _Rollback(CreateResult.DEVICE_EXISTS)
+                self._put_keys(
+                    c,
+                    device.aci,
+                    device_id,
+                    device.pre_keys,
+                    device.kyber_pre_keys,
+                    device.signed_pre_key,
+                    device.last_resort_kyber_pre_key,
+                )
+        except _Rollback as refused:
+            result = refused.args[0]
+            assert isinstance(result, CreateResult)
+            return result, 0
+        return CreateResult.CREATED, device_id
+
+    def put_linking_code(self, aci: bytes, code_digest: bytes, expires_at_ms: int) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO linking_codes (aci, digest, expires) VALUES (%s, %s, %s)"
+                " ON CONFLICT (aci) DO UPDATE SET digest = excluded.digest,"
+                " expires = excluded.expires",
+                (aci, code_digest, expires_at_ms),
+            )
+
+    def linking_code_expiry(self, aci: bytes) -> int | None:
+        rows = self._read("SELECT expires FROM linking_codes WHERE aci = %s", (aci,))
+        return int(rows[0][0]) if rows else None
+
+    def expire_linking_codes(self, now_ms: int) -> int:
+        with self._tx() as c:
+            rows = c.execute(
+                "DELETE FROM linking_codes WHERE expires <= %s RETURNING 1", (now_ms,)
+            ).fetchall()
+        return len(rows)
+
+    def remove_device(self, aci: bytes, device_id: int) -> bool:
+        try:
+            with self._tx() as c:
+                gone = c.execute(
+                    "DELETE FROM devices WHERE aci = %s AND device_id = %s RETURNING 1",
+                    (aci, device_id),
+                ).fetchone()
+                if gone is None:
+                    raise _Rollback(False)
+                for table in _KEY_TABLES:
+                    c.execute(
+                        "DELETE FROM " + table + " WHERE aci = %s AND device_id = %s",
+                        (aci, device_id),
+                    )
+                rows = c.execute(
+                    "DELETE FROM messages WHERE aci = %s AND device_id = %s"
+                    " RETURNING LENGTH(body), shared_seq, size",
+                    (aci, device_id),
+                ).fetchall()
+                if rows:
+                    self._account_usage(c, {aci: -sum(int(r[2]) for r in rows)})
+                    freed = sum(int(r[0]) for r in rows)
+                    freed += self._release_shared(c, {int(r[1]) for r in rows if r[1] is not None})
+                    self._delta -= freed
+                self._removed.add((aci, device_id))
+        except _Rollback:
+            return False
+        return True
 
     def get_account(self, aci: bytes) -> AccountRow | None:
         rows = self._read(

@@ -118,6 +118,8 @@ _IP_PATTERN = re.compile(
 )
 _CLOSE_REPLACED = 4000
 _CLOSE_AUTH_FAILED = 4001
+#: The connection's device was removed from its account (after a DeviceRemoved push).
+_CLOSE_REMOVED = 4003
 _CLOSE_STORAGE = 1011
 #: File descriptors kept for the database, its journal and the listening sockets.
 _FD_RESERVE = 32
@@ -474,9 +476,12 @@ class _Connection:
         "authed",
         "closing",
         "cursor",
+        "deadline",
         "done",
         "draining",
+        "expiry",
         "generation",
+        "idle_from",
         "inflight",
         "inflight_bytes",
         "limit",
@@ -486,6 +491,7 @@ class _Connection:
         "paging",
         "progress_at",
         "progress_mark",
+        "provisioning",
         "queued_bytes",
         "refused",
         "requests",
@@ -532,6 +538,12 @@ class _Connection:
         # newest claim of the device heard from another instance meanwhile
         self.generation: int | None = None
         self.superseded = 0
+        # unauthenticated limits: the end of its lifetime and when its idle time started
+        # (loop time); a provisioning address it waits on (exempt from both until then)
+        self.deadline = 0.0
+        self.idle_from = 0.0
+        self.expiry: asyncio.TimerHandle | None = None
+        self.provisioning: bytes | None = None
 
     def send(self, frame: rf.ServerFrame) -> None:
         if self.closing:
@@ -656,6 +668,7 @@ class RelayServer:
         self._rescanner: asyncio.Task[None] | None = None
         self._claims: set[asyncio.Task[None]] = set()
         self._live: dict[tuple[bytes, int], _Connection] = {}
+        self._provisioning: dict[bytes, _Connection] = {}  # address -> waiting connection
         self._connections: set[_Connection] = set()
         self._total_buffered = 0  # outboxes and requests waiting for the storage thread
         self._transport_buffered = 0  # transports' write buffers (sampled by the watchdog)
@@ -721,6 +734,7 @@ class RelayServer:
                     on_taken=self._remote_taken,
                     on_resync=self._resync,
                     on_leader=self._sweep_now,
+                    on_removed=self._device_removed,
                 )
                 await self._cluster.start()
             if self._cluster is None or self._cluster.leader:  # in a cluster: the leader only
@@ -804,6 +818,7 @@ class RelayServer:
             await self._server.wait_closed()
             self._server = None
         self._live.clear()
+        self._provisioning.clear()
         if self._storage is not None:
             await self._storage.stop()
             self._storage = None
@@ -1111,10 +1126,13 @@ class RelayServer:
         lost = getattr(ws, "connection_lost_waiter", None)
         if isinstance(lost, asyncio.Future):  # wake whatever waits for this connection
             lost.add_done_callback(lambda _: conn.abort())
-        deadline = loop.time() + cfg.max_unauthenticated_lifetime_s
+        conn.idle_from = loop.time()
+        conn.deadline = conn.idle_from + cfg.max_unauthenticated_lifetime_s
         # The reader closes at the deadline (below); this catches a connection that is not
         # reading its answers, one write timeout later.
-        expiry = loop.call_at(deadline + cfg.write_timeout_s, self._expire_unauthenticated, conn)
+        conn.expiry = loop.call_at(
+            conn.deadline + cfg.write_timeout_s, self._expire_unauthenticated, conn
+        )
         writer = asyncio.create_task(self._writer(conn))
         try:
             fut: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
@@ -1131,7 +1149,10 @@ class RelayServer:
             while not conn.closing:
                 idle = None
                 if not conn.authed:  # idle limit, and the lifetime limit, whatever it sends
-                    idle = min(cfg.idle_timeout_s, max(0.0, deadline - loop.time()))
+                    now_t = loop.time()
+                    idle = max(0.0, min(conn.idle_from + cfg.idle_timeout_s, conn.deadline) - now_t)
+                    if conn.provisioning is not None:  # waiting for a person: only the deadline
+                        idle = max(0.0, min(cfg.idle_timeout_s, conn.deadline - now_t))
                 try:
                     async with asyncio.timeout(idle):
                         data = await ws.recv()
@@ -1141,11 +1162,18 @@ class RelayServer:
                     await self._drain_inflight(conn)  # answer what it sent (or its login)
                     if conn.authed:
                         continue
+                    now_t = loop.time()
+                    limit = conn.deadline
+                    if conn.provisioning is None:
+                        limit = min(conn.idle_from + cfg.idle_timeout_s, limit)
+                    if now_t < limit and not conn.closing:
+                        continue  # opened or got a provisioning address meanwhile
                     conn.close(1008)  # idle, or too long, before authenticating
                     break
                 if conn.closing:
                     break
-                if not conn.authed and loop.time() >= deadline:
+                conn.idle_from = loop.time()
+                if not conn.authed and loop.time() >= conn.deadline:
                     await self._drain_inflight(conn)  # this frame is left unhandled
                     if not conn.authed:
                         conn.close(1008)  # its lifetime is over
@@ -1172,7 +1200,8 @@ class RelayServer:
         except (ConnectionClosed, StorageError):
             pass
         finally:
-            expiry.cancel()
+            if conn.expiry is not None:
+                conn.expiry.cancel()
             await self._finish(conn, writer)
 
     def _expire_unauthenticated(self, conn: _Connection) -> None:
@@ -1180,7 +1209,54 @@ class RelayServer:
         lifetime: its reader did not get to close it (it does not read its answers)."""
         if conn.authed or conn.done:
             return
+        loop = asyncio.get_running_loop()
+        due = conn.deadline + self._config.write_timeout_s
+        if loop.time() < due:  # its deadline moved (provisioning): look again then
+            conn.expiry = loop.call_at(due, self._expire_unauthenticated, conn)
+            return
         conn.abort()
+
+    def _set_deadline(self, conn: _Connection, lifetime_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        conn.idle_from = loop.time()
+        conn.deadline = conn.idle_from + lifetime_s
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+        conn.expiry = loop.call_at(
+            conn.deadline + self._config.write_timeout_s, self._expire_unauthenticated, conn
+        )
+
+    def _forget_provisioning(self, conn: _Connection) -> None:
+        address, conn.provisioning = conn.provisioning, None
+        if address is None:
+            return
+        if self._provisioning.get(address) is conn:
+            del self._provisioning[address]
+        self._forget_address(address)
+
+    def _forget_address(self, address: bytes) -> None:
+        service, storage = self._service, self._storage
+        if service is not None and storage is not None:
+            storage.submit(lambda: service.forget_provisioning(address), _ignore)
+
+    def _provision(self, address: bytes, envelope: bytes) -> None:
+        """Push a provisioning envelope to the connection waiting on ``address`` (once);
+        from then on the unauthenticated limits apply to it again, counted from now."""
+        target = self._provisioning.pop(address, None)
+        if target is None or target.done or target.closing:
+            return
+        target.provisioning = None
+        target.send(rf.ProvisionEnvelope(address, envelope))
+        self._set_deadline(target, self._config.max_unauthenticated_lifetime_s)
+
+    def _device_removed(self, aci: bytes, device_id: int) -> None:
+        """The device was removed: tell its live connection and close it (4003)."""
+        conn = self._live.pop((aci, device_id), None)
+        if conn is None or conn.done:
+            return
+        conn.refused = True  # its requests still waiting are skipped
+        conn.send(rf.DeviceRemoved())
+        conn.close(_CLOSE_REMOVED)
 
     async def _drain_inflight(self, conn: _Connection) -> None:
         while conn.inflight and not conn.closing:
@@ -1216,6 +1292,7 @@ class RelayServer:
         while not conn.outbox.empty():  # drop what will never be sent
             conn.outbox.get_nowait()
         conn.window.clear()
+        self._forget_provisioning(conn)
         s = conn.session
         if s is not None and s.aci is not None and self._live.get((s.aci, s.device_id)) is conn:
             del self._live[(s.aci, s.device_id)]
@@ -1258,9 +1335,19 @@ class RelayServer:
         if not isinstance(value, Outcome):
             return  # skipped: the connection was already being closed
         self._deliver(value.queued)  # even if the sender is gone: the commit happened
+        if value.provision is not None:
+            self._provision(*value.provision)
+        if value.removed is not None:
+            self._device_removed(*value.removed)
         if conn.done or conn.closing:
+            if value.provisioning_opened is not None:
+                self._forget_address(value.provisioning_opened)
             return
         conn.send(value.response)
+        if value.provisioning_opened is not None:
+            conn.provisioning = value.provisioning_opened
+            self._provisioning[value.provisioning_opened] = conn
+            self._set_deadline(conn, self._config.provisioning_ttl_s)
         if value.close:
             conn.close(_CLOSE_AUTH_FAILED)
             return
@@ -1400,6 +1487,11 @@ def _sweeper(service: RelayService, clock: Callable[[], int]) -> Callable[[], ob
         return service.sweep(clock())
 
     return sweep
+
+
+def _ignore(ok: bool, value: object) -> None:
+    if not ok:
+        _RES_LOG.error("relay housekeeping failed: %s", type(value).__name__)
 
 
 def _sweep_done(ok: bool, value: object) -> None:

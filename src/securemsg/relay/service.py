@@ -38,9 +38,11 @@ Rules it enforces (see docs/relay-protocol.md):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,11 +85,17 @@ __all__ = [
     "TokenBuckets",
     "access_key_digest",
     "generate_server_keys",
+    "linking_code_digest",
     "utc_date",
 ]
 
 _LOG = logging.getLogger("securemsg.relay")
 _ACCESS_KEY_LABEL = b"securemsg-relay-access-key-digest-v1"
+_LINKING_CODE_LABEL = b"securemsg-relay-linking-code-digest-v1"
+_LINKING_CODE_BYTES = 18  # 24 characters of base64url
+#: How many recent device removals the service remembers to refuse a removed device's
+#: requests that were already queued when it was removed (its connection is closed anyway).
+_REMOVALS_KEPT = 10_000
 _SERVER_KEY_ID = 1
 _IDENTIFIED_TYPES = frozenset(
     (
@@ -225,6 +233,19 @@ class RelayConfig:
         max_batch_result_bytes: the storage thread cuts a batch once its results (bodies to
             push) pass this many bytes, and starts no new batch while this much waits to be
             applied on the event loop (16 MiB; one request is always allowed).
+        provisioning_ttl_s: a provisioning address (OpenProvisioning) expires this long
+            after it was opened (600 s); its connection is then closed. While it is open, the
+            connection is exempt from the idle timeout and the unauthenticated lifetime.
+        max_provisioning_addresses: most provisioning addresses open at once on this relay
+            instance (100); beyond, OpenProvisioning gets ``RATE_LIMITED``. Each holds one
+            unauthenticated connection, so keep it well below
+            ``max_unauthenticated_connections``.
+        max_provision_envelope_bytes: largest provisioning envelope SendProvisioning may
+            carry (4096 bytes; Signal's are well under 2 KiB); more is ``TOO_LARGE``.
+        linking_code_ttl_s: a linking code (GetLinkingCode) expires this long after it was
+            issued (600 s).
+        linking_code_burst: linking codes one account may be issued at once (5).
+        linking_code_refill_per_s: linking codes per account regained per second (1/60).
     """
 
     message_ttl_ms: int = 30 * _DAY_MS
@@ -278,6 +299,12 @@ class RelayConfig:
     max_unauthenticated_connections: int | None = None
     max_transport_buffer_bytes: int = 1024 * 1024
     max_batch_result_bytes: int = 16 * 1024 * 1024
+    provisioning_ttl_s: float = 600.0
+    max_provisioning_addresses: int = 100
+    max_provision_envelope_bytes: int = 4096
+    linking_code_ttl_s: float = 600.0
+    linking_code_burst: int = 5
+    linking_code_refill_per_s: float = 1.0 / 60.0
 
 
 @dataclass(slots=True)
@@ -288,6 +315,10 @@ class Session:
     aci: bytes | None = None
     device_id: int = 0
     auth_attempted: bool = False
+    #: the provisioning address this connection opened (at most one per connection)
+    provisioning: bytes | None = field(default=None, repr=False)
+    #: the relay's count of device removals when this session authenticated
+    removals_seen: int = 0
 
     @property
     def authenticated(self) -> bool:
@@ -303,6 +334,12 @@ class Outcome:
     queued: tuple[QueuedMessage, ...] = ()
     authenticated: bool = False
     close: bool = False
+    #: OpenProvisioning: the address this connection now waits on
+    provisioning_opened: bytes | None = None
+    #: SendProvisioning: (address, envelope) to push to the connection waiting on address
+    provision: tuple[bytes, bytes] | None = None
+    #: RemoveDevice: the (aci, device id) removed, whose connections must be told and closed
+    removed: tuple[bytes, int] | None = None
 
 
 class _Refuse(Exception):
@@ -432,6 +469,11 @@ def access_key_digest(access_key: bytes) -> bytes:
     return hmac_sha256(_ACCESS_KEY_LABEL, bytes(access_key))
 
 
+def linking_code_digest(code: str) -> bytes:
+    """The digest under which the relay stores a linking code (HMAC-SHA256, fixed label)."""
+    return hmac_sha256(_LINKING_CODE_LABEL, code.encode("ascii"))
+
+
 def utc_date(now_ms: int) -> str:
     """``YYYY-MM-DD`` (UTC) of a Unix-ms time: the only precision the relay keeps for dates."""
     return datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
@@ -526,7 +568,13 @@ class RelayService:
             cfg.identified_bytes_burst, cfg.identified_bytes_per_s
         )
         self._refusals = TokenBuckets(cfg.refusal_burst, cfg.refusal_refill_per_s)
+        self._linking_codes = TokenBuckets(cfg.linking_code_burst, cfg.linking_code_refill_per_s)
         self._budget_full = False
+        # provisioning addresses open on this instance: address -> expiry (Unix ms); memory only
+        self._provisioning: dict[bytes, int] = {}
+        # recent removals: (aci, device id) -> the removal count when it was removed
+        self._removals: OrderedDict[tuple[bytes, int], int] = OrderedDict()
+        self._removal_count = 0
         relay_kt.check_config(cfg)
         #: The key-transparency directory (None for a store without KT tables).
         self.kt: relay_kt.RelayKeyTransparency | None = None
@@ -582,6 +630,8 @@ class RelayService:
                 return self._send_sealed(session, rid, body, now)
             if isinstance(body, rf.SendMultiRecipient):
                 return self._send_multi(session, rid, body, now)
+            if isinstance(body, rf.OpenProvisioning):
+                return self._open_provisioning(session, rid, now)
             if isinstance(body, relay_kt.KT_REQUESTS):
                 if self.kt is None:
                     raise _Refuse(rf.StatusCode.NOT_FOUND, "no key-transparency directory")
@@ -601,6 +651,18 @@ class RelayService:
     def _authenticated(self, s: Session, rid: int, body: rf.Request, now: int) -> Outcome:
         assert s.aci is not None
         aci, dev = s.aci, s.device_id
+        removed_at = self._removals.get((aci, dev))
+        if removed_at is not None and removed_at > s.removals_seen:
+            # removed while this request waited: its connection is being closed
+            return Outcome(
+                rf.Response(rid, rf.StatusCode.UNAUTHENTICATED, "device removed"), close=True
+            )
+        if isinstance(body, rf.SendProvisioning):
+            return self._send_provisioning(rid, body, now)
+        if isinstance(body, rf.GetLinkingCode):
+            return self._linking_code(s, rid, now)
+        if isinstance(body, rf.RemoveDevice):
+            return self._remove_device(s, rid, body)
         if isinstance(body, rf.UploadPreKeys):
             return self._upload(s, rid, body)
         if isinstance(body, rf.RotateSignedPreKey):
@@ -691,6 +753,12 @@ class RelayService:
         # Verify even for unknown devices (against a fixed key) so timing says little.
         identity = PublicKey.from_bytes(account.identity_key) if account else self._trust_root
         valid = self._proof(s, identity, body.aci, body.device_id, body.signature)
+        if account is not None and device is None and valid:
+            # A valid proof by the account's key for a device id it does not have: a removed
+            # (or never linked) device learns it is not registered.
+            return Outcome(
+                rf.Response(rid, rf.StatusCode.NOT_FOUND, "device not registered"), close=True
+            )
         if account is None or device is None or not valid:
             return Outcome(
                 rf.Response(rid, rf.StatusCode.UNAUTHENTICATED, "authentication failed"),
@@ -698,12 +766,15 @@ class RelayService:
             )
         self.store.touch_device(body.aci, body.device_id, utc_date(now))
         s.aci, s.device_id = body.aci, body.device_id
+        s.removals_seen = self._removal_count
         return Outcome(rf.Response(rid, rf.StatusCode.OK), authenticated=True)
 
     def _register(self, s: Session, rid: int, body: rf.Register, now: int) -> Outcome:
         try:
             self._start_auth(s, body.protocol_version)
-            if not 1 <= body.device_id <= MAX_DEVICE_ID:
+            if body.device_id == 0 and not body.linking_code:
+                raise _Refuse(rf.StatusCode.BAD_REQUEST, "device id 0 needs a linking code")
+            if not 0 <= body.device_id <= MAX_DEVICE_ID:
                 raise _Refuse(rf.StatusCode.BAD_REQUEST, "device id must be 1..127")
             if not 1 <= body.registration_id <= REGISTRATION_ID_MASK - 3:
                 raise _Refuse(rf.StatusCode.BAD_REQUEST, "registration id out of range")
@@ -736,15 +807,28 @@ class RelayService:
             )
             if not self._registrations.take(_RELAY_WIDE, now):  # pragma: no cover - checked
                 raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many registrations, try later")
-            result = self.store.create_device(device, utc_date(now))
+            device_id = body.device_id
+            if body.linking_code:
+                result, device_id = self.store.link_device(
+                    device, utc_date(now), linking_code_digest(body.linking_code), now
+                )
+            else:
+                result = self.store.create_device(device, utc_date(now), new_account_only=True)
             if result is CreateResult.IDENTITY_MISMATCH:
                 raise _Refuse(rf.StatusCode.CONFLICT, "account exists with another identity key")
             if result is CreateResult.DEVICE_EXISTS:
                 raise _Refuse(rf.StatusCode.CONFLICT, "device already registered")
+            if result is CreateResult.NO_FREE_ID:
+                raise _Refuse(rf.StatusCode.CONFLICT, "no free device id")
+            if result is not CreateResult.CREATED:  # LINK_REQUIRED, LINK_REFUSED
+                raise _Refuse(rf.StatusCode.FORBIDDEN, "linking code not valid")
         except _Refuse as r:
             return Outcome(rf.Response(rid, r.code, r.message), close=True)
-        s.aci, s.device_id = body.aci, body.device_id
-        return Outcome(rf.Response(rid, rf.StatusCode.OK), authenticated=True)
+        s.aci, s.device_id = body.aci, device_id
+        s.removals_seen = self._removal_count
+        return Outcome(
+            rf.Response(rid, rf.StatusCode.OK, "", rf.Registered(device_id)), authenticated=True
+        )
 
     def _admit(self, body: rf.Register) -> None:
         hook = self.config.admission
@@ -762,6 +846,76 @@ class RelayService:
     def _one_time(k: rf.OneTimePreKey) -> KeyRow:
         _check_ec(k.public_key)
         return KeyRow(k.id, k.public_key)
+
+    # -- linked devices and provisioning --------------------------------------------------
+
+    def _open_provisioning(self, s: Session, rid: int, now: int) -> Outcome:
+        if s.authenticated or s.auth_attempted:
+            raise _Refuse(
+                rf.StatusCode.BAD_REQUEST, "provisioning needs an unauthenticated connection"
+            )
+        if s.provisioning is not None:
+            raise _Refuse(rf.StatusCode.CONFLICT, "this connection has a provisioning address")
+        cfg = self.config
+        if len(self._provisioning) >= cfg.max_provisioning_addresses:
+            for address, expires in list(self._provisioning.items()):
+                if expires <= now:  # normally forgotten when its connection closes
+                    del self._provisioning[address]
+            if len(self._provisioning) >= cfg.max_provisioning_addresses:
+                raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many provisioning addresses")
+        address = self._rng.random_bytes(rf.PROVISIONING_ADDRESS_LENGTH)
+        expires = now + int(cfg.provisioning_ttl_s * 1000)
+        self._provisioning[address] = expires
+        s.provisioning = address
+        return Outcome(
+            rf.Response(rid, rf.StatusCode.OK, "", rf.ProvisioningAddress(address, expires)),
+            provisioning_opened=address,
+        )
+
+    def forget_provisioning(self, address: bytes) -> None:
+        """Forget a provisioning address (its connection closed, or it was delivered)."""
+        self._provisioning.pop(address, None)
+
+    def _send_provisioning(self, rid: int, body: rf.SendProvisioning, now: int) -> Outcome:
+        if not body.envelope:
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "empty provisioning envelope")
+        if len(body.envelope) > self.config.max_provision_envelope_bytes:
+            raise _Refuse(rf.StatusCode.TOO_LARGE, "provisioning envelope too large")
+        expires = self._provisioning.pop(body.address, None)
+        if expires is None or expires <= now:
+            # never opened, expired, delivered already (a replay), or its connection closed
+            raise _Refuse(rf.StatusCode.NOT_FOUND, "no such provisioning address")
+        return Outcome(
+            rf.Response(rid, rf.StatusCode.OK), provision=(body.address, bytes(body.envelope))
+        )
+
+    def _linking_code(self, s: Session, rid: int, now: int) -> Outcome:
+        assert s.aci is not None
+        if s.device_id != 1:
+            raise _Refuse(rf.StatusCode.FORBIDDEN, "only the primary device links devices")
+        if not self._linking_codes.take(s.aci, now):
+            raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many linking codes, try later")
+        raw = self._rng.random_bytes(_LINKING_CODE_BYTES)
+        code = base64.urlsafe_b64encode(raw).decode("ascii")
+        expires = now + int(self.config.linking_code_ttl_s * 1000)
+        self.store.put_linking_code(s.aci, linking_code_digest(code), expires)
+        return self._ok(rid, rf.LinkingCode(code, expires))
+
+    def _remove_device(self, s: Session, rid: int, body: rf.RemoveDevice) -> Outcome:
+        assert s.aci is not None
+        if s.device_id != 1:
+            raise _Refuse(rf.StatusCode.FORBIDDEN, "only the primary device removes devices")
+        if not 2 <= body.device_id <= MAX_DEVICE_ID:
+            raise _Refuse(rf.StatusCode.BAD_REQUEST, "device id must be 2..127")
+        if not self.store.remove_device(s.aci, body.device_id):
+            raise _Refuse(rf.StatusCode.NOT_FOUND, "no such device")
+        key = (s.aci, body.device_id)
+        self._removal_count += 1
+        self._removals[key] = self._removal_count
+        self._removals.move_to_end(key)
+        while len(self._removals) > _REMOVALS_KEPT:
+            self._removals.popitem(last=False)
+        return Outcome(rf.Response(rid, rf.StatusCode.OK), removed=key)
 
     # -- prekeys --------------------------------------------------------------------------
 
@@ -1027,7 +1181,12 @@ class RelayService:
         return None if published is None else published.epoch
 
     def sweep(self, now: int) -> int:
-        """Delete envelopes older than the TTL; how many were deleted."""
+        """Delete envelopes older than the TTL, and expired linking codes; how many
+        envelopes were deleted."""
+        self.store.expire_linking_codes(now)
+        for address, expires in list(self._provisioning.items()):
+            if expires <= now:
+                del self._provisioning[address]
         return self.store.expire(now - self.config.message_ttl_ms)
 
 

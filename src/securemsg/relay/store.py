@@ -36,6 +36,7 @@ key only as a digest, no column that could hold an IP address. Every ``sqlite3``
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import sqlite3
@@ -48,6 +49,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from securemsg.errors import StorageError, UsageError
+from securemsg.limits import MAX_DEVICE_ID
 from securemsg.relay.filescan import blank_live
 
 if TYPE_CHECKING:
@@ -127,6 +129,12 @@ class CreateResult(Enum):
     CREATED = "created"
     DEVICE_EXISTS = "device-exists"
     IDENTITY_MISMATCH = "identity-mismatch"
+    #: the account exists and the registration carried no linking code
+    LINK_REQUIRED = "link-required"
+    #: the linking code is not the account's current one, or it expired (or no account)
+    LINK_REFUSED = "link-refused"
+    #: every device id of the account is taken
+    NO_FREE_ID = "no-free-id"
 
 
 class EnqueueResult(Enum):
@@ -224,8 +232,40 @@ class RelayStore(Protocol):
         """Store ``keys`` if none are stored yet; return the stored ones."""
         ...
 
-    def create_device(self, device: NewDevice, today: str) -> CreateResult:
-        """Create the account (if new) and the device with its keys, or change nothing."""
+    def create_device(
+        self, device: NewDevice, today: str, *, new_account_only: bool = False
+    ) -> CreateResult:
+        """Create the account (if new) and the device with its keys, or change nothing.
+        With ``new_account_only``, a device of an account that exists already is refused
+        with LINK_REQUIRED (after the IDENTITY_MISMATCH and DEVICE_EXISTS checks)."""
+        ...
+
+    def link_device(
+        self, device: NewDevice, today: str, code_digest: bytes, now_ms: int
+    ) -> tuple[CreateResult, int]:
+        """Add a device to an existing account with its linking code, in one transaction:
+        the account must exist with ``device.identity_key`` (else LINK_REFUSED /
+        IDENTITY_MISMATCH), its current linking code must have digest ``code_digest`` and
+        expire after ``now_ms`` (else LINK_REFUSED); ``device.device_id`` 0 takes the lowest
+        free id 2..127 (NO_FREE_ID), another id must be free (DEVICE_EXISTS). On success the
+        code is deleted. Returns the result and the device id (0 unless CREATED)."""
+        ...
+
+    def put_linking_code(self, aci: bytes, code_digest: bytes, expires_at_ms: int) -> None:
+        """Make ``code_digest`` the account's one linking code (replacing any other)."""
+        ...
+
+    def linking_code_expiry(self, aci: bytes) -> int | None:
+        """When the account's stored linking code expires (Unix ms), or None (disclosure)."""
+        ...
+
+    def expire_linking_codes(self, now_ms: int) -> int:
+        """Delete the linking codes that expired at ``now_ms``; how many."""
+        ...
+
+    def remove_device(self, aci: bytes, device_id: int) -> bool:
+        """Delete the device, its prekeys and its whole mailbox (with the queued-bytes
+        accounting) in one transaction; False (nothing changed) if there is no such device."""
         ...
 
     def get_account(self, aci: bytes) -> AccountRow | None:
@@ -474,6 +514,9 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "UPDATE accounts SET queued ="
         " (SELECT COALESCE(SUM(size), 0) FROM messages WHERE messages.aci = accounts.aci)",
     ),
+    # 5: linked devices: each account's one open linking code, as a digest, until it is
+    # used, replaced or expires (short on purpose, as 4).
+    ("CREATE TABLE linking_codes (aci BLOB PRIMARY KEY, digest BLOB NOT NULL, expires INT)",),
 )
 
 #: The schema version this code writes.
@@ -490,11 +533,22 @@ _MSG_SELECT = (
 )
 #: The mode of the database and its companion files: the owner's only.
 _PRIVATE_MODE: Final = 0o600
+#: The tables of a device's public prekeys.
+_KEY_TABLES: Final = (
+    "signed_pre_keys",
+    "last_resort_kyber_pre_keys",
+    "one_time_pre_keys",
+    "one_time_kyber_pre_keys",
+)
 _COMPANIONS: Final = ("-wal", "-shm", "-journal")
 
 
 class _Rollback(Exception):
     """Raised inside a transaction to undo it (caught by the method that raised it)."""
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
 
 
 def _db_error(exc: sqlite3.Error) -> StorageError:
@@ -835,11 +889,19 @@ class SqliteRelayStore:
 
     # -- accounts and devices -------------------------------------------------------------
 
-    def create_device(self, device: NewDevice, today: str) -> CreateResult:
+    def create_device(
+        self, device: NewDevice, today: str, *, new_account_only: bool = False
+    ) -> CreateResult:
         with self._tx() as c:
             acc = c.execute(
                 "SELECT identity_key FROM accounts WHERE aci = ?", (device.aci,)
             ).fetchone()
+            if acc is not None and new_account_only and bytes(acc[0]) == device.identity_key:
+                taken = c.execute(
+                    "SELECT 1 FROM devices WHERE aci = ? AND device_id = ?",
+                    (device.aci, device.device_id),
+                ).fetchone()
+                return CreateResult.DEVICE_EXISTS if taken else CreateResult.LINK_REQUIRED
             if acc is None:
                 c.execute(
                     "INSERT INTO accounts (aci, identity_key, access_key_digest, created_date)"
@@ -875,6 +937,103 @@ class SqliteRelayStore:
                 device.last_resort_kyber_pre_key,
             )
         return CreateResult.CREATED
+
+    def link_device(
+        self, device: NewDevice, today: str, code_digest: bytes, now_ms: int
+    ) -> tuple[CreateResult, int]:
+        with self._tx() as c:
+            acc = c.execute(
+                "SELECT identity_key FROM accounts WHERE aci = ?", (device.aci,)
+            ).fetchone()
+            if acc is None:
+                return CreateResult.LINK_REFUSED, 0
+            if bytes(acc[0]) != device.identity_key:
+                return CreateResult.IDENTITY_MISMATCH, 0
+            code = c.execute(
+                "SELECT digest, expires FROM linking_codes WHERE aci = ?", (device.aci,)
+            ).fetchone()
+            if code is None or int(code[1]) <= now_ms or not _same(bytes(code[0]), code_digest):
+                return CreateResult.LINK_REFUSED, 0
+            taken = {
+                int(r[0])
+                for r in c.execute("SELECT device_id FROM devices WHERE aci = ?", (device.aci,))
+            }
+            device_id = device.device_id
+            if device_id == 0:
+                free = [d for d in range(2, MAX_DEVICE_ID + 1) if d not in taken]
+                if not free:
+                    return CreateResult.NO_FREE_ID, 0
+                device_id = free[0]
+            elif device_id in taken:
+                return CreateResult.DEVICE_EXISTS, 0
+            c.execute("DELETE FROM linking_codes WHERE aci = ?", (device.aci,))
+            c.execute(
+                "INSERT INTO devices (aci, device_id, registration_id, created_date,"
+                " last_seen_date) VALUES (?, ?, ?, ?, ?)",
+                (device.aci, device_id, device.registration_id, today, today),
+            )
+            self._put_keys(
+                c,
+                device.aci,
+                device_id,
+                device.pre_keys,
+                device.kyber_pre_keys,
+                device.signed_pre_key,
+                device.last_resort_kyber_pre_key,
+            )
+            self._residue = True  # the code's old page images leave the WAL
+        return CreateResult.CREATED, device_id
+
+    def put_linking_code(self, aci: bytes, code_digest: bytes, expires_at_ms: int) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO linking_codes (aci, digest, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT (aci) DO UPDATE SET digest = excluded.digest,"
+                " expires = excluded.expires",
+                (aci, code_digest, expires_at_ms),
+            )
+            self._residue = True  # a replaced code must not stay in the WAL
+
+    def linking_code_expiry(self, aci: bytes) -> int | None:
+        rows = self._read("SELECT expires FROM linking_codes WHERE aci = ?", (aci,))
+        return int(rows[0][0]) if rows else None
+
+    def expire_linking_codes(self, now_ms: int) -> int:
+        with self._tx() as c:
+            cur = c.execute("DELETE FROM linking_codes WHERE expires <= ?", (now_ms,))
+            deleted = max(cur.rowcount, 0)
+            if deleted:
+                self._residue = True
+            return deleted
+
+    def remove_device(self, aci: bytes, device_id: int) -> bool:
+        with self._tx() as c:
+            cur = c.execute("DELETE FROM devices WHERE aci = ? AND device_id = ?", (aci, device_id))
+            if cur.rowcount <= 0:
+                return False
+            for table in _KEY_TABLES:
+                c.execute(
+                    "DELETE FROM " + table + " WHERE aci = ? AND device_id = ?", (aci, device_id)
+                )
+            row = c.execute(
+                "SELECT COALESCE(SUM(LENGTH(body)), 0), COALESCE(SUM(size), 0) FROM messages"
+                " WHERE aci = ? AND device_id = ?",
+                (aci, device_id),
+            ).fetchone()
+            shared = {
+                int(r[0])
+                for r in c.execute(
+                    "SELECT DISTINCT shared_seq FROM messages WHERE aci = ? AND device_id = ?"
+                    " AND shared_seq IS NOT NULL",
+                    (aci, device_id),
+                )
+            }
+            c.execute("DELETE FROM messages WHERE aci = ? AND device_id = ?", (aci, device_id))
+            freed = int(row[0]) + self._release_shared(c, shared)
+            self._account(c, -freed)
+            self._account_usage(c, {aci: -int(row[1])})
+            self._residue = True
+        return True
 
     def get_account(self, aci: bytes) -> AccountRow | None:
         rows = self._read(

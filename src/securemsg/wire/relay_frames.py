@@ -41,7 +41,9 @@ __all__ = [
     "ENVELOPE_ID_LENGTH",
     "KYBER_KEY_LENGTH",
     "MAX_FRAME_SIZE",
+    "MAX_LINKING_CODE",
     "MAX_REGISTRATION_TOKEN",
+    "PROVISIONING_ADDRESS_LENGTH",
     "MAX_TIMESTAMP",
     "NONCE_LENGTH",
     "PROTOCOL_VERSION",
@@ -53,11 +55,13 @@ __all__ = [
     "ClientFrame",
     "DeviceBundle",
     "DeviceInfo",
+    "DeviceRemoved",
     "Devices",
     "Envelope",
     "EnvelopeType",
     "FetchBundles",
     "GetDevices",
+    "GetLinkingCode",
     "GetPreKeyCounts",
     "GetSenderCertificate",
     "GetServerTrustRoot",
@@ -73,22 +77,29 @@ __all__ = [
     "KtKeys",
     "KtLookup",
     "KtProofResult",
+    "LinkingCode",
     "MAX_KT_COSIGNATURES",
     "MAX_KT_HEADS",
     "MAX_KT_APPEND_ONLY_EPOCHS",
     "MismatchedDevices",
     "OneTimePreKey",
+    "OpenProvisioning",
     "OutgoingMessage",
     "PreKeyCounts",
+    "ProvisionEnvelope",
+    "ProvisioningAddress",
     "QueueEmpty",
     "RecipientAccess",
     "Register",
+    "Registered",
+    "RemoveDevice",
     "Request",
     "Response",
     "ResponseBody",
     "RotateSignedPreKey",
     "SendMessage",
     "SendMultiRecipient",
+    "SendProvisioning",
     "SendResult",
     "SendSealed",
     "SenderCertificateResponse",
@@ -119,6 +130,10 @@ AUTH_CONTEXT = b"securemsg-relay-auth-v1"
 MAX_TIMESTAMP = (1 << 63) - 1
 #: Longest registration token a Register may carry, in bytes.
 MAX_REGISTRATION_TOKEN = 256
+#: Longest linking code (GetLinkingCode / Register.linking_code), in bytes of ASCII.
+MAX_LINKING_CODE = 64
+#: Length of a provisioning address chosen by the relay.
+PROVISIONING_ADDRESS_LENGTH = 16
 
 #: Most signed heads in one KtHeads answer.
 MAX_KT_HEADS = 256
@@ -225,6 +240,9 @@ class Register:
     signature: bytes = field(repr=False)
     protocol_version: int = PROTOCOL_VERSION
     registration_token: bytes = field(default=b"", repr=False)
+    #: The one-time code from the account's primary (GetLinkingCode); required for every
+    #: device but an account's first. With it, ``device_id`` 0 asks for the next free id.
+    linking_code: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +356,32 @@ class GetServerTrustRoot:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenProvisioning:
+    """Ask for a provisioning address (unauthenticated connections only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetLinkingCode:
+    """Ask for a one-time linking code for this account (primary device only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendProvisioning:
+    """Deliver a provisioning envelope (opaque bytes) to the connection waiting on
+    ``address``."""
+
+    address: bytes
+    envelope: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDevice:
+    """Remove another device of the caller's account (primary device only)."""
+
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class KtGetKeys:
     """Ask for the directory's VRF public key and head-signing public key."""
 
@@ -401,6 +445,10 @@ Request: TypeAlias = (
     | KtHistory
     | KtAppendOnly
     | KtCosign
+    | OpenProvisioning
+    | GetLinkingCode
+    | SendProvisioning
+    | RemoveDevice
 )
 
 
@@ -536,6 +584,29 @@ class KtAppendOnlyResult:
     proof: bytes = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ProvisioningAddress:
+    """A provisioning address (16 bytes) and when it expires (Unix ms)."""
+
+    address: bytes
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkingCode:
+    """A one-time linking code and when it expires (Unix ms)."""
+
+    code: str = field(repr=False)
+    expires_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The device id a Register created (the assigned one when it asked for 0)."""
+
+    device_id: int
+
+
 ResponseBody: TypeAlias = (
     PreKeyCounts
     | Bundles
@@ -547,6 +618,9 @@ ResponseBody: TypeAlias = (
     | KtHeads
     | KtProofResult
     | KtAppendOnlyResult
+    | ProvisioningAddress
+    | LinkingCode
+    | Registered
 )
 
 
@@ -586,7 +660,22 @@ class QueueEmpty:
     """Every message queued before authentication has been pushed."""
 
 
-ServerFrame: TypeAlias = Response | Envelope | Challenge | QueueEmpty
+@dataclass(frozen=True, slots=True)
+class ProvisionEnvelope:
+    """A provisioning envelope pushed to the connection that opened ``address``."""
+
+    address: bytes
+    envelope: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRemoved:
+    """This device was removed from its account; the relay closes the connection next."""
+
+
+ServerFrame: TypeAlias = (
+    Response | Envelope | Challenge | QueueEmpty | ProvisionEnvelope | DeviceRemoved
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -612,6 +701,20 @@ def _check_u32(value: object, what: str) -> None:
 def _check_u64(value: object, what: str) -> None:
     if not _is_int(value) or not 0 <= value <= _U64:  # type: ignore[operator]
         raise UsageError(what + " must be a u64")
+
+
+def _check_code(code: object) -> str:
+    if not isinstance(code, str):
+        raise UsageError("linking code must be a str")
+    if not code.isascii() or len(code) > MAX_LINKING_CODE:
+        raise UsageError("linking code must be at most MAX_LINKING_CODE ASCII characters")
+    return code
+
+
+def _get_code(value: str) -> str:
+    if not value.isascii() or len(value) > MAX_LINKING_CODE:
+        raise DecodeError("linking code is too long or not ASCII")
+    return str(value)
 
 
 def _need(value: bytes, length: int, what: str) -> bytes:
@@ -703,6 +806,7 @@ def _encode_request(pb: Any, body: Request) -> None:
         r.signature = bytes(body.signature)
         r.protocol_version = body.protocol_version
         r.registration_token = bytes(body.registration_token)
+        r.linking_code = _check_code(body.linking_code)
     elif isinstance(body, UploadPreKeys):
         u = pb.upload_pre_keys
         u.SetInParent()
@@ -770,6 +874,19 @@ def _encode_request(pb: Any, body: Request) -> None:
     elif isinstance(body, SetAccessKey):
         _check_bytes(body.access_key, ACCESS_KEY_LENGTH, "access_key")
         pb.set_access_key.access_key = bytes(body.access_key)
+    elif isinstance(body, OpenProvisioning):
+        pb.open_provisioning.SetInParent()
+    elif isinstance(body, GetLinkingCode):
+        pb.get_linking_code.SetInParent()
+    elif isinstance(body, SendProvisioning):
+        _check_bytes(body.address, PROVISIONING_ADDRESS_LENGTH, "address")
+        _check_bytes(body.envelope, None, "envelope")
+        pb.send_provisioning.address = bytes(body.address)
+        pb.send_provisioning.envelope = bytes(body.envelope)
+    elif isinstance(body, RemoveDevice):
+        _check_u32(body.device_id, "device_id")
+        pb.remove_device.device_id = body.device_id
+        pb.remove_device.SetInParent()
     else:
         _encode_kt_request(pb, body)
 
@@ -888,6 +1005,20 @@ def _encode_response(pb: Any, r: Response) -> None:
     elif isinstance(body, KtAppendOnlyResult):
         pb.kt_append_only.SetInParent()
         pb.kt_append_only.proof = bytes(body.proof)
+    elif isinstance(body, ProvisioningAddress):
+        _check_bytes(body.address, PROVISIONING_ADDRESS_LENGTH, "address")
+        _check_u64(body.expires_at_ms, "expires_at_ms")
+        pb.provisioning_address.address = bytes(body.address)
+        pb.provisioning_address.expires_at_ms = body.expires_at_ms
+    elif isinstance(body, LinkingCode):
+        _check_u64(body.expires_at_ms, "expires_at_ms")
+        pb.linking_code.code = _check_code(body.code)
+        pb.linking_code.expires_at_ms = body.expires_at_ms
+        pb.linking_code.SetInParent()
+    elif isinstance(body, Registered):
+        _check_u32(body.device_id, "device_id")
+        pb.registered.device_id = body.device_id
+        pb.registered.SetInParent()
     else:
         raise UsageError("unknown response body type")
 
@@ -933,6 +1064,13 @@ def encode_server_frame(frame: ServerFrame) -> bytes:
             pb.challenge.protocol_version = frame.protocol_version
         elif isinstance(frame, QueueEmpty):
             pb.queue_empty.SetInParent()
+        elif isinstance(frame, ProvisionEnvelope):
+            _check_bytes(frame.address, PROVISIONING_ADDRESS_LENGTH, "address")
+            _check_bytes(frame.envelope, None, "envelope")
+            pb.provision.address = bytes(frame.address)
+            pb.provision.envelope = bytes(frame.envelope)
+        elif isinstance(frame, DeviceRemoved):
+            pb.device_removed.SetInParent()
         else:
             raise UsageError("expected a server frame")
     except (TypeError, ValueError):
@@ -1013,6 +1151,7 @@ def _decode_request(pb: Any, kind: str) -> Request:
             signature=_need(r.signature, SIGNATURE_LENGTH, "signature"),
             protocol_version=int(r.protocol_version),
             registration_token=_token(r.registration_token),
+            linking_code=_get_code(r.linking_code),
         )
     if kind == "upload_pre_keys":
         u = pb.upload_pre_keys
@@ -1077,6 +1216,18 @@ def _decode_request(pb: Any, kind: str) -> Request:
         return GetServerTrustRoot()
     if kind == "set_access_key":
         return SetAccessKey(_need(pb.set_access_key.access_key, ACCESS_KEY_LENGTH, "access key"))
+    if kind == "open_provisioning":
+        return OpenProvisioning()
+    if kind == "get_linking_code":
+        return GetLinkingCode()
+    if kind == "send_provisioning":
+        sp = pb.send_provisioning
+        return SendProvisioning(
+            _need(sp.address, PROVISIONING_ADDRESS_LENGTH, "provisioning address"),
+            bytes(sp.envelope),
+        )
+    if kind == "remove_device":
+        return RemoveDevice(int(pb.remove_device.device_id))
     if kind == "kt_get_keys":
         return KtGetKeys()
     if kind == "kt_get_heads":
@@ -1208,6 +1359,16 @@ def _decode_response(pb: Any) -> Response:
         )
     elif kind == "kt_append_only":
         body = KtAppendOnlyResult(bytes(pb.kt_append_only.proof))
+    elif kind == "provisioning_address":
+        pa = pb.provisioning_address
+        body = ProvisioningAddress(
+            _need(pa.address, PROVISIONING_ADDRESS_LENGTH, "provisioning address"),
+            int(pa.expires_at_ms),
+        )
+    elif kind == "linking_code":
+        body = LinkingCode(_get_code(pb.linking_code.code), int(pb.linking_code.expires_at_ms))
+    elif kind == "registered":
+        body = Registered(int(pb.registered.device_id))
     return Response(int(pb.request_id), code, str(pb.status.message), body)
 
 
@@ -1240,4 +1401,11 @@ def decode_server_frame(data: bytes) -> ServerFrame:
         )
     if kind == "queue_empty":
         return QueueEmpty()
+    if kind == "provision":
+        return ProvisionEnvelope(
+            _need(pb.provision.address, PROVISIONING_ADDRESS_LENGTH, "provisioning address"),
+            bytes(pb.provision.envelope),
+        )
+    if kind == "device_removed":
+        return DeviceRemoved()
     raise DecodeError("ServerFrame: empty or unknown frame")

@@ -30,7 +30,7 @@ from securemsg.protocol.keys import (
     generate_registration_id,
 )
 from securemsg.relay.server import RelayServer
-from securemsg.relay.service import RelayConfig
+from securemsg.relay.service import RelayConfig, RelayService
 from securemsg.store.memory import InMemoryProtocolStore
 from securemsg.wire import relay_frames as rf
 
@@ -63,6 +63,8 @@ class Device:
     last_resort: KyberPreKeyRecord | None = None
     kyber: list[KyberPreKeyRecord] = field(default_factory=list)
     store: InMemoryProtocolStore | None = None
+    #: for a device linked to an existing account: the code its primary got (GetLinkingCode)
+    linking_code: str = ""
 
     @classmethod
     def new(
@@ -127,10 +129,21 @@ class Device:
             ),
             unidentified_access_key=self.access_key,
             signature=self.sign_auth(nonce),
+            linking_code=self.linking_code,
         )
 
     def authenticate(self, nonce: bytes) -> rf.Authenticate:
         return rf.Authenticate(self.aci, self.device_id, self.sign_auth(nonce))
+
+
+def linking_code(service: RelayService, primary: Device, now: int = NOW) -> str:
+    """A fresh linking code for ``primary``'s account (asked as its device 1 would)."""
+    s = service.new_session()
+    auth = service.handle(s, rf.ClientFrame(1, primary.authenticate(s.nonce)), now)
+    assert auth.response.code == rf.StatusCode.OK, auth.response
+    out = service.handle(s, rf.ClientFrame(2, rf.GetLinkingCode()), now)
+    assert isinstance(out.response.body, rf.LinkingCode), out.response
+    return out.response.body.code
 
 
 def to_bundle(b: rf.DeviceBundle) -> PreKeyBundle:
@@ -158,6 +171,8 @@ class RawClient:
         self.nonce = nonce
         self.pushes: list[rf.Envelope] = []
         self.queue_empty = 0
+        self.provisions: list[rf.ProvisionEnvelope] = []
+        self.removed = 0
         self._next_id = 1
 
     @classmethod
@@ -175,6 +190,10 @@ class RawClient:
             self.pushes.append(frame)
         elif isinstance(frame, rf.QueueEmpty):
             self.queue_empty += 1
+        elif isinstance(frame, rf.ProvisionEnvelope):
+            self.provisions.append(frame)
+        elif isinstance(frame, rf.DeviceRemoved):
+            self.removed += 1
         return frame
 
     async def send_raw(self, data: bytes | str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from relay_harness import NOW, Device
+from relay_harness import NOW, Device, linking_code
 
 from securemsg.crypto.rng import SystemRng
 from securemsg.limits import MAX_DEVICE_ID
@@ -45,6 +45,7 @@ def test_one_account_filling_its_devices_leaves_room_for_everyone_else(tmp_path:
         max_mailbox_bytes=MAILBOX,
         max_total_queued_bytes=RELAY_BUDGET,
         max_account_queued_bytes=ACCOUNT_SHARE,
+        linking_code_burst=10,
     )
     with SqliteRelayStore.open(tmp_path / "relay.db") as store:
         service = RelayService(store, SystemRng(), cfg)
@@ -55,6 +56,7 @@ def test_one_account_filling_its_devices_leaves_room_for_everyone_else(tmp_path:
         ]
         attacker = _register(service, first)
         for d in siblings:
+            d.linking_code = linking_code(service, first)
             _register(service, d)
         # Identified self-sends to the sibling devices (never read) until refused, halving
         # the body on each refusal to top the share off.
@@ -111,7 +113,9 @@ def test_the_account_share_frees_up_with_acks_and_expiry(tmp_path: Path) -> None
         first, second = Device.new(8401), Device.new(8402)
         for d in (first, second):
             _register(service, d)
-        _register(service, Device.new(8404, device_id=2, identity=first.identity, aci=first.aci))
+        linked = Device.new(8404, device_id=2, identity=first.identity, aci=first.aci)
+        linked.linking_code = linking_code(service, first)
+        _register(service, linked)
         aci, other = first.aci, second.aci
         share = 250
         assert store.enqueue(

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from relay_harness import NOW, Device, RawClient, registered, relay, run
+from relay_harness import NOW, Device, RawClient, linking_code, registered, relay, run
 
 from securemsg._proto import relay_pb2
 from securemsg.crypto.rng import DeterministicRng
@@ -455,6 +455,7 @@ def test_sealed_rate_refuses_a_whole_send_when_one_device_is_over(tmp_path: Path
     a1 = Device.new(21)
     a2 = Device.new(21, device_id=2, identity=a1.identity, aci=a1.aci, access_key=a1.access_key)
     assert h.register(a1).response.code == 0
+    a2.linking_code = linking_code(h.svc, a1)
     assert h.register(a2).response.code == 0
     anon = h.svc.new_session()
 
