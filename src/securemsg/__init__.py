@@ -87,6 +87,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
     from securemsg.crypto.rng import Rng, SystemRng
     from securemsg.errors import (
         DecodeError,
+        DeviceRemovedError,
         DuplicateMessageError,
         FingerprintError,
         InternalError,
@@ -101,6 +102,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         KeyTransparencyMonitorError,
         KeyTransparencyPending,
         KeyTransparencyProofError,
+        LinkingCodeError,
         MessageGapTooLargeError,
         NoSessionError,
         PeerError,
@@ -265,6 +267,7 @@ __all__ = [
     "SystemRng",
     # errors
     "DecodeError",
+    "DeviceRemovedError",
     "DuplicateMessageError",
     "FingerprintError",
     "InternalError",
@@ -279,6 +282,7 @@ __all__ = [
     "KeyTransparencyMonitorError",
     "KeyTransparencyPending",
     "KeyTransparencyProofError",
+    "LinkingCodeError",
     "MessageGapTooLargeError",
     "NoSessionError",
     "PeerError",
@@ -325,6 +329,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "securemsg.crypto.rng": ("Rng", "SystemRng"),
     "securemsg.errors": (
         "DecodeError",
+        "DeviceRemovedError",
         "DuplicateMessageError",
         "FingerprintError",
         "InternalError",
@@ -339,6 +344,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "KeyTransparencyMonitorError",
         "KeyTransparencyPending",
         "KeyTransparencyProofError",
+        "LinkingCodeError",
         "MessageGapTooLargeError",
         "NoSessionError",
         "PeerError",

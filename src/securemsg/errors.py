@@ -17,6 +17,7 @@ tell a bug in its own code from a hostile or broken peer::
     │   ├── InvalidPreKeyError      a prekey id that is unknown, used or replayed
     │   ├── SealedSenderError       a sealed-sender envelope or certificate was refused
     │   ├── TrustRootMismatch       the relay presents another trust root than the pinned one
+    │   ├── ProvisioningError       a provisioning (device-linking) envelope was refused
     │   └── KeyTransparencyError    a key-transparency proof or epoch head was refused
     │       ├── KeyTransparencyProofError   a lookup/history/append-only proof does not verify
     │       ├── KeyTransparencyDecodeError  a proof or head does not decode (also a DecodeError)
@@ -29,8 +30,10 @@ tell a bug in its own code from a hostile or broken peer::
     ├── FingerprintError            safety numbers do not match or are not comparable
     ├── StorageError                a store failed or a stored record is corrupt
     ├── InternalError               a bug in securemsg
+    ├── LinkingCodeError            a device-linking code is malformed, mistyped or expired
     └── RelayError                  the relay refused a request (``code``)
-        └── SealedDeliveryRefused   a sealed send cannot be had; nothing was sent identified
+        ├── SealedDeliveryRefused   a sealed send cannot be had; nothing was sent identified
+        └── DeviceRemovedError      this device was removed from its account (unlinked)
 
 Contract shared by all of them: **raising leaves stored state unchanged** unless the class says
 otherwise. Values a caller branches on are attributes, never parsed from the message text, and
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 __all__ = [
     "DecodeError",
+    "DeviceRemovedError",
     "DuplicateMessageError",
     "FingerprintError",
     "InternalError",
@@ -55,9 +59,11 @@ __all__ = [
     "KeyTransparencyMonitorError",
     "KeyTransparencyPending",
     "KeyTransparencyProofError",
+    "LinkingCodeError",
     "MessageGapTooLargeError",
     "NoSessionError",
     "PeerError",
+    "ProvisioningError",
     "RelayError",
     "SealedDeliveryRefused",
     "SealedSenderError",
@@ -185,6 +191,25 @@ class TrustRootMismatch(PeerError):
         self.presented = presented
 
 
+class ProvisioningError(PeerError):
+    """A provisioning envelope (what links a new device to an account) was refused.
+
+    Raised by :mod:`securemsg.provisioning` for an envelope that is oversize, does not decode,
+    has another version byte, a bad key, a MAC that does not verify (tampered, or sealed to
+    another key), bad padding, a message whose fields are missing or of the wrong length, or
+    one that arrives after this device already accepted one (a replay). Nothing is written:
+    the new device keeps no identity from a refused envelope.
+
+    Attributes:
+        reason: a short machine-readable reason: ``"size"``, ``"decode"``, ``"version"``,
+            ``"key"``, ``"mac"``, ``"padding"``, ``"fields"`` or ``"replay"``.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class UntrustedIdentityError(SecureMsgError):
     """The peer's identity key differs from the one we trust for that address.
 
@@ -272,6 +297,34 @@ class SealedDeliveryRefused(RelayError):
         super().__init__(message, code)
         self.reason = reason
         self.recipient = recipient
+
+
+class DeviceRemovedError(RelayError):
+    """This device was removed from its account (unlinked by the account's primary device).
+
+    The relay deleted the device, its keys and its mailbox, and says so: a push on the open
+    connection just before closing it, or a ``NOT_FOUND`` answer to the device's proof of
+    identity. The client stops reconnecting and refuses every further request with this error;
+    its database stays on disk (messages received before the removal remain readable) until
+    the user deletes it. Linking it again means linking a new device.
+
+    Attributes:
+        code: as :class:`RelayError` (``NOT_FOUND``).
+    """
+
+
+class LinkingCodeError(SecureMsgError):
+    """A device-linking code was refused; nothing was sent or written.
+
+    Attributes:
+        reason: ``"malformed"`` (not a linking code), ``"checksum"`` (mistyped: the checksum
+            does not match), or ``"expired"`` (the relay no longer knows the code's address:
+            it expired, was used already, or was never opened, or nobody approved it in time).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # Key transparency (``securemsg.kt``): under PeerError, because the refused bytes come from the

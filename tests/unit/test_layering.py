@@ -35,6 +35,7 @@ RANK = {
     "_proto": 1,
     "wire": 2,
     "protocol": 3,
+    "provisioning": 3,
     "store": 4,
     "cipher": 5,
     "batch": 5,
@@ -75,7 +76,7 @@ def test_dependency_direction(path: Path) -> None:
             assert layer == "crypto", f"{name} imported outside crypto/"
         if name.startswith("securemsg._proto"):
             assert layer == "wire", "only wire/ may import generated protobuf modules"
-        if top in IMPURE and layer in ("wire", "protocol"):
+        if top in IMPURE and layer in ("wire", "protocol", "provisioning"):
             pytest.fail(f"pure core module imports {name}")
         if top == "os" and layer == "crypto":
             assert path.name == "rng.py", "only crypto/rng.py may read the OS (for randomness)"

@@ -251,6 +251,7 @@ EXPECTED: dict[str, str] = {
     "SystemRng": "class()",
     # errors
     "DecodeError": "exception(PeerError)",
+    "DeviceRemovedError": "exception(RelayError)",
     "DuplicateMessageError": "exception(PeerError)",
     "FingerprintError": "exception(SecureMsgError)",
     "InternalError": "exception(SecureMsgError)",
@@ -265,6 +266,7 @@ EXPECTED: dict[str, str] = {
     "KeyTransparencyMonitorError": "exception(KeyTransparencyError)",
     "KeyTransparencyPending": "exception(KeyTransparencyError)",
     "KeyTransparencyProofError": "exception(KeyTransparencyError)",
+    "LinkingCodeError": "exception(SecureMsgError)",
     "MessageGapTooLargeError": "exception(PeerError)",
     "NoSessionError": "exception(SecureMsgError)",
     "PeerError": "exception(SecureMsgError)",

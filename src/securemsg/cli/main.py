@@ -10,7 +10,10 @@ One click group (``securemsg --version`` prints the package version) with these 
 * ``securemsg relay serve`` / ``securemsg relay disclose`` -- run a relay; report everything
   it holds about one account.
 * ``securemsg client register|whoami|add-contact|send|receive|chat`` -- a device in a
-  directory (``--home``), so two terminals can talk through a running relay. ``receive`` and
+  directory (``--home``), so two terminals can talk through a running relay.
+  ``securemsg client link|approve|devices|unlink`` -- linked devices: a new device shows a
+  linking code (text and a QR code) and waits; the primary approves it; the primary lists and
+  unlinks devices. ``receive`` and
   ``chat`` also check the account's own key in the relay's key-transparency directory (at
   start; ``chat`` then hourly) and say so in words if the relay published a key it did not create.
 * ``securemsg kt audit`` -- audit a relay's key-transparency directory (append-only proofs,
@@ -43,7 +46,7 @@ import click
 from rich.console import Console
 
 from securemsg import __version__
-from securemsg.errors import SealedDeliveryRefused, SecureMsgError
+from securemsg.errors import DeviceRemovedError, SealedDeliveryRefused, SecureMsgError
 from securemsg.relay.service import RelayConfig
 
 __all__ = ["cli", "main"]
@@ -665,7 +668,7 @@ _home_option = click.option(
 
 @cli.group(cls=_Group)
 def client() -> None:
-    """A client device in a directory: register, send, receive, chat."""
+    """A client device in a directory: register, send, receive, chat; link devices."""
 
 
 def _private_home(home: Path) -> None:
@@ -958,8 +961,11 @@ def client_chat(home: Path, to: str, allow_identified: bool) -> None:
             await c.connect()
 
             async def printer() -> None:
-                async for m in c:
-                    _print_message(console, m)
+                try:
+                    async for m in c:
+                        _print_message(console, m)
+                except DeviceRemovedError as exc:  # unlinked: nothing more will come
+                    click.echo(f"Error: {exc}; end the chat with Ctrl-D", err=True)
 
             async def failure_printer() -> None:
                 while (f := await c.receive_failure()) is not None:
@@ -992,6 +998,169 @@ def client_chat(home: Path, to: str, allow_identified: bool) -> None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+        finally:
+            await c.close()
+
+    _run(go())
+
+
+# -- linked devices ------------------------------------------------------------------------
+
+
+@client.command("link")
+@_home_option
+@click.option("--relay", "relay_url", required=True, help="The relay, e.g. ws://127.0.0.1:8765.")
+@click.option(
+    "--trust-root",
+    default=None,
+    help="The relay's trust-root key (hex). The account's primary device hands over the key it "
+    "pins; with this option it must be that key too. Without it, the account's key is used "
+    "(and must be the relay's).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 3600),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for the primary device to approve the code.",
+)
+@click.option(
+    "--qr",
+    type=click.Choice(["dark", "light", "none"]),
+    default="dark",
+    show_default=True,
+    help="Draw the code as a QR code for a terminal with a dark or a light background "
+    "(a phone reads it only if drawn for the right one), or not at all.",
+)
+@click.option(
+    "--registration-token",
+    default=None,
+    help="An invitation token, for a relay that admits registrations only with one.",
+)
+def client_link(
+    home: Path,
+    relay_url: str,
+    trust_root: str | None,
+    timeout: float,
+    qr: str,
+    registration_token: str | None,
+) -> None:
+    """Link a NEW device in HOME to an account you already have on another device.
+
+    Prints a linking code (and a QR code) and waits. On the account's primary device, run
+    `securemsg client approve --home PRIMARY CODE` with that code. This device then gets the
+    account's identity and registers with the relay as a new device of the account (the relay
+    picks its device id). HOME is created owner-only (0700); if linking fails (a wrong or
+    expired code, a refused envelope, another trust root), nothing is left behind.
+    """
+    from securemsg.cli.devices import qr_lines
+    from securemsg.client import Client
+
+    created_home = not home.exists()
+    new_dirs = [d for d in (home, *home.parents) if not d.exists()]  # deepest first
+    path = home / _DEVICE_FILE
+    if path.exists():
+        raise click.ClickException(f"{home} already holds a device")
+
+    def show(code: str) -> None:
+        click.echo("Linking code (valid for a few minutes; approve it on your primary device):")
+        click.echo(code)
+        if qr != "none":
+            for line in qr_lines(code, dark_background=qr == "dark"):
+                click.echo(line)
+        click.echo(f"On the primary device: securemsg client approve --home <its home> '{code}'")
+        click.echo(f"waiting up to {timeout:g} s for the approval...")
+
+    async def go() -> None:
+        if created_home:
+            home.mkdir(parents=True, mode=0o700)
+            home.chmod(0o700)  # mkdir's mode is filtered by the umask
+        else:
+            _private_home(home)
+        c = await Client.link(
+            path,
+            relay_url,
+            on_code=show,
+            trust_root=trust_root,
+            timeout_s=timeout,
+            registration_token=(registration_token or "").encode(),
+        )
+        try:
+            click.echo(f"linked: this is device {c.device_id} of {c.aci}")
+        finally:
+            await c.close()
+
+    try:
+        _run(go())
+    except BaseException:
+        for d in new_dirs:  # only directories we created, and only if empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+
+
+@client.command("approve")
+@_home_option
+@click.argument("code")
+def client_approve(home: Path, code: str) -> None:
+    """Approve a new device: give it this account (primary device only).
+
+    CODE is the linking code the new device shows (`securemsg client link`; quote it in the
+    shell). A mistyped code is refused before anything is sent. The new device receives the
+    account's identity key pair, ACI, access key and trust root, encrypted to a one-time key
+    in the code: the relay carries only ciphertext.
+    """
+
+    async def go() -> None:
+        c = await _open(home)
+        try:
+            await c.connect()
+            await c.approve_link(code)
+            click.echo("approved: the new device is registering (see `securemsg client devices`)")
+        finally:
+            await c.close()
+
+    _run(go())
+
+
+@client.command("devices")
+@_home_option
+def client_devices(home: Path) -> None:
+    """List this account's devices (id, registration id, which is the primary and this one)."""
+
+    async def go() -> None:
+        c = await _open(home)
+        try:
+            await c.connect()
+            for d in await c.devices():
+                notes = [
+                    n for n, on in (("primary", d.primary), ("this device", d.this_device)) if on
+                ]
+                extra = f"  ({', '.join(notes)})" if notes else ""
+                click.echo(f"device {d.device_id}  registration id {d.registration_id}{extra}")
+        finally:
+            await c.close()
+
+    _run(go())
+
+
+@client.command("unlink")
+@_home_option
+@click.argument("device_id", metavar="N", type=click.IntRange(2, 127))
+def client_unlink(home: Path, device_id: int) -> None:
+    """Remove device N from this account (primary device only).
+
+    The relay deletes the device, its keys and its waiting messages; the device is told and
+    stops working (DeviceRemovedError); people sending to this account stop encrypting to it
+    at their next send. Its own files stay on that device until deleted there.
+    """
+
+    async def go() -> None:
+        c = await _open(home)
+        try:
+            await c.connect()
+            await c.unlink(device_id)
+            click.echo(f"unlinked device {device_id}")
         finally:
             await c.close()
 

@@ -63,6 +63,12 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   :meth:`Client.create_group`, :meth:`Client.failures`, :attr:`Client.store`) still touch the
   database from the loop, taking turns with that thread.
 * **Connection loss** is followed by a bounded number of reconnect attempts.
+* **Linked devices** (:mod:`securemsg.client.devices`): :meth:`Client.link` makes a new
+  device of an existing account (it shows a linking code, the primary device approves it with
+  :meth:`Client.approve_link`, and the account's identity arrives sealed to a one-time key);
+  :meth:`Client.devices` lists the account's devices and :meth:`Client.unlink` (primary only)
+  removes one. A removed device is told by the relay and raises
+  :class:`~securemsg.errors.DeviceRemovedError` from then on, without reconnecting.
 
 * **What the client refuses from its relay.** A relay whose trust root differs from the
   pinned one (checked at :meth:`Client.register` and on every connection:
@@ -117,6 +123,7 @@ from typing import Final, TypeVar
 from securemsg import cipher
 from securemsg.aio.sqlite import AsyncSqliteProtocolStore
 from securemsg.client.connection import CONNECTION_LOST, RelayConnection
+from securemsg.client.devices import LinkedDevice
 from securemsg.client.kt import ClientKeyTransparency, KtMonitorResult, KtWarning
 from securemsg.client.store import (
     ClientStore,
@@ -131,6 +138,7 @@ from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.rng import Rng, SystemRng
 from securemsg.errors import (
     DecodeError,
+    DeviceRemovedError,
     DuplicateMessageError,
     InvalidKeyError,
     InvalidMessageError,
@@ -215,6 +223,7 @@ from securemsg.wire.relay_frames import (
     QueueEmpty,
     RecipientAccess,
     Register,
+    Registered,
     Request,
     Response,
     RotateSignedPreKey,
@@ -538,6 +547,7 @@ class Client:
         self._inbox_event = asyncio.Event()
         self._sync_lock = asyncio.Lock()
         self._closing = False
+        self._removed = False
         self._prekeys_used = False
         self._allow_identified = bool(allow_identified)
         if kt_pending not in ("wait", "warn"):
@@ -804,9 +814,10 @@ class Client:
 
     # -- registration and connection --------------------------------------------------------
 
-    def _sign_challenge(self, nonce: bytes) -> bytes:
+    def _sign_challenge(self, nonce: bytes, device_id: int | None = None) -> bytes:
         identity = self._store.get_identity_key_pair()
-        return identity.sign(auth_message(nonce, _aci_bytes(self._aci), self._device_id), self._rng)
+        device = self._device_id if device_id is None else device_id
+        return identity.sign(auth_message(nonce, _aci_bytes(self._aci), device), self._rng)
 
     async def _check_trust_root(self, conn: RelayConnection) -> PublicKey:
         """Ask the relay for its trust root; refuse one other than the pinned root.
@@ -852,8 +863,14 @@ class Client:
                 ``FORBIDDEN``: no valid registration token; ``RATE_LIMITED``) or could not be
                 reached (code ``CONNECTION_LOST``).
         """
+        await self._register(registration_token, "")
+
+    async def _register(self, registration_token: bytes, linking_code: str) -> None:
+        """:meth:`register`; with ``linking_code`` (a new linked device, see
+        :mod:`securemsg.client.devices`) the relay assigns the device id, which is stored."""
         if self.registered:
             raise UsageError("this device is already registered")
+        device_id = 0 if linking_code else self._device_id
         conn = await RelayConnection.open(self._relay_url, ssl=self.relay_ssl)
         try:
             root = await self._check_trust_root(conn)
@@ -866,7 +883,7 @@ class Client:
                 pre_keys, kyber_keys = self._new_one_time_keys(identity, now, True, True)
             request = Register(
                 aci=_aci_bytes(self._aci),
-                device_id=self._device_id,
+                device_id=device_id,
                 registration_id=store.get_local_registration_id(),
                 identity_key=identity.identity_key.to_bytes(),
                 signed_pre_key=spk,
@@ -874,14 +891,24 @@ class Client:
                 pre_keys=pre_keys,
                 kyber_pre_keys=kyber_keys,
                 unidentified_access_key=self._access_key,
-                signature=self._sign_challenge(conn.challenge),
+                signature=self._sign_challenge(conn.challenge, device_id),
                 registration_token=bytes(registration_token),
+                linking_code=linking_code,
             )
-            await conn.request(request)
+            resp = await conn.request(request)
+            if linking_code:
+                assigned = resp.body.device_id if isinstance(resp.body, Registered) else 0
+                if not 2 <= assigned <= MAX_DEVICE_ID:
+                    raise RelayError("relay assigned no valid device id", int(StatusCode.INTERNAL))
+                device_id = assigned
         except BaseException:
             await conn.close()
             raise
         with self._store.transaction():
+            if linking_code:
+                self._store.set_meta("device_id", device_id)
+                self._device_id = device_id
+                self._address = ProtocolAddress(self._aci, device_id)
             if self._trust_root is None:
                 self._store.set_meta("trust_root", root.to_bytes())
             self._kt.store_keys(kt_keys)
@@ -905,6 +932,8 @@ class Client:
         """
         if not self.registered:
             raise UsageError("register this device first")
+        if self._removed:
+            raise self._removed_error()
         if self.connected:
             return
         self._closing = False
@@ -923,11 +952,16 @@ class Client:
             if not self._kt.pinned:  # registered before key transparency: pinned now (TOFU)
                 with self._store.transaction():
                     self._kt.store_keys(kt_keys)
-            await conn.request(
-                Authenticate(
-                    _aci_bytes(self._aci), self._device_id, self._sign_challenge(conn.challenge)
+            try:
+                await conn.request(
+                    Authenticate(
+                        _aci_bytes(self._aci), self._device_id, self._sign_challenge(conn.challenge)
+                    )
                 )
-            )
+            except RelayError as exc:
+                if exc.code == StatusCode.NOT_FOUND:  # a valid proof, but no such device
+                    raise self._mark_removed() from None
+                raise
         except BaseException:
             await conn.close()
             raise
@@ -961,6 +995,8 @@ class Client:
     async def _request(self, body: Request) -> Response:
         if not self.registered:
             raise UsageError("register this device first")
+        if self._removed:
+            raise self._removed_error()
         if not self.connected:
             if self._reconnector is None or self._reconnector.done():
                 raise RelayError("not connected to the relay", CONNECTION_LOST)
@@ -969,6 +1005,8 @@ class Client:
                     await self._ready.wait()
             except TimeoutError:
                 raise RelayError("not connected to the relay", CONNECTION_LOST) from None
+            if self._removed:  # the reconnect learned that this device was unlinked
+                raise self._removed_error()
         conn = self._conn
         if conn is None:
             raise RelayError("not connected to the relay", CONNECTION_LOST)
@@ -996,6 +1034,9 @@ class Client:
                 return
             try:
                 await self._open_authenticated()
+            except DeviceRemovedError:
+                _log.warning("this device was removed from its account; not reconnecting")
+                return
             except RelayError as exc:
                 if exc.code != CONNECTION_LOST:
                     _log.warning("reconnect refused: %s", exc)
@@ -1127,6 +1168,136 @@ class Client:
         self._store.set_meta("access_key", key)
         self._access_key = key
         return key
+
+    # -- linked devices (the work is in securemsg.client.devices) -------------------------
+
+    @classmethod
+    async def link(
+        cls,
+        path: str | os.PathLike[str],
+        relay_url: str,
+        *,
+        on_code: Callable[[str], object],
+        trust_root: PublicKey | bytes | str | None = None,
+        timeout_s: float = 600.0,
+        registration_token: bytes = b"",
+        rng: Rng | None = None,
+        clock: Callable[[], int] | None = None,
+        relay_ssl: ssl.SSLContext | None = None,
+        prekey_batch: int = DEFAULT_PREKEY_BATCH,
+        prekey_low_water: int | None = None,
+        allow_identified: bool = False,
+        kt_pending: str = "warn",
+        kt_auditors: Sequence[bytes] = (),
+        kt_min_cosignatures: int = 0,
+        kt_monitor_interval_s: float = 3600.0,
+    ) -> Client:
+        """Link a NEW device to an existing account and register it; returns it connected.
+
+        Opens a provisioning address on the relay, calls ``on_code(code)`` with the linking
+        code to show (it may be a coroutine function; the CLI prints the code and a QR code),
+        and waits up to ``timeout_s`` seconds for the account's primary device to approve it
+        (:meth:`approve_link`). The provisioning envelope is opened, the device database is
+        created at ``path`` (``0600``) with the account's identity, ACI, access key and trust
+        root, and the device registers; the relay assigns its id (:attr:`device_id`).
+
+        Nothing is written if any step fails: the database is created only after the
+        envelope opened, and removed again if registration fails. ``registration_token`` is
+        for relays that admit registrations by invitation (as for :meth:`register`). The other
+        options are as for :meth:`create`; ``relay_ssl`` is the TLS context for a ``wss://``
+        relay.
+
+        Raises:
+            UsageError: ``path`` exists, or a bad argument.
+            LinkingCodeError: reason ``"expired"``: nobody approved the code in time.
+            ProvisioningError: the envelope was refused (tampered, sealed to another key, a
+                replay, or malformed); see its ``reason``.
+            TrustRootMismatch: the relay presents another trust root than ``trust_root`` or
+                than the one the account pins, or the account pins another than
+                ``trust_root``.
+            RelayError: the relay refused (e.g. ``FORBIDDEN``: the one-time code in the
+                envelope is used or expired) or is unreachable (``CONNECTION_LOST``).
+        """
+        from securemsg.client.devices import LinkOptions, link_device
+
+        options = LinkOptions(
+            timeout_s=timeout_s,
+            registration_token=bytes(registration_token),
+            trust_root=_public_key(trust_root),
+            rng=rng if rng is not None else SystemRng(),
+            clock=clock,
+            relay_ssl=relay_ssl,
+            prekey_batch=prekey_batch,
+            prekey_low_water=prekey_low_water,
+            allow_identified=allow_identified,
+            kt_pending=kt_pending,
+            kt_auditors=tuple(kt_auditors),
+            kt_min_cosignatures=kt_min_cosignatures,
+            kt_monitor_interval_s=kt_monitor_interval_s,
+        )
+        return await link_device(cls, path, relay_url, on_code, options)
+
+    async def approve_link(self, code: str) -> None:
+        """Link the new device showing ``code`` to this account (the primary device only).
+
+        Hands the new device the account's identity key pair, ACI, access key and trust root,
+        sealed to the code's one-time key (the relay carries only ciphertext), with a one-time
+        registration code from the relay.
+
+        Raises:
+            LinkingCodeError: the code is malformed or mistyped (checked before anything is
+                sent), or ``"expired"``: the relay no longer holds the code's address.
+            UsageError: this is not the primary device, or not registered.
+            RelayError: the relay refused or is unreachable.
+        """
+        from securemsg.client.devices import approve_link
+
+        await approve_link(self, code)
+
+    async def devices(self) -> list[LinkedDevice]:
+        """This account's devices, as the relay lists them, by id.
+
+        Raises:
+            RelayError: refused or not connected.
+            DecodeError: the relay's list is impossible (a device id out of range, twice).
+        """
+        from securemsg.client.devices import list_devices
+
+        return await list_devices(self)
+
+    async def unlink(self, device_id: int) -> None:
+        """Remove another device of this account (the primary device only).
+
+        The relay deletes the device, its keys and its mailbox, tells it (it raises
+        :class:`~securemsg.errors.DeviceRemovedError` from then on), and answers later
+        sends that still list it with a device mismatch, so senders stop encrypting to it.
+        This device's session with it is removed too.
+
+        Raises:
+            UsageError: not the primary device, or ``device_id`` is not 2..127.
+            RelayError: refused (``NOT_FOUND``: no such device) or not connected.
+        """
+        from securemsg.client.devices import unlink_device
+
+        await unlink_device(self, device_id)
+
+    @property
+    def removed(self) -> bool:
+        """Whether the relay said this device was removed from its account (unlinked)."""
+        return self._removed
+
+    def _removed_error(self) -> DeviceRemovedError:
+        return DeviceRemovedError(
+            "this device was removed from its account (unlinked by the primary device)",
+            int(StatusCode.NOT_FOUND),
+        )
+
+    def _mark_removed(self) -> DeviceRemovedError:
+        """Remember that this device was unlinked; wake every waiter so it raises."""
+        self._removed = True
+        self._ready.set()  # _request waiting for a reconnect re-checks and raises
+        self._inbox_event.set()  # receive() raises once the inbox is empty
+        return self._removed_error()
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -1887,7 +2058,9 @@ class Client:
         if self._conn is conn:
             self._conn = None
             self._ready.clear()
-            if not self._closing:
+            if conn.removed:  # the relay said this device was unlinked: no reconnecting
+                self._mark_removed()
+            elif not self._closing:
                 self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
 
     async def _handle_envelopes(self, conn: RelayConnection, envelopes: list[Envelope]) -> None:
@@ -2447,6 +2620,8 @@ class Client:
             item = await self._in_db(take)
             if item is not None:
                 return item
+            if self._removed:  # everything received before the removal was handed out
+                raise self._removed_error()
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return None

@@ -5,10 +5,13 @@ Theory of operation
 :class:`RelayConnection` opens ``ws://...``, reads the relay's :class:`Challenge` (always the
 first frame) and then runs one reader task that sorts incoming frames: a :class:`Response` wakes
 the request that is waiting for its ``request_id``; an :class:`Envelope` or :class:`QueueEmpty`
-goes into :attr:`RelayConnection.pushes` for the client to process in order. When the socket
-closes (or the relay sends bytes that do not decode), every waiting request fails with
+goes into :attr:`RelayConnection.pushes` for the client to process in order; a
+:class:`ProvisionEnvelope` (on a new device's provisioning connection) goes into
+:attr:`RelayConnection.provisions`; :class:`DeviceRemoved` (this device was unlinked: the relay
+closes the connection next, with code 4003) sets :attr:`RelayConnection.removed`. When the
+socket closes (or the relay sends bytes that do not decode), every waiting request fails with
 :class:`~securemsg.errors.RelayError` (code :data:`CONNECTION_LOST`), ``None`` is put into
-the push queue as an end marker, and :attr:`RelayConnection.closed` is set.
+both queues as an end marker, and :attr:`RelayConnection.closed` is set.
 
 :meth:`RelayConnection.request` turns a non-OK status into ``RelayError(message, code,
 details)`` so callers only ever see typed errors. Every wait is bounded by a timeout. The
@@ -32,7 +35,9 @@ from securemsg.wire.relay_frames import (
     MAX_FRAME_SIZE,
     Challenge,
     ClientFrame,
+    DeviceRemoved,
     Envelope,
+    ProvisionEnvelope,
     QueueEmpty,
     Request,
     Response,
@@ -41,7 +46,13 @@ from securemsg.wire.relay_frames import (
     encode_client_frame,
 )
 
-__all__ = ["CONNECTION_LOST", "MAX_RELAY_TEXT", "RelayConnection", "relay_text"]
+__all__ = [
+    "CLOSE_DEVICE_REMOVED",
+    "CONNECTION_LOST",
+    "MAX_RELAY_TEXT",
+    "RelayConnection",
+    "relay_text",
+]
 
 #: ``RelayError.code`` when the relay could not be reached or the connection dropped (not a
 #: relay status: the request may or may not have been handled).
@@ -55,6 +66,8 @@ REQUEST_TIMEOUT_S: Final = 30.0
 
 #: The close code of a relay policy close (an unauthenticated connection's limits).
 _CLOSE_POLICY: Final = 1008
+#: The close code the relay uses after telling a device it was removed from its account.
+CLOSE_DEVICE_REMOVED: Final = 4003
 
 #: Most characters of the relay's own text (a response's status message) that the client
 #: puts into an exception or a log line.
@@ -82,6 +95,10 @@ class RelayConnection:
     Attributes:
         challenge: the nonce the relay sent for this connection.
         pushes: envelopes and queue-empty markers, in arrival order; ``None`` once closed.
+        provisions: provisioning envelopes pushed to this (provisioning) connection;
+            ``None`` once closed.
+        removed: True once the relay said this device was removed from its account (a
+            ``DeviceRemoved`` push, or the close code :data:`CLOSE_DEVICE_REMOVED`).
         closed: set when the connection is gone.
         reopen: if set, how to get a new connection of the same kind; used when the relay
             closes this one by policy (close code 1008: an unauthenticated connection's
@@ -95,6 +112,8 @@ class RelayConnection:
         self._ws = ws
         self.challenge = challenge.nonce
         self.pushes: asyncio.Queue[Envelope | QueueEmpty | None] = asyncio.Queue()
+        self.provisions: asyncio.Queue[ProvisionEnvelope | None] = asyncio.Queue()
+        self.removed = False
         self.closed = asyncio.Event()
         self._waiting: dict[int, asyncio.Future[Response]] = {}
         self._next_id = 1
@@ -163,6 +182,10 @@ class RelayConnection:
                         fut.set_result(frame)
                 elif isinstance(frame, Envelope | QueueEmpty):
                     self.pushes.put_nowait(frame)
+                elif isinstance(frame, ProvisionEnvelope):
+                    self.provisions.put_nowait(frame)
+                elif isinstance(frame, DeviceRemoved):
+                    self.removed = True
         except ConnectionClosed:
             pass
         finally:
@@ -170,22 +193,34 @@ class RelayConnection:
             with contextlib.suppress(Exception):
                 await self._ws.close()
 
-    def _closed_by_policy(self) -> bool:
-        """True when the relay's close frame (received, even if not yet processed by the
-        reader) carries the policy close code."""
+    def _close_code(self) -> object:
+        """The code of the relay's close frame (received, even if not yet processed by the
+        reader), or None."""
         rcvd = getattr(getattr(self._ws, "protocol", None), "close_rcvd", None)
-        return getattr(rcvd, "code", None) == _CLOSE_POLICY
+        return getattr(rcvd, "code", None)
+
+    def _closed_by_policy(self) -> bool:
+        """True when the relay's close frame carries the policy close code."""
+        return self._close_code() == _CLOSE_POLICY
+
+    @property
+    def policy_closed(self) -> bool:
+        """True when the relay closed this connection by policy (close code 1008: a limit of
+        unauthenticated connections, or a provisioning address that expired)."""
+        return self._policy_closed or self._closed_by_policy()
 
     def _shutdown(self) -> None:
         if self.closed.is_set():
             return
         self._policy_closed = self._policy_closed or self._closed_by_policy()
+        self.removed = self.removed or self._close_code() == CLOSE_DEVICE_REMOVED
         self.closed.set()
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(_lost("was closed"))
         self._waiting.clear()
         self.pushes.put_nowait(None)
+        self.provisions.put_nowait(None)
 
     async def request(self, body: Request, *, timeout: float = REQUEST_TIMEOUT_S) -> Response:
         """Send one request and wait for its response (once more on a new connection, see

@@ -13,6 +13,7 @@
 import * as readline from 'node:readline';
 import * as SignalClient from '@signalapp/libsignal-client';
 import { benchOps } from './ops_bench.mjs';
+import { makeDeviceOps } from './ops_devices.mjs';
 import { makeRetryOps } from './ops_retry.mjs';
 import { makeSealedGroupOps } from './ops_sealed_groups.mjs';
 import { makeVectorOps } from './ops_vectors.mjs';
@@ -749,6 +750,7 @@ Object.assign(OPS, benchOps({ SignalClient, Party, BadRequest })); // ops_bench.
 Object.assign(OPS, makeSealedGroupOps({ b64, bytesArg, intArg, strArg, listArg, partyArg, remoteArg, perItem, BadRequest })); // ops_sealed_groups.mjs: ss_*, skdm_*, group_*, fingerprint*
 Object.assign(OPS, makeVectorOps({ b64, bytesArg, intArg, partyArg, BadRequest })); // ops_vectors.mjs: import_raw_keys, kem_check_secret
 Object.assign(OPS, makeRetryOps({ b64, bytesArg, intArg })); // ops_retry.mjs: dem_*
+Object.assign(OPS, makeDeviceOps({ b64, bytesArg, intArg, strArg, listArg, partyArg, perItem, Party, parties, BadRequest, decryptOne })); // ops_devices.mjs: dev_*
 
 // ---------------------------------------------------------------------------------------------
 // main loop: one request at a time, answered in order
