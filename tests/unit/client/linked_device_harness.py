@@ -1,33 +1,42 @@
-"""Extra devices of an account for the client tests (the account's identity, ACI and access
-key; a new registration id and prekeys; device id N), registered with the relay."""
+"""Extra devices of an account for the client tests, linked the real way: the new device
+shows a linking code (Client.link), the primary approves it (Client.approve_link), and the
+relay assigns the next free device id."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from client_harness import BATCH, LOW_WATER
 
 from securemsg.client import Client
-from securemsg.client.store import ClientStore
 from securemsg.relay.server import RelayServer
 
 
 async def add_device(
     primary: Client, relay: RelayServer, path: Path, device_id: int, **kw: object
 ) -> Client:
-    """Create device ``device_id`` of ``primary``'s account at ``path`` and register it."""
-    store = ClientStore.open_client(path, primary.store.get_identity_key_pair(), 1000 + device_id)
-    access_key = primary.store.get_meta_bytes("access_key")
-    assert access_key is not None
-    with store.transaction():
-        store.set_meta("aci", primary.aci)
-        store.set_meta("device_id", device_id)
-        store.set_meta("relay_url", relay.url)
-        store.set_meta("access_key", access_key)
-        store.set_meta("registered", 0)
-        store.set_meta("prekey_batch", BATCH)
-        store.set_meta("low_water", LOW_WATER)
-        store.set_meta("trust_root", relay.trust_root_public.to_bytes())
-    client = Client(store, **kw)  # type: ignore[arg-type]
-    await client.register()
+    """Link a new device of ``primary``'s account at ``path``; it must get ``device_id``."""
+    codes: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(
+        Client.link(
+            path,
+            relay.url,
+            on_code=codes.put_nowait,
+            trust_root=relay.trust_root_public,
+            timeout_s=60.0,
+            prekey_batch=BATCH,
+            prekey_low_water=LOW_WATER,
+            **kw,  # type: ignore[arg-type]
+        )
+    )
+    try:
+        async with asyncio.timeout(60):
+            code = await codes.get()
+        await primary.approve_link(code)
+        client = await task
+    except BaseException:
+        task.cancel()
+        raise
+    assert client.device_id == device_id
     return client
