@@ -34,8 +34,9 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   send they describe, as Signal's clients send them: sealed sender to our own account cannot
   leave the sending device out without naming it to the relay, and a device holds no session
   with itself. The relay thus learns that this device sent something at that moment (never
-  to whom or what); an account with one device sends no transcripts (the relay's device list
-  is asked when we hold no session with another of our devices). Transcripts wait in the
+  to whom or what); an account with one device sends no transcripts (when we hold no
+  session with another of our devices, the relay's device list is asked once per
+  connection, and on each send for a while after :meth:`Client.approve_link`). Transcripts wait in the
   database until sent, so a lost connection delays them, never drops them. Group messages
   follow Signal too: the sealed sender v2 upload reaches every device of every *other*
   member, and our own other devices get the transcript instead of the group message.
@@ -270,6 +271,10 @@ _KEEP_SIGNED: Final = 3
 _CERT_MARGIN_MS: Final = 3600 * 1000
 #: Reconnect attempts after a dropped connection (delays 0.1 s doubling up to 2 s).
 _RECONNECT_ATTEMPTS: Final = 8
+#: After approving a link, how long the new device may take to register (15 minutes; the
+#: relay's linking codes last 10 by default): until then every send asks the relay whether
+#: our account has other devices.
+_LINK_WINDOW_MS: Final = 15 * 60 * 1000
 #: Retries of a send after a device-list mismatch.
 _SEND_ATTEMPTS: Final = 3
 #: The relay accepts registration ids 1..16380.
@@ -546,6 +551,10 @@ class Client:
         self._drained = asyncio.Event()
         self._inbox_event = asyncio.Event()
         self._sync_lock = asyncio.Lock()
+        #: the relay said our account has no other device (asked again on each connection)
+        self._known_alone = False
+        #: Unix ms until which a device we approved may still register (see _alone)
+        self._link_expected_until = 0
         self._closing = False
         self._removed = False
         self._prekeys_used = False
@@ -968,6 +977,7 @@ class Client:
         self._attach(conn)
 
     def _attach(self, conn: RelayConnection) -> None:
+        self._known_alone = False  # devices may have been linked while we were away
         self._conn = conn
         self._drained.clear()
         self._ready.set()
@@ -1253,6 +1263,8 @@ class Client:
         from securemsg.client.devices import approve_link
 
         await approve_link(self, code)
+        # The new device registers later: ask the relay's device list on each send until then.
+        self._link_expected_until = self._now() + _LINK_WINDOW_MS
 
     async def devices(self) -> list[LinkedDevice]:
         """This account's devices, as the relay lists them, by id.
@@ -1755,8 +1767,7 @@ class Client:
         account cannot leave out the sending device without telling the relay which device
         sends, and this device holds no session with itself. The relay learns that this
         device sent something at that moment (it already knows the account: it delivers to
-        it), never to whom or what. Without other devices (the relay's device list, asked
-        when we hold no session with one) nothing is sent.
+        it), never to whom or what. Without other devices (:meth:`_alone`) nothing is sent.
         """
         store = self._store
         async with self._sync_lock:  # a send and the receive loop may both flush
@@ -1765,9 +1776,7 @@ class Client:
     async def _flush_syncs_locked(self, store: ClientStore) -> None:
         for ts, padded in await self._in_db(store.sync_pending):
             try:
-                if await self._in_db(lambda: self._devices(self._aci)) or (
-                    await self._own_device_ids()
-                ):
+                if not await self._alone():
                     await self._send_content(self._aci, decode_padded_content(padded), sealed=False)
             except SecureMsgError as exc:
                 if self._closing or _connection_lost(exc):
@@ -1776,6 +1785,25 @@ class Client:
                 await self._in_db(functools.partial(store.sync_pending_failed, ts))
                 continue
             await self._in_db(functools.partial(store.sync_pending_done, ts))
+
+    async def _alone(self) -> bool:
+        """Whether our account has no other device (so no transcript is to be sent).
+
+        Known without asking when we hold a session with another of our devices (then not
+        alone). Otherwise the relay's device list is asked, and an answer of "alone" is
+        remembered until the next connection, or until :meth:`approve_link` lets a new device
+        in (for :data:`_LINK_WINDOW_MS` after it, the list is asked on every send, since the
+        new device registers some time after the approval): an account with one device
+        does not pay a round trip per send.
+        """
+        if await self._in_db(lambda: self._devices(self._aci)):
+            return False
+        now = self._now()
+        if self._known_alone and now >= self._link_expected_until:
+            return True
+        alone = not await self._own_device_ids()
+        self._known_alone = alone
+        return alone
 
     def create_group(self, title: str, members: Sequence[str]) -> bytes:
         """Create a group of ``members`` (we are added); returns its 16-byte id.

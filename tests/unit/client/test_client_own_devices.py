@@ -10,6 +10,8 @@ from linked_device_harness import add_device
 
 from securemsg.client import Client, ReceivedMessage
 from securemsg.relay.server import RelayServer
+from securemsg.relay.service import Outcome, Session
+from securemsg.wire import relay_frames as rf
 from securemsg.wire.content import Content, SentTranscript
 
 
@@ -75,12 +77,23 @@ def test_an_account_alone_sends_no_transcript(tmp_path: Path) -> None:
     async def body(relay: RelayServer) -> None:
         alice = await new_client(relay, tmp_path / "a1.db")
         bob = await new_client(relay, tmp_path / "b1.db")
+        asked = []
+        real = relay.service.handle
+
+        def counting(session: Session, frame: rf.ClientFrame, now: int) -> Outcome:
+            if isinstance(frame.body, rf.GetDevices):
+                asked.append(frame.body.aci)
+            return real(session, frame, now)
+
+        relay.service.handle = counting  # type: ignore[method-assign]
         try:
             alice.add_contact(bob.contact_card)
             await alice.send_text(bob.aci, "one")
-            assert _texts(await _drain(bob)) == ["one"]
+            await alice.send_text(bob.aci, "one more")
+            assert _texts(await _drain(bob)) == ["one", "one more"]
             assert alice.store.sync_pending() == []
             assert await _drain(alice) == []
+            assert len(asked) == 1  # the device list is asked once, not on every send
             # A device linked later gets the transcripts of what is sent from then on.
             alice2 = await add_device(alice, relay, tmp_path / "a2.db", 2)
             try:
