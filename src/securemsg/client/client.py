@@ -36,8 +36,9 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   with itself. The relay thus learns that this device sent something at that moment (never
   to whom or what); an account with one device sends no transcripts (when we hold no
   session with another of our devices, the relay's device list is asked once per
-  connection, and on each send for a while after :meth:`Client.approve_link`). Transcripts wait in the
-  database until sent, so a lost connection delays them, never drops them. Group messages
+  connection, and on each send for a while after :meth:`Client.approve_link`). Transcripts
+  wait in the database until sent, so a lost connection delays them, never drops them.
+  Group messages
   follow Signal too: the sealed sender v2 upload reaches every device of every *other*
   member, and our own other devices get the transcript instead of the group message.
   **Device lists change** (devices linked, unlinked, re-registered): the relay refuses a
