@@ -182,6 +182,7 @@ from securemsg.protocol.sealed_sender import (
     SenderCertificate,
     UnidentifiedSenderMessageContent,
 )
+from securemsg.protocol.sender_keys import SenderKeyRecord
 from securemsg.sealed import (
     sealed_sender_decrypt_to_usmc,
     sealed_sender_encrypt,
@@ -1560,8 +1561,33 @@ class Client:
             aci = str(uuid.UUID(bytes=m.aci))
             gone = [ProtocolAddress(aci, d) for d in (*m.extra_devices, *m.stale_devices)]
             await self._in_db(functools.partial(_archive_sessions, store, gone))
+            await self._in_db(
+                functools.partial(self._forget_group_keys, aci, m.extra_devices, m.stale_devices)
+            )
             for d in (*m.missing_devices, *m.stale_devices):
                 await self._fetch_sessions(aci, d)
+
+    def _forget_group_keys(self, aci: str, removed: Sequence[int], stale: Sequence[int]) -> None:
+        """Our sender keys after a device list changed (on the database's thread).
+
+        A *removed* device that was sent our sender key for a group still holds it: our
+        sender key for that group is replaced (a new chain, sent to every current member
+        device before the next group message), so the removed device cannot read what we
+        send from then on, as Signal's clients reset a sender key when a member's device
+        goes. A *stale* device (re-registered) lost our key: it is sent again.
+        """
+        store = self._store
+        with store.transaction():
+            for group in store.list_groups():
+                if aci not in group.members:
+                    continue
+                gid = group.group_id
+                if any(store.group_key_sent(gid, aci, d) for d in removed):
+                    store.store_sender_key(self._address, uuid.UUID(bytes=gid), SenderKeyRecord())
+                    store.group_keys_forget(gid)
+                    _log.info("a member's device was removed: our sender key for a group renewed")
+                for d in stale:
+                    store.group_key_unmark(gid, aci, d)
 
     def _remote_registration_id(self, address: ProtocolAddress) -> int:
         record = self._store.load_session(address)

@@ -532,6 +532,12 @@ class ClientStore(SqliteProtocolStore):
                 (bytes(group_id), aci, device_id),
             )
 
+    def group_keys_forget(self, group_id: bytes) -> None:
+        """Forget which devices our sender key for ``group_id`` reached (a new key goes to
+        every device again)."""
+        with self.transaction():
+            self._exec("DELETE FROM client_group_keys_sent WHERE group_id = ?", (bytes(group_id),))
+
     # -- inbox ------------------------------------------------------------------------------
 
     def inbox_has_envelope(self, envelope_id: bytes) -> bool:

@@ -3,6 +3,7 @@ sync transcripts (Signal's SyncMessage.Sent), each exactly once."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from client_harness import new_client, run, with_relay
@@ -183,5 +184,43 @@ def test_a_transcript_from_another_account_is_refused(tmp_path: Path) -> None:
         finally:
             await alice.close()
             await mallory.close()
+
+    run(with_relay(tmp_path, body), timeout=120)
+
+
+def test_a_removed_member_device_does_not_keep_our_group_sender_key(tmp_path: Path) -> None:
+    async def body(relay: RelayServer) -> None:
+        alice = await new_client(relay, tmp_path / "a1.db")
+        bob = await new_client(relay, tmp_path / "b1.db")
+        bob2 = await add_device(bob, relay, tmp_path / "b2.db", 2)
+        clients = [alice, bob, bob2]
+        try:
+            alice.add_contact(bob.contact_card)
+            bob.add_contact(alice.contact_card)
+            group = alice.create_group("pair", [bob.aci])
+            await alice.send_group_text(group, "before")
+            for device in (bob, bob2):
+                assert _texts(await _drain(device)) == ["before"]
+            distribution = uuid.UUID(bytes=group)
+            old = alice.store.load_sender_key(alice.address, distribution)
+            assert old is not None
+            old_chain = old.states[0].chain_id
+            await bob.unlink(2)  # Bob's laptop is gone, with Alice's sender key in it
+            await alice.send_group_text(group, "after")
+            assert _texts(await _drain(bob)) == ["after"]
+            new = alice.store.load_sender_key(alice.address, distribution)
+            assert new is not None and len(new.states) == 1
+            assert new.states[0].chain_id != old_chain  # a new chain: the old one is useless
+            assert not alice.store.group_key_sent(group, bob.aci, 2)
+            assert alice.store.group_key_sent(group, bob.aci, 1)
+            # A second message needs no new key and no new distribution.
+            await alice.send_group_text(group, "again")
+            assert _texts(await _drain(bob)) == ["again"]
+            again = alice.store.load_sender_key(alice.address, distribution)
+            assert again is not None and again.states[0].chain_id == new.states[0].chain_id
+            assert bob.failures() == []
+        finally:
+            for c in clients:
+                await c.close()
 
     run(with_relay(tmp_path, body), timeout=120)
