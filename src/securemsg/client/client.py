@@ -49,7 +49,9 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   (re-registered) ones, and sends again: at most three attempts, then a typed ``CONFLICT``
   error and nothing delivered, so a relay cannot make the client loop. A new device of a
   group member is sent our sender key before the group message, which is then encrypted
-  again. Bundles for our own account must carry our own identity key.
+  again; when a device that had our sender key is removed, that sender key is replaced (a
+  new chain to every current device), so the removed device cannot read what follows.
+  Bundles for our own account must carry our own identity key.
 * **Receiving** runs in a background task: the envelopes already pushed (up to
   :data:`RECEIVE_BATCH`) are decrypted together and, per envelope, the new session /
   sender-key state, the decrypted message (in ``client_inbox``) and any learned contact or
