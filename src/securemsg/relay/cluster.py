@@ -19,7 +19,10 @@ two connections of its own (psycopg's ``AsyncConnection``, autocommit):
   is the newest whatever order it hears them in. A third channel,
   :data:`~securemsg.relay.pgstore.REMOVED_CHANNEL`, says "device (ACI, device) was removed"
   (sent in the removal's transaction): the instance holding its connection pushes
-  ``DeviceRemoved`` and closes it (4003). Notifications from the instance itself are
+  ``DeviceRemoved`` and closes it (4003). A fourth,
+  :data:`~securemsg.relay.pgstore.PROVISION_CHANNEL`, carries a provisioning envelope to the
+  instance holding its address (sent in the transaction that deletes the address, so at most
+  once). Notifications from the instance itself are
   ignored (it already acted on them). If the listening connection drops, notifications may
   have been lost: after reconnecting, the instance re-reads the queue of every live
   connection (``on_resync``); the relay also does that every ``rescan_interval_s`` as a
@@ -38,12 +41,18 @@ libpq message can hold a host name or address).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from securemsg.relay.pgstore import DELIVER_CHANNEL, REMOVED_CHANNEL, TAKEN_CHANNEL
+from securemsg.relay.pgstore import (
+    DELIVER_CHANNEL,
+    PROVISION_CHANNEL,
+    REMOVED_CHANNEL,
+    TAKEN_CHANNEL,
+)
 
 __all__ = ["LEADER_LOCK", "PgCluster"]
 
@@ -77,6 +86,7 @@ class PgCluster:
         on_resync: Callable[[], None],
         on_leader: Callable[[], None] | None = None,
         on_removed: Callable[[bytes, int], None] | None = None,
+        on_provision: Callable[[bytes, bytes], None] | None = None,
         lock_retry_s: float = 5.0,
     ) -> None:
         self._url = url
@@ -86,6 +96,7 @@ class PgCluster:
         self._on_resync = on_resync
         self._on_leader = on_leader
         self._on_removed = on_removed
+        self._on_provision = on_provision
         self._lock_retry_s = lock_retry_s
         self._control: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,6 +123,7 @@ class PgCluster:
             await listener.execute("LISTEN " + DELIVER_CHANNEL)
             await listener.execute("LISTEN " + TAKEN_CHANNEL)
             await listener.execute("LISTEN " + REMOVED_CHANNEL)
+            await listener.execute("LISTEN " + PROVISION_CHANNEL)
             await self._try_lock()
         except psycopg.Error as exc:
             raise _db_error(exc) from exc
@@ -158,6 +170,7 @@ class PgCluster:
                     await conn.execute("LISTEN " + DELIVER_CHANNEL)
                     await conn.execute("LISTEN " + TAKEN_CHANNEL)
                     await conn.execute("LISTEN " + REMOVED_CHANNEL)
+                    await conn.execute("LISTEN " + PROVISION_CHANNEL)
                 if not first:
                     self._on_resync()  # notifications may have been lost meanwhile
                 first = False
@@ -183,6 +196,15 @@ class PgCluster:
             box = _parse_mailbox(parts[1:])
             if box is not None:
                 self._on_deliver(*box)
+        elif channel == PROVISION_CHANNEL and len(parts) == 3:
+            if parts[0] == self._instance or self._on_provision is None:
+                return
+            try:
+                address = bytes.fromhex(parts[1])
+                envelope = base64.b64decode(parts[2], validate=True)
+            except ValueError:
+                return
+            self._on_provision(address, envelope)
         elif channel == REMOVED_CHANNEL and len(parts) == 3:
             if parts[0] == self._instance or self._on_removed is None:
                 return

@@ -167,6 +167,12 @@ SCHEMA_CLASSIFICATION: dict[tuple[str, str], tuple[ColumnClass, str]] = {
         "HMAC-SHA256 digest of the one-time linking code; deleted when used, replaced or expired",
     ),
     ("linking_codes", "expires"): (_MD, "when the linking code expires (ms, 10 minutes on)"),
+    ("provisioning_addresses", "digest"): (
+        _OP,
+        "SHA-256 digest of a random provisioning address, linked to no account (PostgreSQL "
+        "only, an unlogged table); deleted on delivery, when its connection closes or expiry",
+    ),
+    ("provisioning_addresses", "expires"): (_OP, "when the provisioning address expires (ms)"),
 }
 
 #: What the relay does not hold, for any account.
@@ -187,8 +193,10 @@ NOT_HELD: tuple[str, ...] = (
     "passwords (authentication is a signature by the identity key)",
     "rate-limit counters (memory only, gone on restart)",
     "provisioning addresses and envelopes (linking a new device): held in the relay's memory "
-    "only, never in a file, until delivered once, expired (10 minutes) or their connection "
-    "closed",
+    "only until delivered once, expired (10 minutes) or their connection closed; never in "
+    "the relay's SQLite files (on PostgreSQL: a digest of the address in an unlogged table, "
+    "and an envelope another instance delivers passes through PostgreSQL's notification "
+    "queue until every instance has read it)",
     "removed devices: their row, prekeys and queued messages are deleted when the primary "
     "removes them (kept in the files no longer than acknowledged messages); no tombstone or "
     "list of past devices is kept",

@@ -50,6 +50,8 @@ and SQLSTATE only (never a parameter value) and the operation is rolled back.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import logging
 import os
@@ -81,7 +83,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DELIVER_CHANNEL",
+    "MAX_NOTIFY_ENVELOPE",
     "PG_SCHEMA_VERSION",
+    "PROVISION_CHANNEL",
     "REMOVED_CHANNEL",
     "TAKEN_CHANNEL",
     "USAGE_SHARDS",
@@ -99,6 +103,12 @@ TAKEN_CHANNEL: Final = "securemsg_taken"
 #: NOTIFY channel: a device was removed (payload: instance, ACI, device); the instance
 #: holding its connection tells it and closes it.
 REMOVED_CHANNEL: Final = "securemsg_removed"
+#: NOTIFY channel: a provisioning envelope for an address another instance holds
+#: (payload: instance, address hex, envelope base64); sent in the transaction that deletes
+#: the address, so it is delivered at most once.
+PROVISION_CHANNEL: Final = "securemsg_provision"
+#: Largest provisioning envelope that fits one NOTIFY payload (8000 bytes) in base64.
+MAX_NOTIFY_ENVELOPE: Final = 5600
 #: Rows ``queue_usage`` is split over (instances add to different rows).
 USAGE_SHARDS: Final = 16
 #: ``pg_advisory_xact_lock`` key for schema migrations ("SMRL" + 1).
@@ -259,6 +269,13 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             digest BYTEA NOT NULL,
             expires BIGINT NOT NULL)""",
         "ALTER TABLE linking_codes SET (" + _MSG_AUTOVACUUM + ")",
+        # provisioning addresses open on some instance, so that another instance can hand
+        # it an envelope: a digest of the random address and its expiry, nothing else.
+        # UNLOGGED: never written to the WAL or replicated, emptied after a crash.
+        """CREATE UNLOGGED TABLE provisioning_addresses (
+            digest BYTEA PRIMARY KEY,
+            expires BIGINT NOT NULL)""",
+        "ALTER TABLE provisioning_addresses SET (" + _MSG_AUTOVACUUM + ")",
     ),
 )
 
@@ -323,6 +340,10 @@ class _Rollback(Exception):
     """Raised inside a transaction to undo it."""
 
 
+def _address_digest(address: bytes) -> bytes:
+    return hashlib.sha256(b"securemsg-provisioning-address" + bytes(address)).digest()
+
+
 #: What a disclosure report says about the files of a PostgreSQL relay (not scannable).
 FILES_NOTE: Final = (
     "not scanned: PostgreSQL's files are on the database server, which does not overwrite "
@@ -354,6 +375,7 @@ class PgRelayStore:
         "_delta",
         "_instance",
         "_notified",
+        "_provisions",
         "_removed",
         "_shard",
         "_url",
@@ -376,6 +398,8 @@ class PgRelayStore:
         self._notified: set[tuple[bytes, int]] = set()
         #: Devices removed by the open transaction (announced on REMOVED_CHANNEL at commit).
         self._removed: set[tuple[bytes, int]] = set()
+        #: Provisioning envelopes claimed by the open transaction (NOTIFY payloads).
+        self._provisions: list[str] = []
 
     @classmethod
     def open(cls, url: str, *, instance: str | None = None) -> PgRelayStore:
@@ -466,6 +490,7 @@ class PgRelayStore:
         self._delta = 0
         self._notified = set()
         self._removed = set()
+        self._provisions = []
         return conn
 
     def _commit(self, conn: psycopg.Connection[Any]) -> None:
@@ -486,6 +511,11 @@ class PgRelayStore:
                             [f"{self._instance} {a.hex()} {d}" for a, d in sorted(self._notified)],
                         ),
                     )
+                if self._provisions:
+                    conn.execute(
+                        "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                        (PROVISION_CHANNEL, self._provisions),
+                    )
                 if self._removed:
                     conn.execute(
                         "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
@@ -503,6 +533,7 @@ class PgRelayStore:
                 self._delta = 0
                 self._notified = set()
                 self._removed = set()
+                self._provisions = []
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
@@ -519,6 +550,7 @@ class PgRelayStore:
             self._delta = 0
             self._notified = set()
             self._removed = set()
+            self._provisions = []
             if isinstance(exc, _psycopg().Error):
                 raise _db_error(exc) from exc
             raise
@@ -530,6 +562,7 @@ class PgRelayStore:
         if not self._in_tx():
             raise StorageError("relay database error: the batch transaction was lost")
         delta, notified, removed = self._delta, set(self._notified), set(self._removed)
+        provisions = list(self._provisions)
         with self._errors():
             conn.execute("SAVEPOINT relay_op")
         try:
@@ -539,6 +572,7 @@ class PgRelayStore:
                 conn.execute("ROLLBACK TO SAVEPOINT relay_op")
                 conn.execute("RELEASE SAVEPOINT relay_op")
             self._delta, self._notified, self._removed = delta, notified, removed
+            self._provisions = provisions
             if isinstance(exc, _psycopg().Error):
                 raise _db_error(exc) from exc
             raise
@@ -568,6 +602,7 @@ class PgRelayStore:
             self._delta = 0
             self._notified = set()
             self._removed = set()
+            self._provisions = []
             raise
         finally:
             self._batch_depth = 0
@@ -705,6 +740,11 @@ class PgRelayStore:
                 ).fetchone()
                 if made is None:
                     raise _Rollback(CreateResult.DEVICE_EXISTS)
+                for table in _KEY_TABLES:  # keys a removed device's late request left behind
+                    c.execute(
+                        "DELETE FROM " + table + " WHERE aci = %s AND device_id = %s",
+                        (device.aci, device_id),
+                    )
                 self._put_keys(
                     c,
                     device.aci,
@@ -768,6 +808,52 @@ class PgRelayStore:
         except _Rollback:
             return False
         return True
+
+    # -- provisioning addresses (so that any instance can reach the one holding one) -------
+
+    #: Read by the relay service: the largest envelope one NOTIFY can carry.
+    max_provision_envelope: Final = MAX_NOTIFY_ENVELOPE
+
+    def open_provisioning(self, address: bytes, expires_at_ms: int) -> None:
+        """Register a provisioning address this instance holds (its digest and expiry)."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO provisioning_addresses (digest, expires) VALUES (%s, %s)"
+                " ON CONFLICT (digest) DO UPDATE SET expires = excluded.expires",
+                (_address_digest(address), expires_at_ms),
+            )
+
+    def close_provisioning(self, address: bytes) -> None:
+        """Forget a provisioning address (delivered here, or its connection closed)."""
+        with self._tx() as c:
+            c.execute(
+                "DELETE FROM provisioning_addresses WHERE digest = %s", (_address_digest(address),)
+            )
+
+    def claim_provisioning(self, address: bytes, envelope: bytes, now_ms: int) -> bool:
+        """Delete the address if it is open and unexpired and, in the same transaction, send
+        ``envelope`` to the instance holding it (PROVISION_CHANNEL); False if there is no
+        such address (never opened, expired, delivered already)."""
+        if len(envelope) > MAX_NOTIFY_ENVELOPE:
+            raise UsageError("provisioning envelope too large for a notification")
+        with self._tx() as c:
+            row = c.execute(
+                "DELETE FROM provisioning_addresses WHERE digest = %s RETURNING expires",
+                (_address_digest(address),),
+            ).fetchone()
+            if row is None or int(row[0]) <= now_ms:
+                return False
+            payload = base64.b64encode(envelope).decode("ascii")
+            self._provisions.append(f"{self._instance} {address.hex()} {payload}")
+        return True
+
+    def expire_provisioning(self, now_ms: int) -> int:
+        """Delete expired provisioning addresses (of instances that died); how many."""
+        with self._tx() as c:
+            rows = c.execute(
+                "DELETE FROM provisioning_addresses WHERE expires <= %s RETURNING 1", (now_ms,)
+            ).fetchall()
+        return len(rows)
 
     def get_account(self, aci: bytes) -> AccountRow | None:
         rows = self._read(

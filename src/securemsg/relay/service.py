@@ -860,11 +860,14 @@ class RelayService:
         if len(self._provisioning) >= cfg.max_provisioning_addresses:
             for address, expires in list(self._provisioning.items()):
                 if expires <= now:  # normally forgotten when its connection closes
-                    del self._provisioning[address]
+                    self.forget_provisioning(address)
             if len(self._provisioning) >= cfg.max_provisioning_addresses:
                 raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many provisioning addresses")
         address = self._rng.random_bytes(rf.PROVISIONING_ADDRESS_LENGTH)
         expires = now + int(cfg.provisioning_ttl_s * 1000)
+        opener = getattr(self.store, "open_provisioning", None)
+        if opener is not None:  # a cluster store: other instances can find the address
+            opener(address, expires)
         self._provisioning[address] = expires
         s.provisioning = address
         return Outcome(
@@ -874,20 +877,31 @@ class RelayService:
 
     def forget_provisioning(self, address: bytes) -> None:
         """Forget a provisioning address (its connection closed, or it was delivered)."""
-        self._provisioning.pop(address, None)
+        if self._provisioning.pop(address, None) is None:
+            return
+        closer = getattr(self.store, "close_provisioning", None)
+        if closer is not None:
+            closer(address)
 
     def _send_provisioning(self, rid: int, body: rf.SendProvisioning, now: int) -> Outcome:
         if not body.envelope:
             raise _Refuse(rf.StatusCode.BAD_REQUEST, "empty provisioning envelope")
-        if len(body.envelope) > self.config.max_provision_envelope_bytes:
+        limit = self.config.max_provision_envelope_bytes
+        limit = min(limit, getattr(self.store, "max_provision_envelope", limit))
+        if len(body.envelope) > limit:
             raise _Refuse(rf.StatusCode.TOO_LARGE, "provisioning envelope too large")
-        expires = self._provisioning.pop(body.address, None)
-        if expires is None or expires <= now:
-            # never opened, expired, delivered already (a replay), or its connection closed
-            raise _Refuse(rf.StatusCode.NOT_FOUND, "no such provisioning address")
-        return Outcome(
-            rf.Response(rid, rf.StatusCode.OK), provision=(body.address, bytes(body.envelope))
-        )
+        expires = self._provisioning.get(body.address)
+        if expires is not None and expires > now:  # held on this instance
+            self.forget_provisioning(body.address)
+            return Outcome(
+                rf.Response(rid, rf.StatusCode.OK),
+                provision=(body.address, bytes(body.envelope)),
+            )
+        claim = getattr(self.store, "claim_provisioning", None)
+        if expires is None and claim is not None and claim(body.address, body.envelope, now):
+            return self._ok(rid)  # another instance holds it: handed over at the commit
+        # never opened, expired, delivered already (a replay), or its connection closed
+        raise _Refuse(rf.StatusCode.NOT_FOUND, "no such provisioning address")
 
     def _linking_code(self, s: Session, rid: int, now: int) -> Outcome:
         assert s.aci is not None
@@ -910,12 +924,18 @@ class RelayService:
         if not self.store.remove_device(s.aci, body.device_id):
             raise _Refuse(rf.StatusCode.NOT_FOUND, "no such device")
         key = (s.aci, body.device_id)
+        self.note_removed(*key)
+        return Outcome(rf.Response(rid, rf.StatusCode.OK), removed=key)
+
+    def note_removed(self, aci: bytes, device_id: int) -> None:
+        """Refuse the requests of sessions of this device authenticated before now (it was
+        removed, here or on another instance of a cluster)."""
+        key = (aci, device_id)
         self._removal_count += 1
         self._removals[key] = self._removal_count
         self._removals.move_to_end(key)
         while len(self._removals) > _REMOVALS_KEPT:
             self._removals.popitem(last=False)
-        return Outcome(rf.Response(rid, rf.StatusCode.OK), removed=key)
 
     # -- prekeys --------------------------------------------------------------------------
 
@@ -1186,7 +1206,10 @@ class RelayService:
         self.store.expire_linking_codes(now)
         for address, expires in list(self._provisioning.items()):
             if expires <= now:
-                del self._provisioning[address]
+                self.forget_provisioning(address)
+        expire = getattr(self.store, "expire_provisioning", None)
+        if expire is not None:
+            expire(now)
         return self.store.expire(now - self.config.message_ttl_ms)
 
 
