@@ -293,7 +293,8 @@ EXPECTED: dict[str, str] = {
     "ReceivedMessage": (
         "class(sender_aci: 'str', sender_device: 'int', text: 'str', sent_timestamp: 'int', "
         "server_timestamp: 'int', group_id: 'bytes | None', group_title: 'str | None', "
-        "sealed: 'bool', envelope_id: 'bytes') -> None"
+        "sealed: 'bool', envelope_id: 'bytes', transcript: 'bool' = False, "
+        "destination_aci: 'str | None' = None, sender_devices: 'int' = 1) -> None"
     ),
 }
 

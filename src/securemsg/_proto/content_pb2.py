@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcontent.proto\x12\x11securemsg.content\":\n\x0cGroupContext\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\"\xe3\x01\n\x07\x43ontent\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12.\n\x05group\x18\x04 \x01(\x0b\x32\x1f.securemsg.content.GroupContext\x12$\n\x17sender_key_distribution\x18\x05 \x01(\x0cH\x01\x88\x01\x01\x12\x17\n\naccess_key\x18\x06 \x01(\x0cH\x02\x88\x01\x01\x42\x07\n\x05_textB\x1a\n\x18_sender_key_distributionB\r\n\x0b_access_keyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcontent.proto\x12\x11securemsg.content\":\n\x0cGroupContext\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\"\x99\x02\n\x07\x43ontent\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12.\n\x05group\x18\x04 \x01(\x0b\x32\x1f.securemsg.content.GroupContext\x12$\n\x17sender_key_distribution\x18\x05 \x01(\x0cH\x01\x88\x01\x01\x12\x17\n\naccess_key\x18\x06 \x01(\x0cH\x02\x88\x01\x01\x12\x34\n\x0csync_message\x18\x07 \x01(\x0b\x32\x1e.securemsg.content.SyncMessageB\x07\n\x05_textB\x1a\n\x18_sender_key_distributionB\r\n\x0b_access_key\"\xc4\x03\n\x0bSyncMessage\x12\x31\n\x04sent\x18\x01 \x01(\x0b\x32#.securemsg.content.SyncMessage.Sent\x1a\x81\x03\n\x04Sent\x12#\n\x16\x64\x65stination_service_id\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x16\n\ttimestamp\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12+\n\x07message\x18\x03 \x01(\x0b\x32\x1a.securemsg.content.Content\x12[\n\x13unidentified_status\x18\x05 \x03(\x0b\x32>.securemsg.content.SyncMessage.Sent.UnidentifiedDeliveryStatus\x1a\x88\x01\n\x1aUnidentifiedDeliveryStatus\x12#\n\x16\x64\x65stination_service_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0cunidentified\x18\x02 \x01(\x08H\x01\x88\x01\x01\x42\x19\n\x17_destination_service_idB\x0f\n\r_unidentifiedB\x19\n\x17_destination_service_idB\x0c\n\n_timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GROUPCONTEXT']._serialized_start=36
   _globals['_GROUPCONTEXT']._serialized_end=94
   _globals['_CONTENT']._serialized_start=97
-  _globals['_CONTENT']._serialized_end=324
+  _globals['_CONTENT']._serialized_end=378
+  _globals['_SYNCMESSAGE']._serialized_start=381
+  _globals['_SYNCMESSAGE']._serialized_end=833
+  _globals['_SYNCMESSAGE_SENT']._serialized_start=448
+  _globals['_SYNCMESSAGE_SENT']._serialized_end=833
+  _globals['_SYNCMESSAGE_SENT_UNIDENTIFIEDDELIVERYSTATUS']._serialized_start=656
+  _globals['_SYNCMESSAGE_SENT_UNIDENTIFIEDDELIVERYSTATUS']._serialized_end=792
 # @@protoc_insertion_point(module_scope)

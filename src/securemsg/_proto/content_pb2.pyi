@@ -18,17 +18,43 @@ class GroupContext(_message.Message):
     def __init__(self, id: _Optional[bytes] = ..., title: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Content(_message.Message):
-    __slots__ = ("version", "timestamp", "text", "group", "sender_key_distribution", "access_key")
+    __slots__ = ("version", "timestamp", "text", "group", "sender_key_distribution", "access_key", "sync_message")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     SENDER_KEY_DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    SYNC_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     version: int
     timestamp: int
     text: str
     group: GroupContext
     sender_key_distribution: bytes
     access_key: bytes
-    def __init__(self, version: _Optional[int] = ..., timestamp: _Optional[int] = ..., text: _Optional[str] = ..., group: _Optional[_Union[GroupContext, _Mapping]] = ..., sender_key_distribution: _Optional[bytes] = ..., access_key: _Optional[bytes] = ...) -> None: ...
+    sync_message: SyncMessage
+    def __init__(self, version: _Optional[int] = ..., timestamp: _Optional[int] = ..., text: _Optional[str] = ..., group: _Optional[_Union[GroupContext, _Mapping]] = ..., sender_key_distribution: _Optional[bytes] = ..., access_key: _Optional[bytes] = ..., sync_message: _Optional[_Union[SyncMessage, _Mapping]] = ...) -> None: ...
+
+class SyncMessage(_message.Message):
+    __slots__ = ("sent",)
+    class Sent(_message.Message):
+        __slots__ = ("destination_service_id", "timestamp", "message", "unidentified_status")
+        class UnidentifiedDeliveryStatus(_message.Message):
+            __slots__ = ("destination_service_id", "unidentified")
+            DESTINATION_SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+            UNIDENTIFIED_FIELD_NUMBER: _ClassVar[int]
+            destination_service_id: str
+            unidentified: bool
+            def __init__(self, destination_service_id: _Optional[str] = ..., unidentified: _Optional[bool] = ...) -> None: ...
+        DESTINATION_SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+        TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+        MESSAGE_FIELD_NUMBER: _ClassVar[int]
+        UNIDENTIFIED_STATUS_FIELD_NUMBER: _ClassVar[int]
+        destination_service_id: str
+        timestamp: int
+        message: Content
+        unidentified_status: _containers.RepeatedCompositeFieldContainer[SyncMessage.Sent.UnidentifiedDeliveryStatus]
+        def __init__(self, destination_service_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., message: _Optional[_Union[Content, _Mapping]] = ..., unidentified_status: _Optional[_Iterable[_Union[SyncMessage.Sent.UnidentifiedDeliveryStatus, _Mapping]]] = ...) -> None: ...
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    sent: SyncMessage.Sent
+    def __init__(self, sent: _Optional[_Union[SyncMessage.Sent, _Mapping]] = ...) -> None: ...

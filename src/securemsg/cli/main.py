@@ -817,7 +817,15 @@ def client_add_contact(home: Path, card: str) -> None:
 def _print_message(console: Console, m: Any) -> None:
     where = f" [{m.group_title}]" if m.group_title else ""
     how = "sealed" if m.sealed else "identified"
-    console.print(f"{m.sender_aci}{where}: {m.text}  ({how})", markup=False)
+    # Which device, when the sender has several (ours included).
+    device = f" (device {m.sender_device})" if m.sender_devices > 1 else ""
+    if m.transcript:  # a message we sent from another of our devices
+        to = f" -> {m.destination_aci}" if m.destination_aci else ""
+        console.print(
+            f"you{device}{to}{where}: {m.text}  (sent from your other device)", markup=False
+        )
+        return
+    console.print(f"{m.sender_aci}{device}{where}: {m.text}  ({how})", markup=False)
 
 
 _RETRY_WORDS = {

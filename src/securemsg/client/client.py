@@ -25,6 +25,33 @@ Keys never leave it: the relay only ever receives public keys and ciphertext.
   sender-key distribution message goes 1:1 to each member device first (once), then each
   group message is encrypted once and fanned out as ONE sealed sender v2 upload the relay
   splits per recipient. The group id doubles as the distribution id.
+* **Every device, exactly once** (linked devices). A send is encrypted to every current
+  device of the recipient, and then a *transcript* of it (Signal's ``SyncMessage.Sent``:
+  recipient or group, timestamp, the content) goes to our account's other devices, so each
+  of them shows the conversation; a received transcript lands in the inbox as a message we
+  sent (:attr:`ReceivedMessage.transcript`, with the sending device and the recipient).
+  Transcripts go **identified**, over this device's authenticated connection, whatever the
+  send they describe, as Signal's clients send them: sealed sender to our own account cannot
+  leave the sending device out without naming it to the relay, and a device holds no session
+  with itself. The relay thus learns that this device sent something at that moment (never
+  to whom or what); an account with one device sends no transcripts (when we hold no
+  session with another of our devices, the relay's device list is asked once per
+  connection, and on each send for a while after :meth:`Client.approve_link`). Transcripts
+  wait in the database until sent, so a lost connection delays them, never drops them.
+  Group messages
+  follow Signal too: the sealed sender v2 upload reaches every device of every *other*
+  member, and our own other devices get the transcript instead of the group message.
+  **Device lists change** (devices linked, unlinked, re-registered): the relay refuses a
+  send whose device list is not the account's current one (``CONFLICT`` with
+  ``MismatchedDevices``). The client then starts sessions with *missing* devices from their
+  bundles, archives the sessions of *extra* (removed) devices (messages in flight from them
+  still decrypt; nothing new is encrypted to them), archives and renews those of *stale*
+  (re-registered) ones, and sends again: at most three attempts, then a typed ``CONFLICT``
+  error and nothing delivered, so a relay cannot make the client loop. A new device of a
+  group member is sent our sender key before the group message, which is then encrypted
+  again; when a device that had our sender key is removed, that sender key is replaced (a
+  new chain to every current device), so the removed device cannot read what follows.
+  Bundles for our own account must carry our own identity key.
 * **Receiving** runs in a background task: the envelopes already pushed (up to
   :data:`RECEIVE_BATCH`) are decrypted together and, per envelope, the new session /
   sender-key state, the decrypted message (in ``client_inbox``) and any learned contact or
@@ -157,6 +184,7 @@ from securemsg.protocol.sealed_sender import (
     SenderCertificate,
     UnidentifiedSenderMessageContent,
 )
+from securemsg.protocol.sender_keys import SenderKeyRecord
 from securemsg.sealed import (
     sealed_sender_decrypt_to_usmc,
     sealed_sender_encrypt,
@@ -167,6 +195,7 @@ from securemsg.wire.content import (
     Content,
     DecryptionErrorMessage,
     GroupContext,
+    SentTranscript,
     decode_padded_content,
     decryption_error_from_plaintext,
     encode_padded_content,
@@ -185,9 +214,11 @@ from securemsg.wire.relay_frames import (
     Authenticate,
     Bundles,
     DeviceBundle,
+    Devices,
     Envelope,
     EnvelopeType,
     FetchBundles,
+    GetDevices,
     GetPreKeyCounts,
     GetSenderCertificate,
     GetServerTrustRoot,
@@ -244,6 +275,10 @@ _KEEP_SIGNED: Final = 3
 _CERT_MARGIN_MS: Final = 3600 * 1000
 #: Reconnect attempts after a dropped connection (delays 0.1 s doubling up to 2 s).
 _RECONNECT_ATTEMPTS: Final = 8
+#: After approving a link, how long the new device may take to register (15 minutes; the
+#: relay's linking codes last 10 by default): until then every send asks the relay whether
+#: our account has other devices.
+_LINK_WINDOW_MS: Final = 15 * 60 * 1000
 #: Retries of a send after a device-list mismatch.
 _SEND_ATTEMPTS: Final = 3
 #: The relay accepts registration ids 1..16380.
@@ -270,6 +305,14 @@ class ReceivedMessage:
             sent it, and the sender was taken from a certificate that validated against our
             pinned trust root. False if it came identified (the relay knows the sender).
         envelope_id: the relay's id of the envelope it came in.
+        transcript: True for a message *we* sent from another device of our account (a sync
+            transcript): ``sender_aci`` is then our own ACI and ``sender_device`` the device
+            that sent it; ``destination_aci`` (1:1) or ``group_id`` says to whom.
+        destination_aci: for a transcript of a 1:1 message, its recipient; else None.
+        sender_devices: how many devices of the sender this device knows of (holds a
+            session with; for our own account, this device included; at least 2 when the
+            message came from a device other than the primary, device 1). When it is more
+            than 1, ``sender_device`` tells them apart.
     """
 
     sender_aci: str
@@ -281,6 +324,9 @@ class ReceivedMessage:
     group_title: str | None
     sealed: bool
     envelope_id: bytes
+    transcript: bool = False
+    destination_aci: str | None = None
+    sender_devices: int = 1
 
     def __repr__(self) -> str:  # the text's length only: no plaintext in logs or tracebacks
         return redacted_repr(self, frozenset({"text"}))
@@ -406,9 +452,14 @@ def _normalize_aci(aci: object) -> str:
         raise UsageError("not an ACI (a UUID string expected)") from None
 
 
-def _remove_sessions(store: ClientStore, addresses: Sequence[ProtocolAddress]) -> None:
-    for address in addresses:
-        store.remove_session(address)
+def _archive_sessions(store: ClientStore, addresses: Sequence[ProtocolAddress]) -> None:
+    """Archive the current sessions with ``addresses`` (one transaction): they are no longer
+    encrypted to, but still decrypt messages that were in flight."""
+    with store.transaction():
+        for address in addresses:
+            record = store.load_session(address)
+            if record is not None and record.current is not None:
+                store.store_session(address, record.archive_current_state())
 
 
 def _system_clock() -> int:
@@ -503,6 +554,11 @@ class Client:
         self._ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._inbox_event = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
+        #: the relay said our account has no other device (asked again on each connection)
+        self._known_alone = False
+        #: Unix ms until which a device we approved may still register (see _alone)
+        self._link_expected_until = 0
         self._closing = False
         self._removed = False
         self._prekeys_used = False
@@ -925,6 +981,7 @@ class Client:
         self._attach(conn)
 
     def _attach(self, conn: RelayConnection) -> None:
+        self._known_alone = False  # devices may have been linked while we were away
         self._conn = conn
         self._drained.clear()
         self._ready.set()
@@ -1210,6 +1267,8 @@ class Client:
         from securemsg.client.devices import approve_link
 
         await approve_link(self, code)
+        # The new device registers later: ask the relay's device list on each send until then.
+        self._link_expected_until = self._now() + _LINK_WINDOW_MS
 
     async def devices(self) -> list[LinkedDevice]:
         """This account's devices, as the relay lists them, by id.
@@ -1327,6 +1386,26 @@ class Client:
             raise DecodeError("relay sent an invalid bundle") from None
 
     async def _fetch_sessions(self, aci: str, device_id: int = 0) -> None:
+        """Start sessions from fetched bundles: with ``device_id`` 0, every device of ``aci``.
+
+        For our own account the bundles must carry our own identity key, and with
+        ``device_id`` 0 the device list is asked for first (:meth:`_own_device_ids`) so that
+        no bundle of this very device is fetched (that would spend one of our own one-time
+        prekeys and start a session with ourselves).
+
+        Raises:
+            DecodeError: bundles for impossible or unrequested devices, or invalid bundles.
+            UntrustedIdentityError: a bundle for our own account with another identity key.
+            RelayError: refused or not connected.
+        """
+        own = aci == self._aci
+        if own:
+            if device_id == self._device_id:
+                raise UsageError("no session with this very device")
+            if device_id == 0:
+                for dev in await self._own_device_ids():
+                    await self._fetch_sessions(aci, dev)
+                return
         resp = await self._request(FetchBundles(_aci_bytes(aci), device_id))
         if not isinstance(resp.body, Bundles):
             raise RelayError("relay sent no bundles", int(StatusCode.INTERNAL))
@@ -1336,7 +1415,20 @@ class Client:
         ):
             raise DecodeError("relay sent bundles for impossible or unrequested devices")
         bundles = [(b.device_id, self._bundle(b)) for b in resp.body.bundles]
-        await self._kt_check(aci, {b.identity_key for b in resp.body.bundles})
+        if own:
+            ours = await self._in_db(
+                lambda: self._store.get_identity_key_pair().identity_key.to_bytes()
+            )
+            for b in resp.body.bundles:
+                if b.identity_key != ours:
+                    raise UntrustedIdentityError(
+                        "the relay handed out another identity key for a device of our own "
+                        "account; no session started",
+                        str(ProtocolAddress(aci, b.device_id)),
+                        IdentityKey.from_bytes(b.identity_key),
+                    )
+        else:
+            await self._kt_check(aci, {b.identity_key for b in resp.body.bundles})
         now = self._now()
         store = self._store
 
@@ -1353,6 +1445,20 @@ class Client:
                     )
 
         await self._in_db(process)
+
+    async def _own_device_ids(self) -> list[int]:
+        """The other devices of our own account, as the relay lists them now.
+
+        Raises:
+            RelayError: refused or not connected, or an impossible device list.
+        """
+        resp = await self._request(GetDevices(_aci_bytes(self._aci)))
+        if not isinstance(resp.body, Devices):
+            raise RelayError("relay sent no device list", int(StatusCode.INTERNAL))
+        ids = [d.device_id for d in resp.body.devices]
+        if len(set(ids)) != len(ids) or not all(1 <= d <= MAX_DEVICE_ID for d in ids):
+            raise RelayError("relay sent an impossible device list", int(StatusCode.INTERNAL))
+        return sorted(d for d in ids if d != self._device_id)
 
     async def _kt_check(self, aci: str, identity_keys: set[bytes]) -> None:
         """Refuse bundles whose identity key the relay's directory does not prove."""
@@ -1405,29 +1511,50 @@ class Client:
         return 0 if head is None else head.head.epoch
 
     def _devices(self, aci: str) -> list[int]:
-        return [
-            d
-            for d in self._store.get_session_device_ids(aci)
-            if not (aci == self._aci and d == self._device_id)
-        ]
+        """The devices of ``aci`` we hold a current session with (never this device)."""
+        store = self._store
+        out = []
+        for d in store.get_session_device_ids(aci):
+            if aci == self._aci and d == self._device_id:
+                continue
+            record = store.load_session(ProtocolAddress(aci, d))
+            if record is not None and record.current is not None:  # not archived
+                out.append(d)
+        return out
 
     async def _ensure_sessions(self, aci: str) -> None:
         if not await self._in_db(lambda: self._devices(aci)):
             await self._fetch_sessions(aci)
 
     async def _repair(self, result: object, recipients: Sequence[str]) -> None:
-        """Drop and refetch sessions as a CONFLICT says, for the accounts we sent to only.
+        """Bring our sessions in line with a ``CONFLICT``'s device lists (``MismatchedDevices``),
+        for the accounts we sent to only.
+
+        * ``extra`` (a device the account no longer has, e.g. unlinked): its session is
+          archived (kept to decrypt messages still in flight, no longer encrypted to);
+        * ``stale`` (the device re-registered: another registration id): archived, and a new
+          session is started from a fresh bundle;
+        * ``missing`` (a device we had no session with, e.g. newly linked): a session is
+          started from its bundle.
+
+        The send is then tried again by the caller, a bounded number of times.
 
         Raises:
-            RelayError: no details, or details naming an account not among ``recipients`` or
-                an impossible device id (a misbehaving relay; nothing is changed).
+            RelayError: no details, or details naming an account not among ``recipients``,
+                an impossible device id, or this very device (a misbehaving relay; nothing is
+                changed).
         """
         if not isinstance(result, SendResult):
             raise RelayError("device list mismatch without details", int(StatusCode.CONFLICT))
         allowed = {_aci_bytes(r) for r in recipients}
+        ours = _aci_bytes(self._aci)
         for m in result.mismatched:
             ids = (*m.missing_devices, *m.extra_devices, *m.stale_devices)
-            if m.aci not in allowed or not all(1 <= d <= MAX_DEVICE_ID for d in ids):
+            if (
+                m.aci not in allowed
+                or not all(1 <= d <= MAX_DEVICE_ID for d in ids)
+                or (m.aci == ours and self._device_id in ids)
+            ):
                 raise RelayError(
                     "relay sent an impossible device mismatch", int(StatusCode.INTERNAL)
                 )
@@ -1435,9 +1562,34 @@ class Client:
         for m in result.mismatched:
             aci = str(uuid.UUID(bytes=m.aci))
             gone = [ProtocolAddress(aci, d) for d in (*m.extra_devices, *m.stale_devices)]
-            await self._in_db(functools.partial(_remove_sessions, store, gone))
+            await self._in_db(functools.partial(_archive_sessions, store, gone))
+            await self._in_db(
+                functools.partial(self._forget_group_keys, aci, m.extra_devices, m.stale_devices)
+            )
             for d in (*m.missing_devices, *m.stale_devices):
                 await self._fetch_sessions(aci, d)
+
+    def _forget_group_keys(self, aci: str, removed: Sequence[int], stale: Sequence[int]) -> None:
+        """Our sender keys after a device list changed (on the database's thread).
+
+        A *removed* device that was sent our sender key for a group still holds it: our
+        sender key for that group is replaced (a new chain, sent to every current member
+        device before the next group message), so the removed device cannot read what we
+        send from then on, as Signal's clients reset a sender key when a member's device
+        goes. A *stale* device (re-registered) lost our key: it is sent again.
+        """
+        store = self._store
+        with store.transaction():
+            for group in store.list_groups():
+                if aci not in group.members:
+                    continue
+                gid = group.group_id
+                if any(store.group_key_sent(gid, aci, d) for d in removed):
+                    store.store_sender_key(self._address, uuid.UUID(bytes=gid), SenderKeyRecord())
+                    store.group_keys_forget(gid)
+                    _log.info("a member's device was removed: our sender key for a group renewed")
+                for d in stale:
+                    store.group_key_unmark(gid, aci, d)
 
     def _remote_registration_id(self, address: ProtocolAddress) -> int:
         record = self._store.load_session(address)
@@ -1467,6 +1619,9 @@ class Client:
         """
         plaintext = encode_padded_content(content)
         store = self._store
+        own = aci == self._aci
+        if own:  # our own other devices: always identified (see _flush_syncs)
+            sealed, allow_identified = False, True
         access = await self._in_db(lambda: store.get_access_key(aci)) if sealed else None
         if sealed and access is None and not allow_identified:
             raise SealedDeliveryRefused(
@@ -1491,6 +1646,8 @@ class Client:
             messages = await self._in_db(
                 functools.partial(self._encrypt_for_devices, aci, plaintext, cert, now)
             )
+            if own and not messages:  # the account has no other device (any more)
+                return False
             try:
                 if access is not None:
                     conn = await self._unidentified()
@@ -1606,13 +1763,76 @@ class Client:
                 to,
             )
         ts = await self._anext_timestamp()
-        self.last_send_sealed = await self._send_content(
+        went_sealed = await self._send_content(
             to,
             Content(ts, text, access_key=self._access_key),
             sealed=sealed,
             allow_identified=allow,
         )
+        self.last_send_sealed = went_sealed
+        await self._sync_sent(SentTranscript(to, ts, Content(ts, text), ((to, went_sealed),)))
         return ts
+
+    async def _sync_sent(self, transcript: SentTranscript) -> None:
+        """Queue the transcript of a send for our account's other devices and send it.
+
+        Never raises: a transcript that cannot be sent now stays queued (durably) and is
+        sent again when the connection is back (:meth:`_flush_syncs`).
+        """
+        store = self._store
+        content = Content(transcript.timestamp, sync_sent=transcript)
+        padded = encode_padded_content(content)
+        now = self._now()
+        await self._in_db(
+            functools.partial(store.sync_pending_add, transcript.timestamp, padded, now)
+        )
+        await self._flush_syncs()
+
+    async def _flush_syncs(self) -> None:
+        """Send the queued transcripts to our account's other devices; never raises.
+
+        Transcripts go *identified*, on this device's authenticated connection, whatever
+        the send they describe (Signal's clients do the same): a sealed send to our own
+        account cannot leave out the sending device without telling the relay which device
+        sends, and this device holds no session with itself. The relay learns that this
+        device sent something at that moment (it already knows the account: it delivers to
+        it), never to whom or what. Without other devices (:meth:`_alone`) nothing is sent.
+        """
+        store = self._store
+        async with self._sync_lock:  # a send and the receive loop may both flush
+            await self._flush_syncs_locked(store)
+
+    async def _flush_syncs_locked(self, store: ClientStore) -> None:
+        for ts, padded in await self._in_db(store.sync_pending):
+            try:
+                if not await self._alone():
+                    await self._send_content(self._aci, decode_padded_content(padded), sealed=False)
+            except SecureMsgError as exc:
+                if self._closing or _connection_lost(exc):
+                    return  # stays queued for the next connection
+                _log.warning("transcript not sent to our other devices: %s", exc)
+                await self._in_db(functools.partial(store.sync_pending_failed, ts))
+                continue
+            await self._in_db(functools.partial(store.sync_pending_done, ts))
+
+    async def _alone(self) -> bool:
+        """Whether our account has no other device (so no transcript is to be sent).
+
+        Known without asking when we hold a session with another of our devices (then not
+        alone). Otherwise the relay's device list is asked, and an answer of "alone" is
+        remembered until the next connection, or until :meth:`approve_link` lets a new device
+        in (for :data:`_LINK_WINDOW_MS` after it, the list is asked on every send, since the
+        new device registers some time after the approval): an account with one device
+        does not pay a round trip per send.
+        """
+        if await self._in_db(lambda: self._devices(self._aci)):
+            return False
+        now = self._now()
+        if self._known_alone and now >= self._link_expected_until:
+            return True
+        alone = not await self._own_device_ids()
+        self._known_alone = alone
+        return alone
 
     def create_group(self, title: str, members: Sequence[str]) -> bytes:
         """Create a group of ``members`` (we are added); returns its 16-byte id.
@@ -1718,6 +1938,42 @@ class Client:
             for d in self._devices(member)
         )
 
+    async def _send_group_identified(
+        self,
+        group: StoredGroup,
+        context: GroupContext,
+        member: str,
+        ts: int,
+        padded: bytes,
+        body: bytes,
+        allow: bool,
+    ) -> None:
+        """The group message to one member identified (allowed, and no sealed route), with
+        the same mismatch repair as the sealed upload (bounded)."""
+        for _ in range(_SEND_ATTEMPTS):
+            messages = await self._in_db(
+                functools.partial(self._identified_group_messages, member, body)
+            )
+            try:
+                await self._request(SendMessage(_aci_bytes(member), ts, messages))
+                return
+            except RelayError as exc:
+                if exc.code != StatusCode.CONFLICT:
+                    raise
+                await self._repair(exc.details, [member])
+                await self._distribute_sender_key(group.group_id, context, allow)
+                message = await self._in_db(
+                    lambda: group_encrypt(
+                        self._address,
+                        uuid.UUID(bytes=group.group_id),
+                        padded,
+                        self._store,
+                        rng=self._rng,
+                    )
+                )
+                body = message.to_bytes()
+        raise RelayError("the member's device list kept changing", int(StatusCode.CONFLICT))
+
     async def send_group_text(
         self, group_id: bytes, text: str, *, allow_identified: bool | None = None
     ) -> int:
@@ -1785,8 +2041,16 @@ class Client:
                 break
             except RelayError as exc:
                 if exc.code == StatusCode.CONFLICT:
+                    # New devices get our sender key first; the message is then encrypted
+                    # again (the key they got starts after the iteration used above; nothing
+                    # was delivered: the relay refused the whole upload).
                     await self._repair(exc.details, sealed_to)
                     await self._distribute_sender_key(group.group_id, context, allow)
+                    body, _ = await self._in_db(
+                        functools.partial(
+                            self._group_encrypt_and_record, group, others, ts, padded, not allow
+                        )
+                    )
                     continue
                 if exc.code == StatusCode.UNAUTHENTICATED:
                     if not allow:
@@ -1805,10 +2069,12 @@ class Client:
         for member in others:
             if member in sealed_to:
                 continue
-            messages = await self._in_db(
-                functools.partial(self._identified_group_messages, member, body)
+            await self._send_group_identified(group, context, member, ts, padded, body, allow)
+        await self._sync_sent(
+            SentTranscript(
+                None, ts, Content(ts, text, context), tuple((m, m in sealed_to) for m in others)
             )
-            await self._request(SendMessage(_aci_bytes(member), ts, messages))
+        )
         return ts
 
     # -- receiving --------------------------------------------------------------------------
@@ -1825,6 +2091,7 @@ class Client:
                 # Retry requests and resends left pending by a closed connection.
                 await self._send_retry_requests()
                 await self._send_resends()
+                await self._flush_syncs()
             else:
                 # Envelopes already queued are taken together: one commit, one ack.
                 batch = [item]
@@ -2130,6 +2397,9 @@ class Client:
         sealed: bool,
     ) -> None:
         store = self._store
+        if content.sync_sent is not None:
+            self._apply_transcript(envelope, sender, content.sync_sent, distribution, sealed)
+            return
         group = content.group
         if distribution is not None and (group is None or group.group_id != distribution.bytes):
             raise InvalidMessageError("group message without its group context")
@@ -2160,6 +2430,49 @@ class Client:
             body=content.text,
         )
 
+    def _apply_transcript(
+        self,
+        envelope: Envelope,
+        sender: ProtocolAddress,
+        transcript: SentTranscript,
+        distribution: uuid.UUID | None,
+        sealed: bool,
+    ) -> None:
+        """Record a transcript of a message another device of our account sent (inside the
+        envelope's transaction): it lands in the inbox as a message we sent, with the
+        recipient (1:1) or the group, and the device that sent it.
+
+        Raises:
+            InvalidMessageError: the transcript comes from another account, in a sender-key
+                message, names no recipient and no group (or both), names our own account
+                as the recipient, or a group we are not a member of.
+        """
+        store = self._store
+        message = transcript.message
+        group = message.group
+        if sender.name != self._aci or distribution is not None:
+            raise InvalidMessageError("a sent transcript from another account")
+        if (transcript.destination is None) == (group is None):
+            raise InvalidMessageError("a sent transcript names no recipient or group")
+        if transcript.destination == self._aci:
+            raise InvalidMessageError("a sent transcript to our own account")
+        if group is not None:
+            if self._aci not in group.members:
+                raise InvalidMessageError("a sent transcript for a group we are not in")
+            store.save_group(group.group_id, group.title, group.members)
+        store.inbox_add(
+            envelope_id=envelope.id,
+            server_timestamp=envelope.server_timestamp,
+            kind="message" if message.text is not None else "control",
+            sealed=sealed,
+            sender=sender.name,
+            sender_device=sender.device_id,
+            sent_timestamp=transcript.timestamp,
+            group_id=None if group is None else group.group_id,
+            body=message.text,
+            destination=transcript.destination,
+        )
+
     async def _send_retry_requests(self) -> None:
         """Send the queued retry requests (each failure's, once); never raises."""
         store = self._store
@@ -2181,9 +2494,14 @@ class Client:
             await self._in_db(functools.partial(store.failure_set_retry, row.seq, outcome))
 
     async def _send_plaintext(self, address: ProtocolAddress, content: PlaintextContent) -> bool:
-        """Send a PlaintextContent (a retry request) to one device: sealed (USMC type
+        """Send a PlaintextContent (a retry request) for one device: sealed (USMC type
         PLAINTEXT) if we hold the account's access key; identified (envelope type
-        PLAINTEXT_CONTENT) only if the client allows identified sends. False if neither.
+        PLAINTEXT_CONTENT) only if the client allows identified sends, or to a device of our
+        own account (identified, as transcripts go). False if neither.
+
+        The relay takes a send only for the account's complete device list, so every device
+        of the account gets it; the request names the device it is for (the others ignore
+        it). A device-list mismatch is repaired and the send tried again (bounded).
 
         Raises:
             RelayError: refused (including SealedDeliveryRefused) or not connected.
@@ -2191,39 +2509,71 @@ class Client:
         """
         store = self._store
         aci = address.name
-        access = await self._in_db(lambda: store.get_access_key(aci))
-        if access is None and not self._allow_identified:
+        own = aci == self._aci
+        access = None if own else await self._in_db(lambda: store.get_access_key(aci))
+        if access is None and not (self._allow_identified or own):
             return False
         if address.device_id not in await self._in_db(lambda: self._devices(aci)):
             await self._fetch_sessions(aci, address.device_id)
-        registration_id = await self._in_db(lambda: self._remote_registration_id(address))
         ts = await self._anext_timestamp()
-        if access is not None:
-            cert = await self._sender_certificate()
-            usmc = UnidentifiedSenderMessageContent.new(
-                CiphertextMessageType.PLAINTEXT, cert, content.to_bytes(), ContentHint.DEFAULT
+        for _ in range(_SEND_ATTEMPTS):
+            await self._ensure_sessions(aci)
+            targets = await self._in_db(
+                lambda: [
+                    (d, self._remote_registration_id(ProtocolAddress(aci, d)))
+                    for d in self._devices(aci)
+                ]
             )
-            body = await self._in_db(
-                lambda: sealed_sender_encrypt_from_usmc(address, usmc, store, rng=self._rng)
-            )
-            message = OutgoingMessage(
-                address.device_id, registration_id, int(EnvelopeType.UNIDENTIFIED_SENDER), body
-            )
-            conn = await self._unidentified()
             try:
-                await conn.request(SendSealed(_aci_bytes(aci), access, ts, (message,)))
+                if access is not None:
+                    cert = await self._sender_certificate()
+                    usmc = UnidentifiedSenderMessageContent.new(
+                        CiphertextMessageType.PLAINTEXT,
+                        cert,
+                        content.to_bytes(),
+                        ContentHint.DEFAULT,
+                    )
+                    sealed = await self._in_db(
+                        functools.partial(self._seal_plaintext, aci, targets, usmc)
+                    )
+                    conn = await self._unidentified()
+                    try:
+                        await conn.request(SendSealed(_aci_bytes(aci), access, ts, tuple(sealed)))
+                        return True
+                    except RelayError as exc:
+                        if exc.code != StatusCode.UNAUTHENTICATED or not self._allow_identified:
+                            raise
+                        access = None
+                messages = tuple(
+                    OutgoingMessage(d, r, int(EnvelopeType.PLAINTEXT_CONTENT), content.to_bytes())
+                    for d, r in targets
+                )
+                await self._request(SendMessage(_aci_bytes(aci), ts, messages))
                 return True
             except RelayError as exc:
-                if exc.code != StatusCode.UNAUTHENTICATED or not self._allow_identified:
+                if exc.code != StatusCode.CONFLICT:
                     raise
-        message = OutgoingMessage(
-            address.device_id,
-            registration_id,
-            int(EnvelopeType.PLAINTEXT_CONTENT),
-            content.to_bytes(),
-        )
-        await self._request(SendMessage(_aci_bytes(aci), ts, (message,)))
-        return True
+                await self._repair(exc.details, [aci])
+        raise RelayError("the recipient's device list kept changing", int(StatusCode.CONFLICT))
+
+    def _seal_plaintext(
+        self,
+        aci: str,
+        targets: Sequence[tuple[int, int]],
+        usmc: UnidentifiedSenderMessageContent,
+    ) -> list[OutgoingMessage]:
+        """Seal ``usmc`` for each (device, registration id) of ``aci`` (database thread)."""
+        return [
+            OutgoingMessage(
+                d,
+                r,
+                int(EnvelopeType.UNIDENTIFIED_SENDER),
+                sealed_sender_encrypt_from_usmc(
+                    ProtocolAddress(aci, d), usmc, self._store, rng=self._rng
+                ),
+            )
+            for d, r in targets
+        ]
 
     async def _send_resends(self) -> None:
         """Send again the contents retry requests asked for; never raises.
@@ -2353,6 +2703,12 @@ class Client:
             group_title=title,
             sealed=row.sealed,
             envelope_id=row.envelope_id,
+            transcript=row.sender == self._aci,
+            destination_aci=row.destination,
+            sender_devices=max(
+                1 if row.sender_device == 1 else 2,  # a device N > 1 means the primary is there
+                len(self._devices(row.sender)) + (1 if row.sender == self._aci else 0),
+            ),
         )
 
     def _take_message(self) -> ReceivedMessage | None:

@@ -30,6 +30,15 @@ and the client's own tables, all prefixed ``client_``:
   became of the last resend (``resend_status``).
 * ``client_resend`` -- resends asked for by retry requests and not yet done (durable, so a
   crash between acknowledging the request and sending loses nothing).
+* ``client_sync_pending`` -- transcripts of our sends (``SyncMessage.Sent``) not yet sent to
+  our account's other devices: written before the transcript is sent, deleted once it went
+  (or the account has no other device), so a dropped connection or a crash delays it but
+  does not lose it. Bounded: the newest :data:`MAX_SYNC_PENDING`, none older than
+  :data:`SENT_RECORD_TTL_MS`, each tried at most :data:`MAX_SYNC_ATTEMPTS` times.
+
+Transcripts received from our other devices land in ``client_inbox`` like any message, with
+``sender`` our own ACI, ``sender_device`` the device that sent it and ``destination`` the
+recipient of a 1:1 message (NULL for others, and for a group message).
 
 File modes: the database, its ``-wal``/``-shm`` and ``-journal`` files hold private keys, so
 :meth:`ClientStore.open_client` creates the database ``0600`` whatever the umask (SQLite gives
@@ -67,6 +76,8 @@ __all__ = [
     "FAILURE_TTL_MS",
     "MAX_FAILURES",
     "MAX_SENT_RECORDS",
+    "MAX_SYNC_ATTEMPTS",
+    "MAX_SYNC_PENDING",
     "SENT_RECORD_TTL_MS",
     "ClientStore",
     "FailureRow",
@@ -86,6 +97,11 @@ FAILURE_TTL_MS: Final = 30 * 24 * 3600 * 1000
 MAX_SENT_RECORDS: Final = 1000
 #: Sent contents older than this are dropped (one day).
 SENT_RECORD_TTL_MS: Final = 24 * 3600 * 1000
+#: Most transcripts waiting to be sent to our other devices (the oldest are dropped).
+MAX_SYNC_PENDING: Final = 1000
+#: A waiting transcript is dropped after this many failed attempts (not counting a lost
+#: connection, which only delays it).
+MAX_SYNC_ATTEMPTS: Final = 3
 _SIDE_FILES: Final = ("", "-wal", "-shm", "-journal")
 
 _CLIENT_SCHEMA: Final[tuple[str, ...]] = (
@@ -149,7 +165,16 @@ _CLIENT_SCHEMA: Final[tuple[str, ...]] = (
         device_id INTEGER NOT NULL,
         timestamp INTEGER NOT NULL,
         PRIMARY KEY (recipient, device_id, timestamp)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS client_sync_pending (
+        timestamp INTEGER PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        content BLOB NOT NULL) WITHOUT ROWID""",
 )
+
+#: Columns added to ``client_inbox`` after its first release (an older database gets them on
+#: open; its rows are messages from others: no destination).
+_INBOX_COLUMNS_ADDED: Final[tuple[tuple[str, str], ...]] = (("destination", "TEXT"),)
 
 #: Columns added to ``client_sent`` after its first release, with their definitions (an older
 #: database gets them on open; its records count as sealed-only, sent to no known device, so
@@ -237,6 +262,7 @@ class InboxRow:
     group_id: bytes | None
     body: str
     sealed: bool
+    destination: str | None = None
 
     def __repr__(self) -> str:
         return redacted_repr(self, frozenset({"body"}))
@@ -366,6 +392,10 @@ class ClientStore(SqliteProtocolStore):
                 for name, definition in _SENT_COLUMNS_ADDED:
                     if name not in have:
                         store._exec(f"ALTER TABLE client_sent ADD COLUMN {name} {definition}")
+                have = {str(r[1]) for r in store._fetchall("PRAGMA table_info(client_inbox)")}
+                for name, definition in _INBOX_COLUMNS_ADDED:
+                    if name not in have:
+                        store._exec(f"ALTER TABLE client_inbox ADD COLUMN {name} {definition}")
             if on_disk:
                 secure_file_mode(path_str)
         except BaseException:
@@ -502,6 +532,12 @@ class ClientStore(SqliteProtocolStore):
                 (bytes(group_id), aci, device_id),
             )
 
+    def group_keys_forget(self, group_id: bytes) -> None:
+        """Forget which devices our sender key for ``group_id`` reached (a new key goes to
+        every device again)."""
+        with self.transaction():
+            self._exec("DELETE FROM client_group_keys_sent WHERE group_id = ?", (bytes(group_id),))
+
     # -- inbox ------------------------------------------------------------------------------
 
     def inbox_has_envelope(self, envelope_id: bytes) -> bool:
@@ -523,8 +559,12 @@ class ClientStore(SqliteProtocolStore):
         sent_timestamp: int | None = None,
         group_id: bytes | None = None,
         body: str | None = None,
+        destination: str | None = None,
     ) -> bool:
         """Record a processed envelope; ``kind`` ``"message"`` rows wait for the application.
+
+        ``destination``: for a transcript of a 1:1 message one of our other devices sent, its
+        recipient (``sender`` is then our own ACI).
 
         Returns:
             False if a row with the same envelope id or the same (sender, device, sent
@@ -533,8 +573,8 @@ class ClientStore(SqliteProtocolStore):
         delivered = 0 if kind == "message" else 1
         cursor = self._exec(
             "INSERT OR IGNORE INTO client_inbox (envelope_id, sender, sender_device,"
-            " sent_timestamp, server_timestamp, group_id, body, sealed, kind, delivered)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " sent_timestamp, server_timestamp, group_id, body, sealed, kind, delivered,"
+            " destination) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 bytes(envelope_id),
                 sender,
@@ -546,6 +586,7 @@ class ClientStore(SqliteProtocolStore):
                 1 if sealed else 0,
                 kind,
                 delivered,
+                destination,
             ),
         )
         return cursor.rowcount == 1
@@ -554,7 +595,7 @@ class ClientStore(SqliteProtocolStore):
         """Messages the application has not taken yet, oldest first."""
         rows = self._fetchall(
             "SELECT seq, envelope_id, sender, sender_device, sent_timestamp, server_timestamp,"
-            " group_id, body, sealed FROM client_inbox"
+            " group_id, body, sealed, destination FROM client_inbox"
             " WHERE delivered = 0 ORDER BY seq LIMIT ?",
             (limit,),
         )
@@ -569,6 +610,7 @@ class ClientStore(SqliteProtocolStore):
                 None if r[6] is None else bytes(r[6]),
                 str(r[7]),
                 bool(r[8]),
+                None if r[9] is None else str(r[9]),
             )
             for r in rows
         ]
@@ -805,6 +847,49 @@ class ClientStore(SqliteProtocolStore):
                 "DELETE FROM client_resend WHERE recipient = ? AND device_id = ? AND timestamp = ?",
                 (recipient, device_id, timestamp),
             )
+
+    # -- transcripts waiting for our other devices -------------------------------------------
+
+    def sync_pending_add(self, timestamp: int, content: bytes, now: int) -> None:
+        """Keep a transcript (padded content) until it was sent; drop beyond the bounds."""
+        with self.transaction():
+            self._exec(
+                "INSERT OR REPLACE INTO client_sync_pending VALUES (?, ?, 0, ?)",
+                (timestamp, now, bytes(content)),
+            )
+            self._exec(
+                "DELETE FROM client_sync_pending WHERE created_at < ?",
+                (now - SENT_RECORD_TTL_MS,),
+            )
+            self._exec(
+                "DELETE FROM client_sync_pending WHERE timestamp NOT IN (SELECT timestamp"
+                " FROM client_sync_pending ORDER BY timestamp DESC LIMIT ?)",
+                (MAX_SYNC_PENDING,),
+            )
+
+    def sync_pending(self) -> list[tuple[int, bytes]]:
+        """Waiting transcripts, oldest first: (timestamp, padded content)."""
+        rows = self._fetchall(
+            "SELECT timestamp, content FROM client_sync_pending ORDER BY timestamp"
+        )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    def sync_pending_failed(self, timestamp: int) -> None:
+        """Count a failed attempt; drop the transcript after :data:`MAX_SYNC_ATTEMPTS`."""
+        with self.transaction():
+            self._exec(
+                "UPDATE client_sync_pending SET attempts = attempts + 1 WHERE timestamp = ?",
+                (timestamp,),
+            )
+            self._exec(
+                "DELETE FROM client_sync_pending WHERE timestamp = ? AND attempts >= ?",
+                (timestamp, MAX_SYNC_ATTEMPTS),
+            )
+
+    def sync_pending_done(self, timestamp: int) -> None:
+        """Drop a transcript that was sent (or needs no sending)."""
+        with self.transaction():
+            self._exec("DELETE FROM client_sync_pending WHERE timestamp = ?", (timestamp,))
 
     @staticmethod
     def new_group_id() -> bytes:

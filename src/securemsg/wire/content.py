@@ -15,6 +15,16 @@ decoder raises :class:`~securemsg.errors.DecodeError` (or
 :class:`~securemsg.errors.UnsupportedVersionError` for a version other than 1) on hostile
 bytes, never a protobuf or Unicode exception.
 
+Sync transcripts
+----------------
+A message one device of an account sends is also sent, as a *transcript*, to the account's
+other devices so every device shows the conversation: Signal's ``SyncMessage.Sent`` (field
+numbers from Signal's ``SignalService.proto``) in :attr:`Content.sync_sent`
+(:class:`SentTranscript`: the recipient's ACI for a 1:1 message, the sent timestamp, the
+sent :class:`Content`, and which recipients got it sealed). A content carrying a transcript
+carries nothing else of its own (no text, group or sender key), and the content inside a
+transcript cannot carry another transcript; the decoder refuses both.
+
 Retry requests
 --------------
 :class:`DecryptionErrorMessage` is libsignal's retry request (``proto/wire.proto``, Signal's
@@ -29,6 +39,7 @@ original sender's device id and, for a 1:1 message, the ratchet key it was sent 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError as _ProtoDecodeError
@@ -50,6 +61,7 @@ __all__ = [
     "MAX_GROUP_MEMBERS",
     "PADDING_BLOCK",
     "Content",
+    "SentTranscript",
     "DecryptionErrorMessage",
     "GroupContext",
     "decode_content",
@@ -104,6 +116,44 @@ class GroupContext:
 
 
 @dataclass(frozen=True, slots=True)
+class SentTranscript:
+    """A transcript of a message one of our own devices sent (Signal's ``SyncMessage.Sent``).
+
+    Attributes:
+        destination: the recipient's ACI string for a 1:1 message; None for a group message
+            (the group is in ``message.group``).
+        timestamp: the sent message's timestamp (Unix ms; its id).
+        message: the content that was sent (never itself a transcript).
+        unidentified: ``(recipient ACI, went sealed)`` per recipient.
+    """
+
+    destination: str | None
+    timestamp: int
+    message: Content
+    unidentified: tuple[tuple[str, bool], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.destination is not None and not isinstance(self.destination, str):
+            raise UsageError("destination must be a str or None")
+        if type(self.timestamp) is not int or not 0 <= self.timestamp <= _U64_MAX:
+            raise UsageError("timestamp must be a u64 (Unix ms)")
+        if not isinstance(self.message, Content):
+            raise UsageError("message must be a Content")
+        if self.message.sync_sent is not None:
+            raise UsageError("a transcript cannot hold another transcript")
+        if not isinstance(self.unidentified, tuple) or not all(
+            isinstance(u, tuple)
+            and len(u) == 2
+            and isinstance(u[0], str)
+            and isinstance(u[1], bool)
+            for u in self.unidentified
+        ):
+            raise UsageError("unidentified must be a tuple of (str, bool)")
+        if len(self.unidentified) > MAX_GROUP_MEMBERS:
+            raise UsageError("too many recipients in a transcript")
+
+
+@dataclass(frozen=True, slots=True)
 class Content:
     """One message from one device, before padding and encryption.
 
@@ -114,6 +164,8 @@ class Content:
         sender_key_distribution: a serialized SenderKeyDistributionMessage, or None.
         access_key: the sender's 16-byte unidentified-access key (so the recipient can answer
             with sealed sender), or None.
+        sync_sent: a transcript of a message another device of our own account sent, or
+            None; a content with one has no text, group or sender key of its own.
     """
 
     timestamp: int
@@ -121,6 +173,7 @@ class Content:
     group: GroupContext | None = None
     sender_key_distribution: bytes | None = field(default=None, repr=False)
     access_key: bytes | None = field(default=None, repr=False)
+    sync_sent: SentTranscript | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if type(self.timestamp) is not int or not 0 <= self.timestamp <= _U64_MAX:
@@ -135,6 +188,11 @@ class Content:
         key = self.access_key
         if key is not None and (not isinstance(key, bytes) or len(key) != ACCESS_KEY_LENGTH):
             raise UsageError("access_key must be 16 bytes or None")
+        if self.sync_sent is not None:
+            if not isinstance(self.sync_sent, SentTranscript):
+                raise UsageError("sync_sent must be a SentTranscript or None")
+            if self.text is not None or self.group is not None or skdm is not None:
+                raise UsageError("a transcript content carries no text, group or sender key")
 
 
 def pad(data: bytes) -> bytes:
@@ -168,6 +226,33 @@ def unpad(data: bytes) -> bytes:
     return stripped[:-1]
 
 
+def _fill(pb: content_pb2.Content, content: Content) -> None:
+    pb.version = CONTENT_VERSION
+    pb.timestamp = content.timestamp
+    try:  # protobuf refuses a str that is not UTF-8 encodable (a lone surrogate) on assignment
+        if content.text is not None:
+            pb.text = content.text
+        if content.group is not None:
+            pb.group.id = content.group.group_id
+            pb.group.title = content.group.title
+            pb.group.members.extend(content.group.members)
+        sent = content.sync_sent
+        if sent is not None:
+            out = pb.sync_message.sent
+            if sent.destination is not None:
+                out.destination_service_id = sent.destination
+            out.timestamp = sent.timestamp
+            _fill(out.message, sent.message)
+            for aci, unidentified in sent.unidentified:
+                out.unidentified_status.add(destination_service_id=aci, unidentified=unidentified)
+    except UnicodeEncodeError:
+        raise UsageError("content is not serializable (invalid text?)") from None
+    if content.sender_key_distribution is not None:
+        pb.sender_key_distribution = content.sender_key_distribution
+    if content.access_key is not None:
+        pb.access_key = content.access_key
+
+
 def encode_content(content: Content) -> bytes:
     """Serialize ``content`` (unpadded) with the current version.
 
@@ -176,37 +261,19 @@ def encode_content(content: Content) -> bytes:
     """
     if not isinstance(content, Content):
         raise UsageError("content must be a Content")
-    pb = content_pb2.Content(version=CONTENT_VERSION, timestamp=content.timestamp)
-    try:  # protobuf refuses a str that is not UTF-8 encodable (a lone surrogate) on assignment
-        if content.text is not None:
-            pb.text = content.text
-        if content.group is not None:
-            pb.group.id = content.group.group_id
-            pb.group.title = content.group.title
-            pb.group.members.extend(content.group.members)
-    except UnicodeEncodeError:
-        raise UsageError("content is not serializable (invalid text?)") from None
-    if content.sender_key_distribution is not None:
-        pb.sender_key_distribution = content.sender_key_distribution
-    if content.access_key is not None:
-        pb.access_key = content.access_key
+    pb = content_pb2.Content()
+    _fill(pb, content)
     return pb.SerializeToString()
 
 
-def decode_content(data: bytes) -> Content:
-    """Parse unpadded ``Content`` bytes.
-
-    Raises:
-        UnsupportedVersionError: the version is not 1.
-        DecodeError: not bytes, bad protobuf, invalid UTF-8, or a bad group context.
-    """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DecodeError("content must be bytes")
-    pb = content_pb2.Content()
+def _aci_text(value: str) -> str:
     try:
-        pb.ParseFromString(bytes(data))
-    except _ProtoDecodeError:
-        raise DecodeError("content: invalid protobuf") from None
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise DecodeError("content: a transcript names an invalid ACI") from None
+
+
+def _from_pb(pb: content_pb2.Content, *, nested: bool) -> Content:
     if pb.version != CONTENT_VERSION:
         raise UnsupportedVersionError("content: unknown version", pb.version)
     group: GroupContext | None = None
@@ -221,6 +288,28 @@ def decode_content(data: bytes) -> Content:
         if len(pb.access_key) != ACCESS_KEY_LENGTH:
             raise DecodeError("content: access key must be 16 bytes")
         access_key = bytes(pb.access_key)
+    transcript: SentTranscript | None = None
+    if pb.HasField("sync_message"):
+        if nested:
+            raise DecodeError("content: a transcript inside a transcript")
+        sent = pb.sync_message.sent
+        if not pb.sync_message.HasField("sent") or not sent.HasField("message"):
+            raise DecodeError("content: a sync message without a sent transcript")
+        if pb.HasField("text") or group is not None or pb.HasField("sender_key_distribution"):
+            raise DecodeError("content: a transcript with text, group or sender key beside it")
+        if len(sent.unidentified_status) > MAX_GROUP_MEMBERS:
+            raise DecodeError("content: too many recipients in a transcript")
+        transcript = SentTranscript(
+            destination=_aci_text(sent.destination_service_id)
+            if sent.HasField("destination_service_id")
+            else None,
+            timestamp=sent.timestamp,
+            message=_from_pb(sent.message, nested=True),
+            unidentified=tuple(
+                (_aci_text(u.destination_service_id), bool(u.unidentified))
+                for u in sent.unidentified_status
+            ),
+        )
     return Content(
         timestamp=pb.timestamp,
         text=pb.text if pb.HasField("text") else None,
@@ -229,7 +318,26 @@ def decode_content(data: bytes) -> Content:
         if pb.HasField("sender_key_distribution")
         else None,
         access_key=access_key,
+        sync_sent=transcript,
     )
+
+
+def decode_content(data: bytes) -> Content:
+    """Parse unpadded ``Content`` bytes.
+
+    Raises:
+        UnsupportedVersionError: the version is not 1 (of the content or of a transcript's).
+        DecodeError: not bytes, bad protobuf, invalid UTF-8, a bad group context, or a bad
+            transcript (nested, beside text/group/sender key, or naming an invalid ACI).
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("content must be bytes")
+    pb = content_pb2.Content()
+    try:
+        pb.ParseFromString(bytes(data))
+    except _ProtoDecodeError:
+        raise DecodeError("content: invalid protobuf") from None
+    return _from_pb(pb, nested=False)
 
 
 def encode_padded_content(content: Content) -> bytes:
