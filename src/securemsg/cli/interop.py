@@ -198,8 +198,8 @@ def run_command(
         json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     if not report.ok:
         for r in report.results:
-            if r.status == "fail" and r.stderr:
-                console.print(f"[bold]{r.scenario} {r.role}[/]: {r.divergence}", markup=True)
+            if r.status == "fail":
+                click.echo(f"FAIL {r.scenario} {r.role}: {r.divergence}")
         raise SystemExit(1)
 
 
