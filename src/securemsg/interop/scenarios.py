@@ -53,13 +53,13 @@ class NotSupported(Exception):
 class Params:
     """Scenario sizes (the defaults are the full run)."""
 
-    conversation_messages: int = 200
-    out_of_order_burst: int = 60
-    tamper_positions: int = 6
-    large_message_bytes: int = 512 * 1024
-    spqr_round_trips: int = 100
-    group_messages: int = 40
-    restart_messages: int = 20
+    conversation_messages: int = 1000
+    out_of_order_burst: int = 300
+    tamper_positions: int = 8
+    large_message_bytes: int = 1024 * 1024
+    spqr_round_trips: int = 200
+    group_messages: int = 200
+    restart_messages: int = 40
     fingerprint_iterations: int = 5200
     forward_jump: bool = True
 
