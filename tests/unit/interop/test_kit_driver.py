@@ -122,3 +122,45 @@ def test_the_securemsg_peer_answers_bad_requests_and_keeps_going() -> None:
             )
         assert garbage.value.kind == "refused"
         assert peer.call("hello")["protocol"] == driver.PROTOCOL
+
+
+def test_the_securemsg_peer_uses_only_the_public_api() -> None:
+    import ast
+
+    from securemsg.interop import peer as peer_module
+
+    tree = ast.parse(Path(peer_module.__file__).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("securemsg"):
+            assert node.module == "securemsg", f"peer imports {node.module}"
+        if isinstance(node, ast.Import):
+            assert all(not a.name.startswith("securemsg") for a in node.names)
+
+
+def test_a_peer_that_crashes_fails_one_call_and_is_restarted(tmp_path: Path) -> None:
+    from securemsg.interop.runner import run_suite
+    from securemsg.interop.scenarios import Params
+
+    crash = tmp_path / "crash_peer.py"
+    crash.write_text(
+        "import sys\n"
+        "from securemsg.interop.peer import SecuremsgPeer, main\n"
+        "class Crash(SecuremsgPeer):\n"
+        "    def op_fingerprint(self, args):\n"
+        "        sys.exit(9)\n"
+        "main(Crash)\n"
+    )
+    report = run_suite(
+        ("securemsg", resolve_peer("securemsg")),
+        ("crash", (sys.executable, str(crash))),
+        only=["fingerprint", "groups"],
+        seed=3,
+        params=Params(fingerprint_iterations=10, group_messages=3),
+    )
+    status = {(r.scenario, r.role): r.status for r in report.results}
+    assert status[("fingerprint", "A->B")] == "fail"
+    assert status[("fingerprint", "B->A")] == "fail"
+    assert status[("groups", "A->B")] == "pass"
+    assert status[("groups", "B->A")] == "pass"
+    failed = next(r for r in report.results if r.status == "fail")
+    assert failed.divergence is not None and "broke the protocol" in failed.divergence
