@@ -46,6 +46,7 @@ import click
 from rich.console import Console
 
 from securemsg import __version__
+from securemsg.cli.interop import interop as _interop_group
 from securemsg.errors import DeviceRemovedError, SealedDeliveryRefused, SecureMsgError
 from securemsg.relay.service import RelayConfig
 
@@ -1230,6 +1231,10 @@ def kt_audit(
             audit_relay(relay_url, from_epoch=from_epoch, auditor_key=key, head_key=pinned)
         )
     click.echo(report.summary())
+
+
+# ``securemsg interop run|peers|peer``: the interoperability kit (securemsg.cli.interop).
+cli.add_command(_interop_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,756 @@
+"""The interop scenarios: what two peers must agree on.
+
+Theory of operation: a scenario is a function ``(ctx, x, y)`` where ``x`` initiates and ``y``
+answers; the runner calls it twice per pairing (A initiates, then B initiates). Each call gets
+fresh parties (labels and UUID names drawn from the scenario's own seeded ``random.Random``),
+so a seed reproduces plaintexts, sizes and delivery orders. A scenario checks and, on the first
+difference, raises :class:`Divergence` with a sentence saying what differed; it declares the
+capabilities it needs from each side, and the runner reports "not supported" when a peer lacks
+one (or answers ``unsupported``). Sizes come from :class:`Params`; the defaults are the full
+run, tests pass smaller ones.
+
+SPQR epochs are observed, not asked: the kit reads the ``pq_ratchet`` header of every message
+each side sends (the sender's current epoch travels in it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from securemsg.interop.driver import PeerCrashed, PeerProcess, PeerRefusal, b64, unb64
+
+__all__ = [
+    "SCENARIOS",
+    "Divergence",
+    "NotSupported",
+    "Params",
+    "Scenario",
+    "ScenarioContext",
+    "Side",
+]
+
+PREKEY = 3
+WHISPER = 2
+#: libsignal's MAX_FORWARD_JUMPS: a receiving chain skips at most this many messages.
+FORWARD_JUMP_LIMIT = 25_000
+
+
+class Divergence(Exception):
+    """The peers disagree; the message says how, in words."""
+
+
+class NotSupported(Exception):
+    """A peer lacks what the scenario needs."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """Scenario sizes (the defaults are the full run)."""
+
+    conversation_messages: int = 1000
+    out_of_order_burst: int = 300
+    tamper_positions: int = 8
+    large_message_bytes: int = 1024 * 1024
+    spqr_round_trips: int = 200
+    group_messages: int = 200
+    restart_messages: int = 40
+    fingerprint_iterations: int = 5200
+    forward_jump: bool = True
+
+
+@dataclass
+class Party:
+    """A party living in one peer."""
+
+    side: Side
+    label: str
+    name: str
+    device: int
+    identity_key: bytes
+    registration_id: int
+
+    @property
+    def address(self) -> dict[str, Any]:
+        return {"name": self.name, "device": self.device}
+
+
+class Side:
+    """A peer process seen by one scenario call (fresh labels, typed helpers)."""
+
+    def __init__(self, peer: PeerProcess, ctx: ScenarioContext, role: str) -> None:
+        self.peer = peer
+        self.ctx = ctx
+        self.role = role
+
+    @property
+    def label(self) -> str:
+        return self.peer.label
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        try:
+            return self.peer.call(op, **args)
+        except PeerRefusal as exc:
+            if exc.kind == "unsupported":
+                raise NotSupported(f"{self.label} does not support {op}: {exc.message}") from None
+            raise
+
+    def refusal(self, what: str, op: str, **args: Any) -> PeerRefusal:
+        """Call ``op`` expecting a refusal; return it, or raise :class:`Divergence`."""
+        try:
+            self.call(op, **args)
+        except PeerRefusal as exc:
+            return exc
+        raise Divergence(f"{self.label} ({self.role}) accepted {what}")
+
+    def new_party(self, device: int = 1, name: str | None = None) -> Party:
+        label = f"p{self.ctx.rng.getrandbits(48):012x}"
+        name = name or str(uuid.UUID(int=self.ctx.rng.getrandbits(128), version=4))
+        r = self.call("create_party", party=label, name=name, device=device)
+        return Party(self, label, name, device, unb64(r["identity_key"]), int(r["registration_id"]))
+
+    def bundle(self, party: Party, *, one_time: bool = True) -> dict[str, Any]:
+        ids = self.ctx.next_ids()
+        return self.call(
+            "create_bundle",
+            party=party.label,
+            pre_key_id=ids[0] if one_time else None,
+            signed_pre_key_id=ids[1],
+            kyber_pre_key_id=ids[2],
+        )
+
+    def encrypt(self, party: Party, remote: Party, plaintext: bytes) -> tuple[int, bytes]:
+        r = self.call("encrypt", party=party.label, remote=remote.address, plaintext=b64(plaintext))
+        return int(r["type"]), unb64(r["body"])
+
+    def decrypt(self, party: Party, remote: Party, kind: int, body: bytes) -> bytes:
+        try:
+            r = self.call(
+                "decrypt", party=party.label, remote=remote.address, type=kind, body=b64(body)
+            )
+        except PeerRefusal as exc:
+            raise Divergence(
+                f"{self.label} ({self.role}) refused a valid message from {remote.side.label}: "
+                f"{exc.kind}: {exc.message}"
+            ) from None
+        return unb64(r["plaintext"])
+
+    def snapshot(self, party: Party, remote: Party) -> bytes:
+        return unb64(self.call("snapshot", party=party.label, remote=remote.address)["state"])
+
+
+@dataclass
+class ScenarioContext:
+    """What one scenario call gets: its seeded randomness, sizes, and a transcript."""
+
+    rng: random.Random
+    params: Params
+    sent: list[tuple[str, int, bytes]] = field(default_factory=list)
+    _ids: int = 0
+
+    def next_ids(self) -> tuple[int, int, int]:
+        self._ids += 1
+        base = self.rng.randrange(1, 1 << 20) * 8 + self._ids
+        return base, base + 1, base + 2
+
+    def plaintext(self, size: int | None = None) -> bytes:
+        n = self.rng.randrange(1, 200) if size is None else size
+        return self.rng.randbytes(n)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    needs: frozenset[str]
+    run: Callable[[ScenarioContext, Side, Side], None]
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def _scenario(
+    name: str, description: str, needs: Sequence[str] = ()
+) -> Callable[[Callable[[ScenarioContext, Side, Side], None]], Callable[..., None]]:
+    def register(fn: Callable[[ScenarioContext, Side, Side], None]) -> Callable[..., None]:
+        SCENARIOS[name] = Scenario(name, description, frozenset(needs), fn)
+        return fn
+
+    return register
+
+
+# -- building blocks ---------------------------------------------------------------------------
+
+
+def _deliver(
+    ctx: ScenarioContext, sender: Side, sp: Party, receiver: Side, rp: Party, plaintext: bytes
+) -> int:
+    kind, body = sender.encrypt(sp, rp, plaintext)
+    ctx.sent.append((sender.role, kind, body))
+    got = receiver.decrypt(rp, sp, kind, body)
+    if got != plaintext:
+        raise Divergence(
+            f"{receiver.label} decrypted a {len(plaintext)}-byte message from {sender.label} "
+            f"to different bytes ({len(got)} bytes)"
+        )
+    return kind
+
+
+def _establish(
+    ctx: ScenarioContext, x: Side, y: Side, *, one_time: bool = True
+) -> tuple[Party, Party]:
+    """x starts a session with y from y's bundle; one message each way."""
+    px = x.new_party()
+    py = y.new_party()
+    bundle = y.bundle(py, one_time=one_time)
+    try:
+        x.call("process_bundle", party=px.label, remote=py.address, bundle=bundle)
+    except PeerRefusal as exc:
+        raise Divergence(
+            f"{x.label} refused {y.label}'s bundle: {exc.kind}: {exc.message}"
+        ) from None
+    first = _deliver(ctx, x, px, y, py, ctx.plaintext())
+    if first != PREKEY:
+        raise Divergence(f"{x.label}'s first message has type {first}, expected PreKey (3)")
+    reply = _deliver(ctx, y, py, x, px, ctx.plaintext())
+    if reply != WHISPER:
+        raise Divergence(f"{y.label}'s answer has type {reply}, expected Whisper (2)")
+    return px, py
+
+
+def _check_unchanged(side: Side, party: Party, remote: Party, before: bytes, what: str) -> None:
+    if side.snapshot(party, remote) != before:
+        raise Divergence(f"{side.label} ({side.role}) changed its stored state after {what}")
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+
+@_scenario("setup_with_otpk", "session set-up from a bundle with a one-time prekey")
+def _setup_with(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    _establish(ctx, x, y, one_time=True)
+
+
+@_scenario("setup_without_otpk", "session set-up from a bundle without a one-time prekey")
+def _setup_without(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    _establish(ctx, x, y, one_time=False)
+
+
+@_scenario("long_conversation", "a long conversation with random direction changes")
+def _long(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px, py = _establish(ctx, x, y)
+    sent = 0
+    turn = ctx.rng.random() < 0.5
+    while sent < ctx.params.conversation_messages:
+        burst = ctx.rng.randint(1, 6)
+        for _ in range(min(burst, ctx.params.conversation_messages - sent)):
+            if turn:
+                _deliver(ctx, x, px, y, py, ctx.plaintext())
+            else:
+                _deliver(ctx, y, py, x, px, ctx.plaintext())
+            sent += 1
+        turn = not turn
+
+
+@_scenario("out_of_order", "a burst delivered in a random order (inside the limits)")
+def _out_of_order(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px, py = _establish(ctx, x, y)
+    for sender, sp, receiver, rp in ((x, px, y, py), (y, py, x, px)):
+        batch = [ctx.plaintext() for _ in range(ctx.params.out_of_order_burst)]
+        messages = [(p, *sender.encrypt(sp, rp, p)) for p in batch]
+        order = list(range(len(messages)))
+        ctx.rng.shuffle(order)
+        for i in order:
+            plaintext, kind, body = messages[i]
+            if receiver.decrypt(rp, sp, kind, body) != plaintext:
+                raise Divergence(
+                    f"{receiver.label} decrypted message {i} of a shuffled burst wrong"
+                )
+
+
+@_scenario("duplicate", "a replayed message is refused, state unchanged", needs=("snapshot",))
+def _duplicate(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px = x.new_party()
+    py = y.new_party()
+    x.call("process_bundle", party=px.label, remote=py.address, bundle=y.bundle(py))
+    kind, body = x.encrypt(px, py, ctx.plaintext())
+    y.decrypt(py, px, kind, body)
+    before = y.snapshot(py, px)
+    y.refusal(
+        "a replayed PreKey message",
+        "decrypt",
+        party=py.label,
+        remote=px.address,
+        type=kind,
+        body=b64(body),
+    )
+    _check_unchanged(y, py, px, before, "refusing a replayed PreKey message")
+    _deliver(ctx, y, py, x, px, ctx.plaintext())
+    for _ in range(3):
+        kind, body = x.encrypt(px, py, ctx.plaintext())
+        y.decrypt(py, px, kind, body)
+        before = y.snapshot(py, px)
+        y.refusal(
+            "a replayed message",
+            "decrypt",
+            party=py.label,
+            remote=px.address,
+            type=kind,
+            body=b64(body),
+        )
+        _check_unchanged(y, py, px, before, "refusing a replayed message")
+    _deliver(ctx, x, px, y, py, ctx.plaintext())
+
+
+def _tampered(
+    ctx: ScenarioContext, body: bytes, count: int, *, random_flips: bool
+) -> list[tuple[str, bytes]]:
+    """Tampered copies of ``body``. Random bit flips only for Whisper messages: a PreKey
+    message has unauthenticated fields (its registration id), which libsignal accepts."""
+    out: list[tuple[str, bytes]] = []
+    for where, index, bit in (
+        ("version", 0, 0x10),
+        ("MAC", len(body) - 1, 0x01),
+        ("last byte before the MAC", len(body) - 9, 0x01),
+    ):
+        mutated = bytearray(body)
+        mutated[index] ^= bit
+        out.append((f"a flipped {where}", bytes(mutated)))
+    if not random_flips:
+        out.append(("a truncated message", body[:-1]))
+        return out
+    for _ in range(max(0, count - 3)):
+        index = ctx.rng.randrange(1, len(body))
+        mutated = bytearray(body)
+        mutated[index] ^= 1 << ctx.rng.randrange(8)
+        out.append((f"a flipped bit at byte {index}", bytes(mutated)))
+    out.append(("a truncated message", body[:-1]))
+    return out
+
+
+@_scenario("tamper", "tampered messages refused, receiver state unchanged", needs=("snapshot",))
+def _tamper(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px = x.new_party()
+    py = y.new_party()
+    x.call("process_bundle", party=px.label, remote=py.address, bundle=y.bundle(py))
+    for _round in range(2):  # a PreKey message, then (after an answer) a Whisper message
+        plaintext = ctx.plaintext()
+        kind, body = x.encrypt(px, py, plaintext)
+        before = y.snapshot(py, px)
+        for what, mutated in _tampered(
+            ctx, body, ctx.params.tamper_positions, random_flips=kind == WHISPER
+        ):
+            y.refusal(
+                f"{what} in a type-{kind} message",
+                "decrypt",
+                party=py.label,
+                remote=px.address,
+                type=kind,
+                body=b64(mutated),
+            )
+            _check_unchanged(y, py, px, before, f"refusing {what} in a type-{kind} message")
+        if y.decrypt(py, px, kind, body) != plaintext:
+            raise Divergence(f"{y.label} decrypted the untampered message wrong")
+        _deliver(ctx, y, py, x, px, ctx.plaintext())
+
+
+@_scenario(
+    "session_reset",
+    "archived sessions still decrypt in-flight messages; a new bundle starts a new session",
+    needs=("archive", "session"),
+)
+def _reset(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px, py = _establish(ctx, x, y)
+    late_plain = ctx.plaintext()
+    late = x.encrypt(px, py, late_plain)
+    x.call("process_bundle", party=px.label, remote=py.address, bundle=y.bundle(py))
+    kind = _deliver(ctx, x, px, y, py, ctx.plaintext())
+    if kind != PREKEY:
+        raise Divergence(f"{x.label}'s first message on the new session has type {kind}")
+    if y.decrypt(py, px, *late) != late_plain:
+        raise Divergence(f"{y.label} decrypted an in-flight message of the old session wrong")
+    _deliver(ctx, y, py, x, px, ctx.plaintext())
+    _deliver(ctx, x, px, y, py, ctx.plaintext())
+    # the receiver archives; the sender's next message still decrypts from the archived state
+    in_flight_plain = ctx.plaintext()
+    in_flight = x.encrypt(px, py, in_flight_plain)
+    y.call("archive_session", party=py.label, remote=px.address)
+    if y.call("has_session", party=py.label, remote=px.address).get("has_session") is not False:
+        raise Divergence(f"{y.label} still has a current session after archive_session")
+    if y.decrypt(py, px, *in_flight) != in_flight_plain:
+        raise Divergence(f"{y.label} decrypted a message for its archived session wrong")
+    # and a fresh bundle from the other side starts over
+    y.call("process_bundle", party=py.label, remote=px.address, bundle=x.bundle(px))
+    kind = _deliver(ctx, y, py, x, px, ctx.plaintext())
+    if kind != PREKEY:
+        raise Divergence(f"{y.label}'s first message after the reset has type {kind}")
+    _deliver(ctx, x, px, y, py, ctx.plaintext())
+
+
+@_scenario(
+    "identity_change",
+    "a changed identity is untrusted until trusted again",
+    needs=("identity_change", "snapshot"),
+)
+def _identity_change(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px, py = _establish(ctx, x, y)
+    fresh = y.call("reset_identity", party=py.label)
+    new_key = unb64(fresh["identity_key"])
+    if new_key == py.identity_key:
+        raise Divergence(f"{y.label}'s reset_identity kept the identity key")
+    bundle = y.bundle(py)
+    before = x.snapshot(px, py)
+    refusal = x.refusal(
+        "a bundle with a changed identity",
+        "process_bundle",
+        party=px.label,
+        remote=py.address,
+        bundle=bundle,
+    )
+    if refusal.kind != "untrusted_identity":
+        raise Divergence(
+            f"{x.label} refused a changed identity as {refusal.kind}, not untrusted_identity"
+        )
+    _check_unchanged(x, px, py, before, "refusing a changed identity")
+    x.call("trust", party=px.label, remote=py.address, identity_key=b64(new_key))
+    x.call("process_bundle", party=px.label, remote=py.address, bundle=bundle)
+    _deliver(ctx, x, px, y, py, ctx.plaintext())
+    _deliver(ctx, y, py, x, px, ctx.plaintext())
+
+
+@_scenario("large_message", "large plaintexts both ways")
+def _large(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px, py = _establish(ctx, x, y)
+    size = ctx.params.large_message_bytes
+    _deliver(ctx, x, px, y, py, ctx.plaintext(size))
+    _deliver(ctx, y, py, x, px, ctx.plaintext(size))
+    _deliver(ctx, x, px, y, py, b"")
+
+
+@_scenario(
+    "forward_jump",
+    f"messages more than {FORWARD_JUMP_LIMIT} steps ahead (Double Ratchet or SPQR) are refused",
+    needs=("encrypt_many", "snapshot"),
+)
+def _forward_jump(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """x sends counters 0..25001 on a fresh chain; y gets 25001 (refused), 0, 25001 again
+    (refused: SPQR counts from 1, so its jump is one further), 25000, then 25001."""
+    if not ctx.params.forward_jump:
+        raise NotSupported("forward_jump is disabled by the run's parameters")
+    px, py = _establish(ctx, x, y)
+    plaintext = ctx.plaintext()
+    last = FORWARD_JUMP_LIMIT + 1
+    # x just received: its next message opens a new chain at index 0 for y
+    r = x.call(
+        "encrypt_many",
+        timeout=600.0,
+        party=px.label,
+        remote=py.address,
+        plaintext=b64(plaintext),
+        count=last + 1,
+        keep=[0, last - 1, last],
+    )
+    messages = {int(m["index"]): (int(m["type"]), unb64(m["body"])) for m in r["messages"]}
+    if set(messages) != {0, last - 1, last}:
+        raise Divergence(f"{x.label}'s encrypt_many returned indices {sorted(messages)}")
+    for step, (index, accept) in enumerate(
+        ((last, False), (0, True), (last, False), (last - 1, True), (last, True))
+    ):
+        kind, body = messages[index]
+        if accept:
+            if y.decrypt(py, px, kind, body) != plaintext:
+                raise Divergence(f"{y.label} decrypted counter {index} wrong")
+            continue
+        before = y.snapshot(py, px)
+        y.refusal(
+            f"counter {index} at step {step + 1} (a jump past the limit)",
+            "decrypt",
+            party=py.label,
+            remote=px.address,
+            type=kind,
+            body=b64(body),
+        )
+        _check_unchanged(y, py, px, before, f"refusing counter {index} too far ahead")
+    _deliver(ctx, y, py, x, px, ctx.plaintext())
+
+
+def _spqr_epoch(kind: int, body: bytes) -> int:
+    from securemsg import PreKeySignalMessage, SignalMessage
+    from securemsg.protocol.spqr.message import decode_message
+
+    inner = (
+        PreKeySignalMessage.from_bytes(body).message
+        if kind == PREKEY
+        else SignalMessage.from_bytes(body)
+    )
+    if not inner.pq_ratchet:
+        raise Divergence("a message carries no SPQR header (pq_ratchet is empty)")
+    return int(decode_message(inner.pq_ratchet).epoch)
+
+
+@_scenario("spqr_epochs", "SPQR epochs advance in both directions, in step")
+def _spqr(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    ctx.sent.clear()
+    px, py = _establish(ctx, x, y)
+    for _ in range(ctx.params.spqr_round_trips):
+        _deliver(ctx, x, px, y, py, ctx.plaintext(16))
+        _deliver(ctx, y, py, x, px, ctx.plaintext(16))
+    highest: dict[str, int] = {}
+    for role in (x.role, y.role):
+        epochs = [_spqr_epoch(k, b) for r, k, b in ctx.sent if r == role]
+        if epochs[0] != 1:
+            raise Divergence(f"the {role} side's first SPQR epoch is {epochs[0]}, not 1")
+        for a, b in itertools.pairwise(epochs):
+            if b not in (a, a + 1):
+                raise Divergence(f"the {role} side's SPQR epoch went from {a} to {b}")
+        highest[role] = epochs[-1]
+    if min(highest.values()) < 2:
+        raise Divergence(f"SPQR epochs did not advance ({highest})")
+    if abs(highest[x.role] - highest[y.role]) > 1:
+        raise Divergence(f"SPQR epochs are out of step ({highest})")
+
+
+@_scenario("restart", "both peers restart from storage mid-conversation", needs=("restart",))
+def _restart(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px, py = _establish(ctx, x, y)
+    n = max(2, ctx.params.restart_messages)
+    for i in range(n):
+        if i % 2 == 0:
+            _deliver(ctx, x, px, y, py, ctx.plaintext())
+        else:
+            _deliver(ctx, y, py, x, px, ctx.plaintext())
+    in_flight_plain = ctx.plaintext()
+    in_flight = x.encrypt(px, py, in_flight_plain)
+    x.call("restart")
+    y.call("restart")
+    if y.decrypt(py, px, *in_flight) != in_flight_plain:
+        raise Divergence(f"{y.label} decrypted a message sent before its restart wrong")
+    for i in range(n):
+        if i % 2 == 0:
+            _deliver(ctx, y, py, x, px, ctx.plaintext())
+        else:
+            _deliver(ctx, x, px, y, py, ctx.plaintext())
+
+
+def _issue(side: Side, sender: Party, *, expiration_ms: int) -> tuple[bytes, bytes]:
+    issuer = f"i{side.ctx.rng.getrandbits(48):012x}"
+    root = unb64(
+        side.call("ss_create_issuer", issuer=issuer, key_id=side.ctx.rng.randrange(1, 1 << 16))[
+            "trust_root"
+        ]
+    )
+    cert = side.call(
+        "ss_issue_sender_certificate",
+        issuer=issuer,
+        sender_uuid=sender.name,
+        sender_device=sender.device,
+        identity_key=b64(sender.identity_key),
+        expiration_ms=expiration_ms,
+    )["certificate"]
+    return root, unb64(cert)
+
+
+@_scenario(
+    "sealed_v1",
+    "sealed sender v1 with certificates issued by either side; bad certificates refused",
+    needs=("sealed_v1", "snapshot"),
+)
+def _sealed_v1(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px, py = _establish(ctx, x, y)
+    now = int(time.time() * 1000)
+    later = now + 3_600_000
+    for issuer in (x, y):
+        root, cert = _issue(issuer, px, expiration_ms=later)
+        plaintext = ctx.plaintext()
+        body = unb64(
+            x.call(
+                "ss_encrypt",
+                party=px.label,
+                remote=py.address,
+                plaintext=b64(plaintext),
+                sender_certificate=b64(cert),
+            )["body"]
+        )
+        try:
+            r = y.call(
+                "ss_decrypt", party=py.label, body=b64(body), trust_root=b64(root), now_ms=now
+            )
+        except PeerRefusal as exc:
+            raise Divergence(
+                f"{y.label} refused a sealed message with a certificate issued by "
+                f"{issuer.label}: {exc.kind}: {exc.message}"
+            ) from None
+        if unb64(r["plaintext"]) != plaintext or r.get("sender") != px.address:
+            raise Divergence(f"{y.label} opened a sealed message to the wrong sender or bytes")
+    other_root, _ = _issue(y, px, expiration_ms=later)
+    bad: tuple[tuple[str, bytes | None, int, int], ...] = (
+        ("a certificate from another trust root", other_root, later, now),
+        ("an expired certificate", None, now - 1, now),
+    )
+    for what, bad_root, cert_expiry, when in bad:
+        good_root, cert = _issue(x, px, expiration_ms=cert_expiry)
+        body = x.call(
+            "ss_encrypt",
+            party=px.label,
+            remote=py.address,
+            plaintext=b64(ctx.plaintext()),
+            sender_certificate=b64(cert),
+        )["body"]
+        before = y.snapshot(py, px)
+        refusal = y.refusal(
+            f"a sealed message with {what}",
+            "ss_decrypt",
+            party=py.label,
+            body=body,
+            trust_root=b64(bad_root or good_root),
+            now_ms=when,
+        )
+        if refusal.kind != "refused":
+            raise Divergence(f"{y.label} refused {what} as {refusal.kind}, not refused")
+        _check_unchanged(y, py, px, before, f"refusing {what}")
+    _deliver(ctx, x, px, y, py, ctx.plaintext())
+
+
+@_scenario(
+    "sealed_v2",
+    "sealed sender v2 to a recipient in each peer: split alike by both, opened by both",
+    needs=("sealed_v2", "sealed_v1", "groups"),
+)
+def _sealed_v2(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px = x.new_party()
+    recipients = [y.new_party(), x.new_party()]  # one in each peer
+    for d in recipients:
+        x.call("process_bundle", party=px.label, remote=d.address, bundle=d.side.bundle(d))
+        _deliver(ctx, x, px, d.side, d, ctx.plaintext())
+    dist = str(uuid.UUID(int=ctx.rng.getrandbits(128), version=4))
+    skdm = x.call("group_create", party=px.label, distribution_id=dist)["skdm"]
+    for d in recipients:
+        d.side.call("group_process", party=d.label, sender=px.address, skdm=skdm)
+    now = int(time.time() * 1000)
+    root, cert = _issue(y, px, expiration_ms=now + 3_600_000)
+    plaintext = ctx.plaintext()
+    sent = x.call(
+        "ss_multi_encrypt",
+        party=px.label,
+        distribution_id=dist,
+        plaintext=b64(plaintext),
+        sender_certificate=b64(cert),
+        recipients=[d.address for d in recipients],
+        group_id=b64(ctx.rng.randbytes(32)),
+    )["body"]
+    splits = [side.call("ss_multi_split", body=sent)["recipients"] for side in (x, y)]
+    if splits[0] != splits[1]:
+        raise Divergence(f"{x.label} and {y.label} split the v2 message differently")
+    listed = [(r.get("service_id"), r.get("devices")) for r in splits[0]]
+    if listed != [(d.name, [d.device]) for d in recipients]:
+        raise Divergence(f"the v2 split lists {listed}, expected both recipients, device 1")
+    for d, part in zip(recipients, splits[0], strict=True):
+        try:
+            r = d.side.call(
+                "ss_decrypt", party=d.label, body=part["message"], trust_root=b64(root), now_ms=now
+            )
+        except PeerRefusal as exc:
+            raise Divergence(
+                f"{d.side.label} refused its v2 message: {exc.kind}: {exc.message}"
+            ) from None
+        if unb64(r["plaintext"]) != plaintext or r.get("sender") != px.address:
+            raise Divergence(f"{d.side.label} opened its v2 message wrong")
+
+
+@_scenario(
+    "groups", "sender-key messages delivered shuffled; a duplicate is refused", needs=("groups",)
+)
+def _groups(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px = x.new_party()
+    py = y.new_party()
+    dist = str(uuid.UUID(int=ctx.rng.getrandbits(128), version=4))
+    skdm = x.call("group_create", party=px.label, distribution_id=dist)["skdm"]
+    y.call("group_process", party=py.label, sender=px.address, skdm=skdm)
+    batch = [ctx.plaintext() for _ in range(ctx.params.group_messages)]
+    bodies = [
+        x.call("group_encrypt", party=px.label, distribution_id=dist, plaintext=b64(p))["body"]
+        for p in batch
+    ]
+    order = list(range(len(bodies)))
+    ctx.rng.shuffle(order)
+    for i in order:
+        try:
+            r = y.call("group_decrypt", party=py.label, sender=px.address, body=bodies[i])
+        except PeerRefusal as exc:
+            raise Divergence(
+                f"{y.label} refused group message {i}: {exc.kind}: {exc.message}"
+            ) from None
+        if unb64(r["plaintext"]) != batch[i]:
+            raise Divergence(f"{y.label} decrypted group message {i} wrong")
+    if bodies:
+        y.refusal(
+            "a replayed group message",
+            "group_decrypt",
+            party=py.label,
+            sender=px.address,
+            body=bodies[order[0]],
+        )
+
+
+@_scenario("fingerprint", "both peers compute the same safety numbers", needs=("fingerprint",))
+def _fingerprint(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    px = x.new_party()
+    py = y.new_party()
+    ids = (ctx.rng.randbytes(16), ctx.rng.randbytes(16))
+    for version in (1, 2):
+        request = {
+            "version": version,
+            "iterations": ctx.params.fingerprint_iterations,
+            "local_id": b64(ids[0]),
+            "local_key": b64(px.identity_key),
+            "remote_id": b64(ids[1]),
+            "remote_key": b64(py.identity_key),
+        }
+        swapped = dict(
+            request,
+            local_id=request["remote_id"],
+            local_key=request["remote_key"],
+            remote_id=request["local_id"],
+            remote_key=request["local_key"],
+        )
+        ours = x.call("fingerprint", **request)
+        theirs = y.call("fingerprint", **request)
+        if ours["displayable"] != theirs["displayable"]:
+            raise Divergence(f"the displayable fingerprints differ ({x.label} vs {y.label})")
+        if ours["scannable"] != theirs["scannable"]:
+            raise Divergence(
+                f"the scannable fingerprints differ ({x.label} vs {y.label}), version {version}"
+            )
+        mirrored = y.call("fingerprint", **swapped)
+        if mirrored["displayable"] != ours["displayable"]:
+            raise Divergence(f"{y.label}'s displayable fingerprint from the other side differs")
+        if mirrored["scannable"] == ours["scannable"]:
+            raise Divergence(f"{y.label}'s scannable fingerprint ignores which side is local")
+
+
+def run_scenario(
+    scenario: Scenario, ctx: ScenarioContext, x: Side, y: Side
+) -> tuple[str, str | None]:
+    """Run one scenario call: ``("pass" | "fail" | "unsupported", words or None)``."""
+    for side in (x, y):
+        missing = sorted(scenario.needs - side.peer.capabilities)
+        if missing:
+            return "unsupported", f"{side.label} lacks {', '.join(missing)}"
+    try:
+        scenario.run(ctx, x, y)
+    except NotSupported as exc:
+        return "unsupported", str(exc)
+    except Divergence as exc:
+        return "fail", str(exc)
+    except PeerRefusal as exc:
+        return "fail", f"{exc.op} refused unexpectedly: {exc.kind}: {exc.message}"
+    except PeerCrashed as exc:
+        return "fail", f"peer broke the protocol: {exc}"
+    except (KeyError, TypeError, ValueError) as exc:
+        return "fail", f"malformed answer: {type(exc).__name__}: {exc}"
+    return "pass", None
