@@ -112,3 +112,103 @@ def test_an_unknown_command_line_argument_stops_with_status_2(tmp_path: Path) ->
     assert code == 2
     assert answers == []
     assert "--frobnicate" in stderr
+
+
+_OPS = [
+    "create_party",
+    "create_bundle",
+    "process_bundle",
+    "encrypt",
+    "decrypt",
+    "encrypt_many",
+    "snapshot",
+    "has_session",
+    "archive_session",
+    "restart",
+    "reset_identity",
+    "trust",
+    "ss_create_issuer",
+    "ss_issue_sender_certificate",
+    "ss_encrypt",
+    "ss_decrypt",
+    "ss_multi_encrypt",
+    "ss_multi_split",
+    "group_create",
+    "group_process",
+    "group_encrypt",
+    "group_decrypt",
+    "fingerprint",
+]
+_FIELDS = [
+    "party",
+    "name",
+    "device",
+    "registration_id",
+    "pre_key_id",
+    "signed_pre_key_id",
+    "kyber_pre_key_id",
+    "remote",
+    "bundle",
+    "plaintext",
+    "type",
+    "body",
+    "count",
+    "keep",
+    "identity_key",
+    "issuer",
+    "key_id",
+    "sender_uuid",
+    "sender_device",
+    "expiration_ms",
+    "sender_e164",
+    "sender_certificate",
+    "trust_root",
+    "now_ms",
+    "distribution_id",
+    "recipients",
+    "group_id",
+    "sender",
+    "skdm",
+    "version",
+    "iterations",
+    "local_id",
+    "local_key",
+    "remote_id",
+    "remote_key",
+]
+_GARBAGE: tuple[Any, ...] = (
+    None,
+    -1,
+    2**60,
+    1.5,
+    "",
+    "!!not base64",
+    "AAAA",
+    [],
+    [{"name": 1}],
+    {},
+    {"name": "x", "device": 1},
+    True,
+)
+
+
+def test_hostile_requests_get_one_error_each_and_never_stop_the_peer(tmp_path: Path) -> None:
+    """Every op with every field set to each kind of garbage, after a real party exists."""
+    lines = [_req({"id": 0, "op": "create_party", "party": "p", "name": "n", "device": 1})]
+    n = 0
+    for op in _OPS:
+        for i, junk in enumerate(_GARBAGE):
+            n += 1
+            request: dict[str, Any] = {"id": n, "op": op}
+            request.update({field: junk for field in _FIELDS})
+            if i % 2:
+                request["party"] = "p"  # get past the party lookup into the op itself
+            lines.append(_req(request))
+    lines.append(_req({"id": n + 1, "op": "hello"}))
+    code, answers, stderr = _run(lines, cwd=tmp_path)
+    assert code == 0, stderr
+    assert [a["id"] for a in answers] == list(range(n + 2))
+    assert answers[-1]["ok"] is True
+    for a in answers[1:-1]:
+        if not a["ok"]:
+            assert a["error"]["kind"] in ERROR_KINDS - {"unsupported"}
