@@ -30,6 +30,7 @@ TARGETS = {
     "wrong_fingerprint": "fingerprint",
     "accept_any_certificate": "sealed_v1",
     "trust_any_identity": "identity_change",
+    "forget_on_restart": "restart",
 }
 
 
@@ -111,6 +112,15 @@ class TrustAnyIdentity(SecuremsgPeer):
             return super().op_process_bundle(args)
 
 
+class ForgetOnRestart(SecuremsgPeer):
+    """Restarts without its stored sessions: every party comes back as a fresh install."""
+
+    def op_restart(self, args: dict[str, Any]) -> dict[str, Any]:
+        for label in list(self.parties):
+            self.op_reset_identity({"party": label})
+        return {}
+
+
 KINDS: dict[str, type[SecuremsgPeer]] = {
     "accept_tampered": AcceptTampered,
     "accept_duplicate": AcceptDuplicate,
@@ -118,6 +128,7 @@ KINDS: dict[str, type[SecuremsgPeer]] = {
     "wrong_fingerprint": WrongFingerprint,
     "accept_any_certificate": AcceptAnyCertificate,
     "trust_any_identity": TrustAnyIdentity,
+    "forget_on_restart": ForgetOnRestart,
 }
 
 
