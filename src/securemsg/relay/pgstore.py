@@ -740,6 +740,11 @@ class PgRelayStore:
                 ).fetchone()
                 if made is None:
                     raise _Rollback(CreateResult.DEVICE_EXISTS)
+                for table in _KEY_TABLES:  # keys a removed device's late request left behind
+                    c.execute(
+                        "DELETE FROM " + table + " WHERE aci = %s AND device_id = %s",
+                        (device.aci, device_id),
+                    )
                 self._put_keys(
                     c,
                     device.aci,

@@ -734,7 +734,7 @@ class RelayServer:
                     on_taken=self._remote_taken,
                     on_resync=self._resync,
                     on_leader=self._sweep_now,
-                    on_removed=self._device_removed,
+                    on_removed=self._remote_removed,
                     on_provision=self._remote_provision,
                 )
                 await self._cluster.start()
@@ -1255,6 +1255,13 @@ class RelayServer:
         if address in self._provisioning:
             self._provision(address, envelope)
             self._forget_address(address)
+
+    def _remote_removed(self, aci: bytes, device_id: int) -> None:
+        """Another instance removed a device: refuse its sessions here too, and close them."""
+        service, storage = self._service, self._storage
+        if service is not None and storage is not None:
+            storage.submit(lambda: service.note_removed(aci, device_id), _ignore)
+        self._device_removed(aci, device_id)
 
     def _device_removed(self, aci: bytes, device_id: int) -> None:
         """The device was removed: tell its live connection and close it (4003)."""

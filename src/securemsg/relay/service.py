@@ -924,12 +924,18 @@ class RelayService:
         if not self.store.remove_device(s.aci, body.device_id):
             raise _Refuse(rf.StatusCode.NOT_FOUND, "no such device")
         key = (s.aci, body.device_id)
+        self.note_removed(*key)
+        return Outcome(rf.Response(rid, rf.StatusCode.OK), removed=key)
+
+    def note_removed(self, aci: bytes, device_id: int) -> None:
+        """Refuse the requests of sessions of this device authenticated before now (it was
+        removed, here or on another instance of a cluster)."""
+        key = (aci, device_id)
         self._removal_count += 1
         self._removals[key] = self._removal_count
         self._removals.move_to_end(key)
         while len(self._removals) > _REMOVALS_KEPT:
             self._removals.popitem(last=False)
-        return Outcome(rf.Response(rid, rf.StatusCode.OK), removed=key)
 
     # -- prekeys --------------------------------------------------------------------------
 

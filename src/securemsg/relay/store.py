@@ -967,6 +967,11 @@ class SqliteRelayStore:
             elif device_id in taken:
                 return CreateResult.DEVICE_EXISTS, 0
             c.execute("DELETE FROM linking_codes WHERE aci = ?", (device.aci,))
+            for table in _KEY_TABLES:  # nothing of an earlier device under this id survives
+                c.execute(
+                    "DELETE FROM " + table + " WHERE aci = ? AND device_id = ?",
+                    (device.aci, device_id),
+                )
             c.execute(
                 "INSERT INTO devices (aci, device_id, registration_id, created_date,"
                 " last_seen_date) VALUES (?, ?, ?, ?, ?)",

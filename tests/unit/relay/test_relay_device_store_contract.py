@@ -217,3 +217,18 @@ def test_concurrent_links_with_one_code_create_one_device(store_opener: StoreOpe
     check = store_opener()
     assert [d.device_id for d in check.list_devices(ACI_A)] == [1, 2]
     check.close()
+
+
+def test_keys_a_removed_device_left_behind_do_not_reach_the_next_device_of_its_id(
+    store: RelayStore,
+) -> None:
+    store.put_linking_code(ACI_A, CODE, NOW + 1000)
+    assert store.link_device(_device(ACI_A, 0), "d", CODE, NOW) == (CreateResult.CREATED, 2)
+    assert store.remove_device(ACI_A, 2)
+    # a request of the removed device that was already under way (e.g. on another
+    # instance) uploads keys for the id after its removal
+    late = KeyRow(777, b"\x05" + b"z" * 32)
+    assert store.store_pre_keys(ACI_A, 2, pre_keys=[late], max_stored=100)
+    store.put_linking_code(ACI_A, CODE, NOW + 1000)
+    assert store.link_device(_device(ACI_A, 0), "d", CODE, NOW) == (CreateResult.CREATED, 2)
+    assert [k.key_id for k in store.all_keys(ACI_A, 2)["one_time_pre_keys"]] == [100]

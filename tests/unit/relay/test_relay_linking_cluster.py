@@ -6,6 +6,10 @@ notification is refused whatever the configured limit."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from relay_harness import Device, RawClient, registered, relay, run
@@ -80,3 +84,43 @@ def test_a_closed_provisioning_connection_leaves_no_address_row(pg_url: str) -> 
             assert count == (0,)
 
     run(body)
+
+
+def test_a_crossing_envelope_never_reaches_a_table_or_the_wal(pg_server: Any, pg_url: str) -> None:
+    """The envelope is handed over by NOTIFY only: neither it (raw or base64) nor the
+    address appears in the server's table or WAL files after a checkpoint; the address's
+    digest row lives in an unlogged table, so the WAL never sees it either."""
+    alice = Device.new(7)
+    envelope = os.urandom(700)
+    seen: dict[str, bytes] = {}
+
+    async def body() -> None:
+        async with relay(pg_url) as a, relay(pg_url) as b:
+            phone = await registered(b.url, alice)
+            waiting = await RawClient.open(a.url)
+            opened = await waiting.request(rf.OpenProvisioning())
+            assert isinstance(opened.body, rf.ProvisioningAddress)
+            seen["address"] = opened.body.address
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                conn.execute("CHECKPOINT")  # the address's row, if it were logged, now
+            sent = await phone.request(rf.SendProvisioning(opened.body.address, envelope))
+            assert sent.code == OK
+            while not waiting.provisions:
+                await waiting._next_frame()
+            await waiting.close()
+            await phone.close()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+
+    run(body)
+    root = Path(pg_server.data)
+    needles = [envelope[:48], base64.b64encode(envelope)[:64], seen["address"]]
+    wal_seen = False
+    for sub in ("base", "global", "pg_wal"):
+        for p in (root / sub).rglob("*"):
+            if p.is_file():
+                wal_seen |= sub == "pg_wal"
+                data = p.read_bytes()
+                for needle in needles:
+                    assert needle not in data, (str(p.relative_to(root)), needle[:8])
+    assert wal_seen
