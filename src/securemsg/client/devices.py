@@ -25,8 +25,8 @@ Linking follows Signal's provisioning flow:
 
 Nothing is written to disk before the envelope opened, and the database is removed again if
 registration fails: a failed link leaves no file behind. The ephemeral private key never
-leaves the new device's memory; the relay sees the address, the ephemeral public key's
-ciphertext envelope and the one-time code, never a private key.
+leaves the new device's memory; the relay sees the address, the envelope (ciphertext) and
+the one-time code it issued itself, never a private key.
 
 The linking code is ``securemsg://linkdevice?uuid=<address>&pub_key=<key>&check=<sum>``:
 ``uuid`` is the relay's 16-byte provisioning address written as a UUID (as Signal writes
@@ -69,6 +69,7 @@ from securemsg.errors import (
     LinkingCodeError,
     ProvisioningError,
     RelayError,
+    StorageError,
     TrustRootMismatch,
     UsageError,
 )
@@ -375,8 +376,19 @@ async def link_device(
     finally:
         await conn.close()
     root = _pinned_root(data, options.trust_root, presented)
-    # Only now, with a provision that opened and a trust root that agrees, is a file created.
-    store = ClientStore.open_client(path_str, data.identity, _new_registration_id(rng))
+    # Only now, with a provision that opened and a trust root that agrees, is a file created
+    # (exclusively: a file that appeared meanwhile is not ours to fill, or to remove).
+    try:
+        os.close(os.open(path_str, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise UsageError("a file appeared at that path while linking; nothing written") from None
+    except OSError:
+        raise StorageError("cannot create the database file") from None
+    try:
+        store = ClientStore.open_client(path_str, data.identity, _new_registration_id(rng))
+    except BaseException:
+        _remove_database(path_str)
+        raise
     try:
         with store.transaction():
             store.set_meta("aci", data.aci)

@@ -8,11 +8,11 @@ import os
 from collections.abc import Awaitable, Callable
 
 import pytest
+from client_harness import run
 from websockets.asyncio.server import ServerConnection, serve
 
 from securemsg.client.connection import CLOSE_DEVICE_REMOVED, RelayConnection
 from securemsg.wire import relay_frames as rf
-from tests.unit.client.client_harness import run
 
 Script = Callable[[ServerConnection], Awaitable[None]]
 
