@@ -3,6 +3,7 @@ sync transcripts (Signal's SyncMessage.Sent), each exactly once."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from client_harness import new_client, run, with_relay
 from linked_device_harness import add_device
 
 from securemsg.client import Client, ReceivedMessage
+from securemsg.client.store import ClientStore
+from securemsg.crypto.rng import SystemRng
+from securemsg.protocol.keys import IdentityKeyPair
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
 from securemsg.wire import relay_frames as rf
@@ -224,3 +228,29 @@ def test_a_removed_member_device_does_not_keep_our_group_sender_key(tmp_path: Pa
                 await c.close()
 
     run(with_relay(tmp_path, body), timeout=120)
+
+
+def test_an_older_database_gains_the_transcript_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = ClientStore.open_client(path, IdentityKeyPair.generate(SystemRng()), 7)
+    store.inbox_add(
+        envelope_id=b"e" * 16,
+        server_timestamp=2,
+        kind="message",
+        sealed=True,
+        sender="someone",
+        sender_device=1,
+        sent_timestamp=1,
+        body="from before",
+    )
+    store.close()
+    with sqlite3.connect(path) as db:  # as an older release left it
+        db.execute("ALTER TABLE client_inbox DROP COLUMN destination")
+        db.execute("DROP TABLE client_sync_pending")
+    store = ClientStore.open_client(path)
+    try:
+        (row,) = store.inbox_pending()
+        assert row.body == "from before" and row.destination is None
+        assert store.sync_pending() == []
+    finally:
+        store.close()
