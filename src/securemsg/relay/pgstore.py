@@ -23,6 +23,10 @@ Concurrency between instances (each instance is one store on its own connection)
   :data:`USAGE_SHARDS` rows; each store adds to its own shard, once per transaction, just
   before the commit (so the hot row is locked only for the commit, and always after every
   message row: no lock-order deadlock with acks), and the budget check reads the sum;
+- queued bytes per recipient account (``accounts.queued``, its share of the budget) are
+  likewise summed in memory over the transaction and written just before the commit, in ACI
+  order: a batch touches many accounts, and rows locked in the order the batch met them
+  deadlocked two instances sending crosswise (PostgreSQL then failed one send with 40P01);
 - delivery: :meth:`enqueue` issues ``NOTIFY`` on :data:`DELIVER_CHANNEL` for every mailbox
   it queued into, in the same transaction: PostgreSQL delivers notifications only on commit,
   so an instance that LISTENs (:mod:`securemsg.relay.cluster`) learns of committed envelopes
@@ -370,6 +374,7 @@ class PgRelayStore:
     """
 
     __slots__ = (
+        "_account_deltas",
         "_batch_depth",
         "_conn",
         "_delta",
@@ -395,6 +400,9 @@ class PgRelayStore:
         #: Bytes added to (removed from) the queues by the open transaction's committed
         #: operations, written to this store's usage shard just before the commit.
         self._delta = 0
+        #: Per recipient account, bytes added to (removed from) its queues by the open
+        #: transaction's committed operations; written to ``accounts.queued`` at the commit.
+        self._account_deltas: dict[bytes, int] = {}
         self._notified: set[tuple[bytes, int]] = set()
         #: Devices removed by the open transaction (announced on REMOVED_CHANNEL at commit).
         self._removed: set[tuple[bytes, int]] = set()
@@ -488,16 +496,23 @@ class PgRelayStore:
         with self._errors():
             conn.execute("BEGIN")
         self._delta = 0
+        self._account_deltas = {}
         self._notified = set()
         self._removed = set()
         self._provisions = []
         return conn
 
     def _commit(self, conn: psycopg.Connection[Any]) -> None:
-        """Write the usage delta (last: the shard row is locked only for the commit) and
-        the notifications, then COMMIT."""
+        """Write the accounts' queued bytes (in ACI order) and the usage delta (last: the
+        shard row is locked only for the commit) and the notifications, then COMMIT."""
         with self._errors():
             try:
+                for aci, delta in sorted(self._account_deltas.items()):
+                    if delta:
+                        conn.execute(
+                            "UPDATE accounts SET queued = GREATEST(0, queued + %s) WHERE aci = %s",
+                            (delta, aci),
+                        )
                 if self._delta:
                     conn.execute(
                         "UPDATE queue_usage SET stored_bytes = stored_bytes + %s WHERE shard = %s",
@@ -531,6 +546,7 @@ class PgRelayStore:
                 raise
             finally:
                 self._delta = 0
+                self._account_deltas = {}
                 self._notified = set()
                 self._removed = set()
                 self._provisions = []
@@ -548,6 +564,7 @@ class PgRelayStore:
             with suppress(Exception):
                 conn.execute("ROLLBACK")
             self._delta = 0
+            self._account_deltas = {}
             self._notified = set()
             self._removed = set()
             self._provisions = []
@@ -562,6 +579,7 @@ class PgRelayStore:
         if not self._in_tx():
             raise StorageError("relay database error: the batch transaction was lost")
         delta, notified, removed = self._delta, set(self._notified), set(self._removed)
+        account_deltas = dict(self._account_deltas)
         provisions = list(self._provisions)
         with self._errors():
             conn.execute("SAVEPOINT relay_op")
@@ -572,6 +590,7 @@ class PgRelayStore:
                 conn.execute("ROLLBACK TO SAVEPOINT relay_op")
                 conn.execute("RELEASE SAVEPOINT relay_op")
             self._delta, self._notified, self._removed = delta, notified, removed
+            self._account_deltas = account_deltas
             self._provisions = provisions
             if isinstance(exc, _psycopg().Error):
                 raise _db_error(exc) from exc
@@ -600,6 +619,7 @@ class PgRelayStore:
             with suppress(Exception):
                 conn.execute("ROLLBACK")
             self._delta = 0
+            self._account_deltas = {}
             self._notified = set()
             self._removed = set()
             self._provisions = []
@@ -800,7 +820,7 @@ class PgRelayStore:
                     (aci, device_id),
                 ).fetchall()
                 if rows:
-                    self._account_usage(c, {aci: -sum(int(r[2]) for r in rows)})
+                    self._account_usage({aci: -sum(int(r[2]) for r in rows)})
                     freed = sum(int(r[0]) for r in rows)
                     freed += self._release_shared(c, {int(r[1]) for r in rows if r[1] is not None})
                     self._delta -= freed
@@ -1120,7 +1140,9 @@ class PgRelayStore:
                         got = c.execute(
                             "SELECT queued FROM accounts WHERE aci = %s", (aci,)
                         ).fetchone()
-                        if (0 if got is None else int(got[0])) + added > max_bytes_per_account:
+                        pending = self._account_deltas.get(aci, 0)  # this transaction's
+                        queued = (0 if got is None else int(got[0])) + pending
+                        if queued + added > max_bytes_per_account:
                             raise _Rollback(EnqueueResult.ACCOUNT_FULL)
                 if max_total_bytes is not None:
                     if usage is None:
@@ -1159,7 +1181,7 @@ class PgRelayStore:
                         cur.execute(insert, rows[0])
                     else:
                         cur.executemany(insert, rows)
-                self._account_usage(c, per_account)
+                self._account_usage(per_account)
                 self._delta += stored
                 self._notified.update(boxes)
         except _Rollback as refused:
@@ -1168,15 +1190,10 @@ class PgRelayStore:
             return result
         return EnqueueResult.QUEUED
 
-    @staticmethod
-    def _account_usage(c: psycopg.Connection[Any], deltas: dict[bytes, int]) -> None:
-        """Add ``deltas`` to the accounts' queued bytes."""
-        for aci, delta in sorted(deltas.items()):
-            if delta:
-                c.execute(
-                    "UPDATE accounts SET queued = GREATEST(0, queued + %s) WHERE aci = %s",
-                    (delta, aci),
-                )
+    def _account_usage(self, deltas: dict[bytes, int]) -> None:
+        """Add ``deltas`` to the accounts' queued bytes, at this transaction's commit."""
+        for aci, delta in deltas.items():
+            self._account_deltas[aci] = self._account_deltas.get(aci, 0) + delta
 
     def account_queued_bytes(self, aci: bytes) -> int:
         """Bytes of whole bodies queued for all devices of ``aci`` (its share of the budget)."""
@@ -1252,7 +1269,7 @@ class PgRelayStore:
                 (aci, device_id, list(ids)),
             ).fetchall()
             if rows:
-                self._account_usage(c, {aci: -sum(int(r[2]) for r in rows)})
+                self._account_usage({aci: -sum(int(r[2]) for r in rows)})
                 freed = sum(int(r[0]) for r in rows)
                 freed += self._release_shared(c, {int(r[1]) for r in rows if r[1] is not None})
                 self._delta -= freed
@@ -1267,7 +1284,7 @@ class PgRelayStore:
             per_account: dict[bytes, int] = {}
             for r in rows:
                 per_account[bytes(r[1])] = per_account.get(bytes(r[1]), 0) - int(r[2])
-            self._account_usage(c, per_account)
+            self._account_usage(per_account)
             freed = sum(int(r[0]) for r in rows)
             orphans = c.execute(
                 "DELETE FROM shared_bodies WHERE NOT EXISTS (SELECT 1 FROM messages"

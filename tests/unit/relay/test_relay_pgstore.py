@@ -6,6 +6,7 @@ envelope surviving a server crash (immediate shutdown) and restart."""
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import psycopg
@@ -13,7 +14,7 @@ import pytest
 
 from securemsg.errors import StorageError, UsageError
 from securemsg.relay.pgstore import _MIGRATIONS, PG_SCHEMA_VERSION, PgRelayStore
-from securemsg.relay.store import QueuedMessage
+from securemsg.relay.store import EnqueueResult, KeyRow, NewDevice, QueuedMessage
 
 ACI = b"\xaa" * 16
 
@@ -74,6 +75,76 @@ def test_a_batch_is_one_transaction_and_a_failed_operation_is_undone_alone(pg_ur
                 pass
         assert [m.body for m in other.pending(ACI, 1)] == [b"one", b"two"]
         assert other.queued_bytes() == 6
+
+
+def _account(store: PgRelayStore, aci: bytes) -> None:
+    store.create_device(
+        NewDevice(
+            aci=aci,
+            device_id=1,
+            registration_id=7,
+            identity_key=b"\x05" + aci * 2,
+            access_key_digest=b"d" * 32,
+            signed_pre_key=KeyRow(1, b"\x05" + b"s" * 32, b"g" * 64),
+            last_resort_kyber_pre_key=KeyRow(9, b"\x08" + b"L" * 1568, b"h" * 64),
+            pre_keys=(),
+            kyber_pre_keys=(),
+        ),
+        "2025-01-01",
+    )
+
+
+def test_two_instances_sending_crosswise_in_batches_do_not_deadlock(pg_url: str) -> None:
+    """Instance A's batch sends to X then Y while B's sends to Y then X. Per-account usage
+    rows locked in the order the batch met them deadlocked (PostgreSQL then failed one send
+    with 40P01); they are now written at commit, in a fixed order, so both batches commit."""
+    x, y = b"\x01" * 16, b"\x02" * 16
+    with PgRelayStore.open(pg_url) as setup:
+        _account(setup, x)
+        _account(setup, y)
+    halfway = threading.Barrier(2, timeout=30)
+    errors: list[BaseException] = []
+
+    def instance(first: bytes, second: bytes) -> None:
+        try:
+            with PgRelayStore.open(pg_url) as store, store.batch():
+                assert store.enqueue([_msg(b"1" * 10, first)], 10)
+                halfway.wait()
+                assert store.enqueue([_msg(b"2" * 10, second)], 10)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=instance, args=(x, y)),
+        threading.Thread(target=instance, args=(y, x)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    with PgRelayStore.open(pg_url) as store:
+        assert len(store.pending(x, 1)) == len(store.pending(y, 1)) == 2
+        assert store.account_queued_bytes(x) == store.account_queued_bytes(y) == 20
+        assert store.queued_bytes() == 40
+
+
+def test_an_account_budget_counts_what_the_open_batch_already_queued(pg_url: str) -> None:
+    with PgRelayStore.open(pg_url) as store:
+        _account(store, ACI)
+        with store.batch():
+            assert store.enqueue([_msg(b"a" * 60)], 10, max_bytes_per_account=100) is (
+                EnqueueResult.QUEUED
+            )
+            refused = store.enqueue([_msg(b"b" * 60)], 10, max_bytes_per_account=100)
+            assert refused is EnqueueResult.ACCOUNT_FULL
+            (queued,) = store.pending(ACI, 1)
+            assert store.ack(ACI, 1, [queued.id]) == 1  # freed within the batch
+            assert store.enqueue([_msg(b"c" * 60)], 10, max_bytes_per_account=100) is (
+                EnqueueResult.QUEUED
+            )
+        assert store.account_queued_bytes(ACI) == 60
+        assert [m.body for m in store.pending(ACI, 1)] == [b"c" * 60]
 
 
 def test_a_connection_lost_mid_batch_commits_nothing(pg_url: str) -> None:
