@@ -54,13 +54,17 @@ class Params:
     """Scenario sizes (the defaults are the full run)."""
 
     conversation_messages: int = 1000
+    #: The first chain of the out-of-order run; its last message arrives first.
     out_of_order_burst: int = 300
     tamper_positions: int = 8
     large_message_bytes: int = 1024 * 1024
     spqr_round_trips: int = 200
+    #: Messages each of the three group members sends.
     group_messages: int = 200
     restart_messages: int = 40
     fingerprint_iterations: int = 5200
+    #: Identity pairs with random ids and iteration counts, besides the main pair.
+    fingerprint_pairs: int = 10
     forward_jump: bool = True
 
 
@@ -162,6 +166,10 @@ class ScenarioContext:
         n = self.rng.randrange(1, 200) if size is None else size
         return self.rng.randbytes(n)
 
+    def varied_plaintext(self) -> bytes:
+        """Empty, one byte, around the 16-byte AES block, or anything up to 400 bytes."""
+        return self.rng.randbytes(self.rng.choice([0, 1, 15, 16, 17, self.rng.randrange(400)]))
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -201,10 +209,11 @@ def _deliver(
     return kind
 
 
-def _establish(
+def _first_contact(
     ctx: ScenarioContext, x: Side, y: Side, *, one_time: bool = True
-) -> tuple[Party, Party]:
-    """x starts a session with y from y's bundle; one message each way."""
+) -> tuple[Party, Party, dict[str, Any], bytes]:
+    """x processes a bundle of a fresh y party and sends the first (PreKey) message, which y
+    decrypts. Returns the parties, the bundle and that message."""
     px = x.new_party()
     py = y.new_party()
     bundle = y.bundle(py, one_time=one_time)
@@ -217,10 +226,28 @@ def _establish(
     first = _deliver(ctx, x, px, y, py, ctx.plaintext())
     if first != PREKEY:
         raise Divergence(f"{x.label}'s first message has type {first}, expected PreKey (3)")
+    return px, py, bundle, ctx.sent[-1][2]
+
+
+def _establish(
+    ctx: ScenarioContext, x: Side, y: Side, *, one_time: bool = True
+) -> tuple[Party, Party]:
+    """x starts a session with y from y's bundle; one message each way."""
+    px, py, _, _ = _first_contact(ctx, x, y, one_time=one_time)
     reply = _deliver(ctx, y, py, x, px, ctx.plaintext())
     if reply != WHISPER:
         raise Divergence(f"{y.label}'s answer has type {reply}, expected Whisper (2)")
     return px, py
+
+
+def _prekey_message(sender: Side, body: bytes) -> Any:
+    """``body`` parsed as a PreKeySignalMessage (securemsg's parser), or a divergence."""
+    from securemsg import PreKeySignalMessage, SecureMsgError
+
+    try:
+        return PreKeySignalMessage.from_bytes(body)
+    except SecureMsgError as exc:
+        raise Divergence(f"{sender.label}'s PreKey message does not parse: {exc}") from None
 
 
 def _check_unchanged(side: Side, party: Party, remote: Party, before: bytes, what: str) -> None:
@@ -231,30 +258,59 @@ def _check_unchanged(side: Side, party: Party, remote: Party, before: bytes, wha
 # -- scenarios ---------------------------------------------------------------------------------
 
 
-@_scenario("setup_with_otpk", "session set-up from a bundle with a one-time prekey")
+def _setup(ctx: ScenarioContext, x: Side, y: Side, *, one_time: bool) -> None:
+    px, py, bundle, first = _first_contact(ctx, x, y, one_time=one_time)
+    message = _prekey_message(x, first)
+    used = (message.pre_key_id, message.signed_pre_key_id, message.kyber_pre_key_id)
+    offered = (bundle["pre_key_id"], bundle["signed_pre_key_id"], bundle["kyber_pre_key_id"])
+    if used != tuple(offered):
+        raise Divergence(
+            f"{x.label}'s PreKey message names prekeys (one-time, signed, Kyber) {used}; "
+            f"{y.label}'s bundle offered {tuple(offered)}"
+        )
+    for i in range(6):  # the session carries on both ways, each answer a new chain
+        if i % 2 == 0:
+            kind = _deliver(ctx, y, py, x, px, ctx.plaintext())
+        else:
+            kind = _deliver(ctx, x, px, y, py, ctx.plaintext())
+        if kind != WHISPER:
+            raise Divergence(f"message {i + 2} of a new session has type {kind}, not Whisper")
+
+
+@_scenario(
+    "setup_with_otpk",
+    "session set-up from a bundle with a one-time prekey; the PreKey message names it",
+)
 def _setup_with(ctx: ScenarioContext, x: Side, y: Side) -> None:
-    _establish(ctx, x, y, one_time=True)
+    _setup(ctx, x, y, one_time=True)
 
 
-@_scenario("setup_without_otpk", "session set-up from a bundle without a one-time prekey")
+@_scenario(
+    "setup_without_otpk",
+    "session set-up from a bundle without a one-time prekey; the PreKey message names none",
+)
 def _setup_without(ctx: ScenarioContext, x: Side, y: Side) -> None:
-    _establish(ctx, x, y, one_time=False)
+    _setup(ctx, x, y, one_time=False)
 
 
 @_scenario("long_conversation", "a long conversation with random direction changes")
 def _long(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Runs of 1 to 40 messages (empty, block-sized and up to 400 bytes), the sender of each
+    run drawn at random, so a side often goes on talking; every message is Whisper."""
     px, py = _establish(ctx, x, y)
     sent = 0
-    turn = ctx.rng.random() < 0.5
-    while sent < ctx.params.conversation_messages:
-        burst = ctx.rng.randint(1, 6)
-        for _ in range(min(burst, ctx.params.conversation_messages - sent)):
-            if turn:
-                _deliver(ctx, x, px, y, py, ctx.plaintext())
+    total = ctx.params.conversation_messages
+    while sent < total:
+        run = min(ctx.rng.randint(1, 40), total - sent)
+        forward = ctx.rng.random() < 0.5
+        for _ in range(run):
+            if forward:
+                kind = _deliver(ctx, x, px, y, py, ctx.varied_plaintext())
             else:
-                _deliver(ctx, y, py, x, px, ctx.plaintext())
+                kind = _deliver(ctx, y, py, x, px, ctx.varied_plaintext())
+            if kind != WHISPER:
+                raise Divergence(f"message {sent} of the conversation has type {kind}")
             sent += 1
-        turn = not turn
 
 
 @_scenario("out_of_order", "a burst delivered in a random order (inside the limits)")
