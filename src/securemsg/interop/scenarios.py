@@ -313,53 +313,88 @@ def _long(ctx: ScenarioContext, x: Side, y: Side) -> None:
             sent += 1
 
 
-@_scenario("out_of_order", "a burst delivered in a random order (inside the limits)")
+def _check_batch(
+    receiver: Side,
+    rp: Party,
+    sp: Party,
+    messages: Sequence[tuple[bytes, int, bytes]],
+    what: str,
+) -> None:
+    for i, (plaintext, kind, body) in enumerate(messages):
+        if receiver.decrypt(rp, sp, kind, body) != plaintext:
+            raise Divergence(f"{receiver.label} decrypted message {i} of {what} wrong")
+
+
+@_scenario(
+    "out_of_order",
+    "shuffled delivery across two chains; the last of a run first (inside the limits)",
+)
 def _out_of_order(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Each side in turn sends a first chain of ``out_of_order_burst`` messages. Its last
+    message arrives first (every earlier key is skipped and stored), then a shuffled third of
+    the rest; the receiver answers, so the sender's next messages open a second chain (a
+    quarter as long); the rest of the first chain and all of the second arrive interleaved and
+    shuffled. Then one message each way."""
     px, py = _establish(ctx, x, y)
     for sender, sp, receiver, rp in ((x, px, y, py), (y, py, x, px)):
-        batch = [ctx.plaintext() for _ in range(ctx.params.out_of_order_burst)]
-        messages = [(p, *sender.encrypt(sp, rp, p)) for p in batch]
-        order = list(range(len(messages)))
-        ctx.rng.shuffle(order)
-        for i in order:
-            plaintext, kind, body = messages[i]
-            if receiver.decrypt(rp, sp, kind, body) != plaintext:
-                raise Divergence(
-                    f"{receiver.label} decrypted message {i} of a shuffled burst wrong"
-                )
+        n = max(2, ctx.params.out_of_order_burst)
+        first = [
+            (p, *sender.encrypt(sp, rp, p)) for p in (ctx.varied_plaintext() for _ in range(n))
+        ]
+        rest = first[:-1]
+        ctx.rng.shuffle(rest)
+        early, late = rest[: len(rest) // 3], rest[len(rest) // 3 :]
+        _check_batch(receiver, rp, sp, [first[-1]], "a chain's last message delivered first")
+        _check_batch(receiver, rp, sp, early, "a shuffled chain")
+        _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())  # turns the ratchet
+        second = [
+            (p, *sender.encrypt(sp, rp, p))
+            for p in (ctx.varied_plaintext() for _ in range(max(1, n // 4)))
+        ]
+        mixed = late + second
+        ctx.rng.shuffle(mixed)
+        _check_batch(receiver, rp, sp, mixed, "two chains interleaved and shuffled")
+        _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())
+        _deliver(ctx, sender, sp, receiver, rp, ctx.plaintext())
+
+
+def _replay(side: Side, party: Party, remote: Party, kind: int, body: bytes, what: str) -> None:
+    """``body`` again: refused, the receiver's snapshot unchanged."""
+    before = side.snapshot(party, remote)
+    side.refusal(
+        what, "decrypt", party=party.label, remote=remote.address, type=kind, body=b64(body)
+    )
+    _check_unchanged(side, party, remote, before, f"refusing {what}")
 
 
 @_scenario("duplicate", "a replayed message is refused, state unchanged", needs=("snapshot",))
 def _duplicate(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Replays of a PreKey message, of messages delivered in order, and of messages whose keys
+    were skipped and then used; a skipped message delivered late still decrypts, once."""
     px = x.new_party()
     py = y.new_party()
     x.call("process_bundle", party=px.label, remote=py.address, bundle=y.bundle(py))
     kind, body = x.encrypt(px, py, ctx.plaintext())
     y.decrypt(py, px, kind, body)
-    before = y.snapshot(py, px)
-    y.refusal(
-        "a replayed PreKey message",
-        "decrypt",
-        party=py.label,
-        remote=px.address,
-        type=kind,
-        body=b64(body),
-    )
-    _check_unchanged(y, py, px, before, "refusing a replayed PreKey message")
+    _replay(y, py, px, kind, body, "a replayed PreKey message")
     _deliver(ctx, y, py, x, px, ctx.plaintext())
-    for _ in range(3):
-        kind, body = x.encrypt(px, py, ctx.plaintext())
-        y.decrypt(py, px, kind, body)
-        before = y.snapshot(py, px)
-        y.refusal(
-            "a replayed message",
-            "decrypt",
-            party=py.label,
-            remote=px.address,
-            type=kind,
-            body=b64(body),
-        )
-        _check_unchanged(y, py, px, before, "refusing a replayed message")
+    for sender, sp, receiver, rp in ((x, px, y, py), (y, py, x, px)):
+        in_order = [sender.encrypt(sp, rp, ctx.plaintext()) for _ in range(3)]
+        for kind, body in in_order:
+            receiver.decrypt(rp, sp, kind, body)
+            _replay(receiver, rp, sp, kind, body, "a replayed message")
+        plaintexts = [ctx.plaintext() for _ in range(3)]
+        later = [(p, *sender.encrypt(sp, rp, p)) for p in plaintexts]
+        _check_batch(receiver, rp, sp, [later[2], later[0]], "a run delivered third, first")
+        for what, kind, body in (
+            ("a replayed message that skipped keys", *later[2][1:]),
+            ("a replayed message whose key was skipped, then used", *later[0][1:]),
+            ("a replayed in-order message after a skip", *in_order[-1]),
+        ):
+            _replay(receiver, rp, sp, kind, body, what)
+        _check_batch(receiver, rp, sp, [later[1]], "a run, its skipped middle message late")
+        _replay(receiver, rp, sp, *later[1][1:], "a replayed late message")
+        _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())
     _deliver(ctx, x, px, y, py, ctx.plaintext())
 
 
