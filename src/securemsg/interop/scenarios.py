@@ -398,56 +398,94 @@ def _duplicate(ctx: ScenarioContext, x: Side, y: Side) -> None:
     _deliver(ctx, x, px, y, py, ctx.plaintext())
 
 
-def _tampered(
-    ctx: ScenarioContext, body: bytes, count: int, *, random_flips: bool
+def _flip(body: bytes, index: int, mask: int) -> bytes:
+    mutated = bytearray(body)
+    mutated[index] ^= mask
+    return bytes(mutated)
+
+
+def _tampered_whisper(ctx: ScenarioContext, body: bytes, count: int) -> list[tuple[str, bytes]]:
+    """Tampered copies of a Whisper message: fixed places, ``count`` random bit flips, and
+    wrong lengths and versions."""
+    out = [
+        ("a flipped version", _flip(body, 0, 0x10)),
+        ("version 3", bytes([0x34]) + body[1:]),
+        ("a flipped first protobuf byte", _flip(body, 1, 0x01)),
+        ("a flipped MAC", _flip(body, len(body) - 1, 0x01)),
+        ("a flipped last byte before the MAC", _flip(body, len(body) - 9, 0x01)),
+        ("a truncated MAC", body[:-1]),
+        ("an extra byte", body + b"\x00"),
+        ("the version byte alone", body[:1]),
+    ]
+    for _ in range(count):
+        index = ctx.rng.randrange(len(body))
+        out.append(
+            (f"a flipped bit at byte {index}", _flip(body, index, 1 << ctx.rng.randrange(8)))
+        )
+    return out
+
+
+def _tampered_prekey(
+    ctx: ScenarioContext, sender: Side, body: bytes, count: int
 ) -> list[tuple[str, bytes]]:
-    """Tampered copies of ``body``. Random bit flips only for Whisper messages: a PreKey
-    message has unauthenticated fields (its registration id), which libsignal accepts."""
-    out: list[tuple[str, bytes]] = []
-    for where, index, bit in (
-        ("version", 0, 0x10),
-        ("MAC", len(body) - 1, 0x01),
-        ("last byte before the MAC", len(body) - 9, 0x01),
+    """Tampered copies of a PreKey message: bit flips inside each authenticated part (the
+    inner message, the base key and identity key past their type byte, the Kyber ciphertext;
+    its registration id is not authenticated, libsignal accepts a changed one), and
+    truncations."""
+    message = _prekey_message(sender, body)
+    out = [
+        ("a flipped version", _flip(body, 0, 0x10)),
+        ("a truncated MAC", body[:-1]),
+        ("a message short by ten bytes", body[:-10]),
+    ]
+    for name, part, skip in (
+        ("inner message", message.message.serialized, 0),
+        ("base key", message.base_key.to_bytes(), 1),
+        ("identity key", message.identity_key.to_bytes(), 1),
+        ("Kyber ciphertext", message.kyber_ciphertext, 0),
     ):
-        mutated = bytearray(body)
-        mutated[index] ^= bit
-        out.append((f"a flipped {where}", bytes(mutated)))
-    if not random_flips:
-        out.append(("a truncated message", body[:-1]))
-        return out
-    for _ in range(max(0, count - 3)):
-        index = ctx.rng.randrange(1, len(body))
-        mutated = bytearray(body)
-        mutated[index] ^= 1 << ctx.rng.randrange(8)
-        out.append((f"a flipped bit at byte {index}", bytes(mutated)))
-    out.append(("a truncated message", body[:-1]))
+        start = body.find(part)
+        if start <= 0 or body.find(part, start + 1) != -1:
+            raise Divergence(f"{sender.label}'s PreKey message does not hold its {name} once")
+        for _ in range(max(1, count // 4)):
+            index = ctx.rng.randrange(start + skip, start + len(part))
+            mask = 1 << ctx.rng.randrange(8)
+            out.append((f"a flipped bit in the {name} (byte {index})", _flip(body, index, mask)))
     return out
 
 
 @_scenario("tamper", "tampered messages refused, receiver state unchanged", needs=("snapshot",))
 def _tamper(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Tampered copies of x's PreKey message (first contact: y has no session yet, and
+    refusing must not consume a prekey, which the untampered message then needs), of x's next
+    Whisper message, and of y's Whisper message; and a Whisper message presented as PreKey.
+    Every one is refused with the receiver's snapshot unchanged, then the original decrypts."""
     px = x.new_party()
     py = y.new_party()
     x.call("process_bundle", party=px.label, remote=py.address, bundle=y.bundle(py))
-    for _round in range(2):  # a PreKey message, then (after an answer) a Whisper message
+    for sender, sp, receiver, rp in ((x, px, y, py), (x, px, y, py), (y, py, x, px)):
         plaintext = ctx.plaintext()
-        kind, body = x.encrypt(px, py, plaintext)
-        before = y.snapshot(py, px)
-        for what, mutated in _tampered(
-            ctx, body, ctx.params.tamper_positions, random_flips=kind == WHISPER
-        ):
-            y.refusal(
+        kind, body = sender.encrypt(sp, rp, plaintext)
+        count = ctx.params.tamper_positions
+        if kind == PREKEY:
+            variants = [(what, kind, m) for what, m in _tampered_prekey(ctx, sender, body, count)]
+        else:
+            variants = [(what, kind, m) for what, m in _tampered_whisper(ctx, body, count)]
+            variants.append(("a Whisper message presented as PreKey", PREKEY, body))
+        before = receiver.snapshot(rp, sp)
+        for what, as_kind, mutated in variants:
+            receiver.refusal(
                 f"{what} in a type-{kind} message",
                 "decrypt",
-                party=py.label,
-                remote=px.address,
-                type=kind,
+                party=rp.label,
+                remote=sp.address,
+                type=as_kind,
                 body=b64(mutated),
             )
-            _check_unchanged(y, py, px, before, f"refusing {what} in a type-{kind} message")
-        if y.decrypt(py, px, kind, body) != plaintext:
-            raise Divergence(f"{y.label} decrypted the untampered message wrong")
-        _deliver(ctx, y, py, x, px, ctx.plaintext())
+            _check_unchanged(receiver, rp, sp, before, f"refusing {what} in a type-{kind} message")
+        if receiver.decrypt(rp, sp, kind, body) != plaintext:
+            raise Divergence(f"{receiver.label} decrypted the untampered message wrong")
+        _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())
 
 
 @_scenario(
