@@ -488,23 +488,37 @@ def _tamper(ctx: ScenarioContext, x: Side, y: Side) -> None:
         _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())
 
 
+def _send(
+    ctx: ScenarioContext, sender: Side, sp: Party, rp: Party, count: int
+) -> list[tuple[bytes, int, bytes]]:
+    return [(p, *sender.encrypt(sp, rp, p)) for p in (ctx.plaintext() for _ in range(count))]
+
+
 @_scenario(
     "session_reset",
     "archived sessions still decrypt in-flight messages; a new bundle starts a new session",
     needs=("archive", "session"),
 )
 def _reset(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Each side in turn resets (processes a fresh bundle of the other while a session
+    exists) with messages of the old session in flight both ways; they all decrypt late, from
+    the archived state, and the new session carries on. Then y archives explicitly."""
     px, py = _establish(ctx, x, y)
-    late_plain = ctx.plaintext()
-    late = x.encrypt(px, py, late_plain)
-    x.call("process_bundle", party=px.label, remote=py.address, bundle=y.bundle(py))
-    kind = _deliver(ctx, x, px, y, py, ctx.plaintext())
-    if kind != PREKEY:
-        raise Divergence(f"{x.label}'s first message on the new session has type {kind}")
-    if y.decrypt(py, px, *late) != late_plain:
-        raise Divergence(f"{y.label} decrypted an in-flight message of the old session wrong")
-    _deliver(ctx, y, py, x, px, ctx.plaintext())
-    _deliver(ctx, x, px, y, py, ctx.plaintext())
+    for resetter, pr, other, po in ((x, px, y, py), (y, py, x, px)):
+        for _ in range(3):
+            _deliver(ctx, resetter, pr, other, po, ctx.plaintext())
+            _deliver(ctx, other, po, resetter, pr, ctx.plaintext())
+        late_from_resetter = _send(ctx, resetter, pr, po, 4)
+        late_from_other = _send(ctx, other, po, pr, 4)
+        resetter.call("process_bundle", party=pr.label, remote=po.address, bundle=other.bundle(po))
+        kind = _deliver(ctx, resetter, pr, other, po, ctx.plaintext())
+        if kind != PREKEY:
+            raise Divergence(f"{resetter.label}'s first message on the new session has type {kind}")
+        _check_batch(resetter, pr, po, late_from_other, "the old session, arriving late")
+        _check_batch(other, po, pr, late_from_resetter, "the old session, arriving late")
+        for _ in range(3):
+            _deliver(ctx, other, po, resetter, pr, ctx.plaintext())
+            _deliver(ctx, resetter, pr, other, po, ctx.plaintext())
     # the receiver archives; the sender's next message still decrypts from the archived state
     in_flight_plain = ctx.plaintext()
     in_flight = x.encrypt(px, py, in_flight_plain)
