@@ -541,6 +541,9 @@ def _reset(ctx: ScenarioContext, x: Side, y: Side) -> None:
     needs=("identity_change", "snapshot"),
 )
 def _identity_change(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """y reinstalls (a new identity key, same address). x refuses y's new bundle and y's new
+    PreKey message as untrusted_identity, its state unchanged; once x trusts the new key, that
+    same message decrypts, and so does a session from y's new bundle."""
     px, py = _establish(ctx, x, y)
     fresh = y.call("reset_identity", party=py.label)
     new_key = unb64(fresh["identity_key"])
@@ -560,7 +563,30 @@ def _identity_change(ctx: ScenarioContext, x: Side, y: Side) -> None:
             f"{x.label} refused a changed identity as {refusal.kind}, not untrusted_identity"
         )
     _check_unchanged(x, px, py, before, "refusing a changed identity")
+    # the reinstalled y starts a session itself
+    y.call("process_bundle", party=py.label, remote=px.address, bundle=x.bundle(px))
+    plaintext = ctx.plaintext()
+    kind, body = y.encrypt(py, px, plaintext)
+    if kind != PREKEY:
+        raise Divergence(f"{y.label}'s first message after reset_identity has type {kind}")
+    refusal = x.refusal(
+        "a PreKey message from a changed identity",
+        "decrypt",
+        party=px.label,
+        remote=py.address,
+        type=kind,
+        body=b64(body),
+    )
+    if refusal.kind != "untrusted_identity":
+        raise Divergence(
+            f"{x.label} refused a PreKey message from a changed identity as {refusal.kind}, "
+            "not untrusted_identity"
+        )
+    _check_unchanged(x, px, py, before, "refusing a PreKey message from a changed identity")
     x.call("trust", party=px.label, remote=py.address, identity_key=b64(new_key))
+    if x.decrypt(px, py, kind, body) != plaintext:
+        raise Divergence(f"{x.label} decrypted the refused PreKey message wrong after trust")
+    _deliver(ctx, x, px, y, py, ctx.plaintext())
     x.call("process_bundle", party=px.label, remote=py.address, bundle=bundle)
     _deliver(ctx, x, px, y, py, ctx.plaintext())
     _deliver(ctx, y, py, x, px, ctx.plaintext())
