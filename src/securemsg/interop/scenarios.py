@@ -832,38 +832,60 @@ def _sealed_v2(ctx: ScenarioContext, x: Side, y: Side) -> None:
 
 
 @_scenario(
-    "groups", "sender-key messages delivered shuffled; a duplicate is refused", needs=("groups",)
+    "groups",
+    "three members (two in the initiating peer) send sender-key messages; every other member "
+    "receives them shuffled; a duplicate is refused",
+    needs=("groups",),
 )
 def _groups(ctx: ScenarioContext, x: Side, y: Side) -> None:
-    px = x.new_party()
-    py = y.new_party()
+    """Members x1, x2 (in x) and y1 (in y) share one distribution id: each hands its SKDM to
+    the other two and sends ``group_messages`` messages; each receiver gets the other two
+    members' messages interleaved in one shuffled order (skipped keys stored and used on both
+    implementations), then a replay of one of them, which it must refuse."""
+    members = [x.new_party(), x.new_party(), y.new_party()]
     dist = str(uuid.UUID(int=ctx.rng.getrandbits(128), version=4))
-    skdm = x.call("group_create", party=px.label, distribution_id=dist)["skdm"]
-    y.call("group_process", party=py.label, sender=px.address, skdm=skdm)
-    batch = [ctx.plaintext() for _ in range(ctx.params.group_messages)]
-    bodies = [
-        x.call("group_encrypt", party=px.label, distribution_id=dist, plaintext=b64(p))["body"]
-        for p in batch
-    ]
-    order = list(range(len(bodies)))
-    ctx.rng.shuffle(order)
-    for i in order:
-        try:
-            r = y.call("group_decrypt", party=py.label, sender=px.address, body=bodies[i])
-        except PeerRefusal as exc:
-            raise Divergence(
-                f"{y.label} refused group message {i}: {exc.kind}: {exc.message}"
-            ) from None
-        if unb64(r["plaintext"]) != batch[i]:
-            raise Divergence(f"{y.label} decrypted group message {i} wrong")
-    if bodies:
-        y.refusal(
-            "a replayed group message",
-            "group_decrypt",
-            party=py.label,
-            sender=px.address,
-            body=bodies[order[0]],
-        )
+    for sender in members:
+        skdm = sender.side.call("group_create", party=sender.label, distribution_id=dist)["skdm"]
+        for receiver in members:
+            if receiver is not sender:
+                receiver.side.call(
+                    "group_process", party=receiver.label, sender=sender.address, skdm=skdm
+                )
+    sent: list[tuple[Party, int, bytes, str]] = []
+    for sender in members:
+        for i in range(ctx.params.group_messages):
+            plaintext = ctx.plaintext()
+            body = sender.side.call(
+                "group_encrypt", party=sender.label, distribution_id=dist, plaintext=b64(plaintext)
+            )["body"]
+            sent.append((sender, i, plaintext, body))
+    for receiver in members:
+        theirs = [m for m in sent if m[0] is not receiver]
+        ctx.rng.shuffle(theirs)
+        for sender, i, plaintext, body in theirs:
+            try:
+                r = receiver.side.call(
+                    "group_decrypt", party=receiver.label, sender=sender.address, body=body
+                )
+            except PeerRefusal as exc:
+                raise Divergence(
+                    f"{receiver.side.label} refused group message {i} from {sender.side.label}: "
+                    f"{exc.kind}: {exc.message}"
+                ) from None
+            if unb64(r["plaintext"]) != plaintext:
+                raise Divergence(
+                    f"{receiver.side.label} decrypted group message {i} from "
+                    f"{sender.side.label} wrong"
+                )
+        if theirs:
+            sender, _, _, body = theirs[0]
+            receiver.side.refusal(
+                f"a replayed group message from {sender.side.label}",
+                "group_decrypt",
+                party=receiver.label,
+                sender=sender.address,
+                body=body,
+            )
 
 
 @_scenario("fingerprint", "both peers compute the same safety numbers", needs=("fingerprint",))
