@@ -888,40 +888,71 @@ def _groups(ctx: ScenarioContext, x: Side, y: Side) -> None:
             )
 
 
+def _same_fingerprint(
+    x: Side,
+    y: Side,
+    version: int,
+    iterations: int,
+    local: tuple[bytes, bytes],
+    remote: tuple[bytes, bytes],
+) -> None:
+    """Both peers compute the same fingerprint; the other party's view (local and remote
+    swapped) has the same digits and a different scannable form."""
+    request = {
+        "version": version,
+        "iterations": iterations,
+        "local_id": b64(local[0]),
+        "local_key": b64(local[1]),
+        "remote_id": b64(remote[0]),
+        "remote_key": b64(remote[1]),
+    }
+    swapped = dict(
+        request,
+        local_id=request["remote_id"],
+        local_key=request["remote_key"],
+        remote_id=request["local_id"],
+        remote_key=request["local_key"],
+    )
+    what = (
+        f"version {version}, {iterations} iterations, "
+        f"ids of {len(local[0])} and {len(remote[0])} bytes"
+    )
+    ours = x.call("fingerprint", **request)
+    theirs = y.call("fingerprint", **request)
+    if ours["displayable"] != theirs["displayable"]:
+        raise Divergence(f"the displayable fingerprints differ ({x.label} vs {y.label}), {what}")
+    if ours["scannable"] != theirs["scannable"]:
+        raise Divergence(f"the scannable fingerprints differ ({x.label} vs {y.label}), {what}")
+    mirrored = y.call("fingerprint", **swapped)
+    if mirrored["displayable"] != ours["displayable"]:
+        raise Divergence(f"{y.label}'s displayable fingerprint from the other side differs, {what}")
+    if mirrored["scannable"] == ours["scannable"]:
+        raise Divergence(f"{y.label}'s scannable fingerprint ignores which side is local, {what}")
+
+
 @_scenario("fingerprint", "both peers compute the same safety numbers", needs=("fingerprint",))
 def _fingerprint(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """One pair of parties with 16-byte ids at ``fingerprint_iterations``, versions 1 and 2;
+    then ``fingerprint_pairs`` fresh pairs with ids of 1 to 40 bytes, random iteration counts
+    (1 to 600, at most ``fingerprint_iterations``) and alternating versions."""
     px = x.new_party()
     py = y.new_party()
     ids = (ctx.rng.randbytes(16), ctx.rng.randbytes(16))
+    iterations = ctx.params.fingerprint_iterations
     for version in (1, 2):
-        request = {
-            "version": version,
-            "iterations": ctx.params.fingerprint_iterations,
-            "local_id": b64(ids[0]),
-            "local_key": b64(px.identity_key),
-            "remote_id": b64(ids[1]),
-            "remote_key": b64(py.identity_key),
-        }
-        swapped = dict(
-            request,
-            local_id=request["remote_id"],
-            local_key=request["remote_key"],
-            remote_id=request["local_id"],
-            remote_key=request["local_key"],
+        _same_fingerprint(
+            x, y, version, iterations, (ids[0], px.identity_key), (ids[1], py.identity_key)
         )
-        ours = x.call("fingerprint", **request)
-        theirs = y.call("fingerprint", **request)
-        if ours["displayable"] != theirs["displayable"]:
-            raise Divergence(f"the displayable fingerprints differ ({x.label} vs {y.label})")
-        if ours["scannable"] != theirs["scannable"]:
-            raise Divergence(
-                f"the scannable fingerprints differ ({x.label} vs {y.label}), version {version}"
-            )
-        mirrored = y.call("fingerprint", **swapped)
-        if mirrored["displayable"] != ours["displayable"]:
-            raise Divergence(f"{y.label}'s displayable fingerprint from the other side differs")
-        if mirrored["scannable"] == ours["scannable"]:
-            raise Divergence(f"{y.label}'s scannable fingerprint ignores which side is local")
+    for i in range(ctx.params.fingerprint_pairs):
+        a, b = x.new_party(), y.new_party()
+        _same_fingerprint(
+            x,
+            y,
+            1 + i % 2,
+            ctx.rng.randint(1, max(1, min(iterations, 600))),
+            (ctx.rng.randbytes(ctx.rng.randint(1, 40)), a.identity_key),
+            (ctx.rng.randbytes(ctx.rng.randint(1, 40)), b.identity_key),
+        )
 
 
 def run_scenario(
