@@ -333,8 +333,8 @@ def _out_of_order(ctx: ScenarioContext, x: Side, y: Side) -> None:
     """Each side in turn sends a first chain of ``out_of_order_burst`` messages. Its last
     message arrives first (every earlier key is skipped and stored), then a shuffled third of
     the rest; the receiver answers, so the sender's next messages open a second chain (a
-    quarter as long); the rest of the first chain and all of the second arrive interleaved and
-    shuffled. Then one message each way."""
+    quarter as long, at most 100); the rest of the first chain and all of the second arrive
+    interleaved and shuffled. Then one message each way."""
     px, py = _establish(ctx, x, y)
     for sender, sp, receiver, rp in ((x, px, y, py), (y, py, x, px)):
         n = max(2, ctx.params.out_of_order_burst)
@@ -349,7 +349,7 @@ def _out_of_order(ctx: ScenarioContext, x: Side, y: Side) -> None:
         _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())  # turns the ratchet
         second = [
             (p, *sender.encrypt(sp, rp, p))
-            for p in (ctx.varied_plaintext() for _ in range(max(1, n // 4)))
+            for p in (ctx.varied_plaintext() for _ in range(max(1, min(n // 4, 100))))
         ]
         mixed = late + second
         ctx.rng.shuffle(mixed)
