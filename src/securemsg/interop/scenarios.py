@@ -21,9 +21,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from securemsg.interop.driver import PeerCrashed, PeerProcess, PeerRefusal, b64, unb64
+
+if TYPE_CHECKING:
+    from securemsg import PreKeySignalMessage
 
 __all__ = [
     "SCENARIOS",
@@ -240,7 +243,7 @@ def _establish(
     return px, py
 
 
-def _prekey_message(sender: Side, body: bytes) -> Any:
+def _prekey_message(sender: Side, body: bytes) -> PreKeySignalMessage:
     """``body`` parsed as a PreKeySignalMessage (securemsg's parser), or a divergence."""
     from securemsg import PreKeySignalMessage, SecureMsgError
 
@@ -263,10 +266,10 @@ def _setup(ctx: ScenarioContext, x: Side, y: Side, *, one_time: bool) -> None:
     message = _prekey_message(x, first)
     used = (message.pre_key_id, message.signed_pre_key_id, message.kyber_pre_key_id)
     offered = (bundle["pre_key_id"], bundle["signed_pre_key_id"], bundle["kyber_pre_key_id"])
-    if used != tuple(offered):
+    if used != offered:
         raise Divergence(
             f"{x.label}'s PreKey message names prekeys (one-time, signed, Kyber) {used}; "
-            f"{y.label}'s bundle offered {tuple(offered)}"
+            f"{y.label}'s bundle offered {offered}"
         )
     for i in range(6):  # the session carries on both ways, each answer a new chain
         if i % 2 == 0:
