@@ -8,7 +8,8 @@
 
 libsignal's JS API has no Kyber encapsulate/decapsulate, so here Kyber keys are only checked to
 cross intact in both directions (libsignal parses securemsg's 1569-byte keys and vice versa);
-encapsulation interop is proved by the PQXDH sessions of test_session_interop.py.
+encapsulation interop is proved by the PQXDH sessions of test_session_interop.py (on each
+encapsulation route) and of the kit's session scenarios (test_kit_suite_libsignal.py).
 """
 
 from __future__ import annotations

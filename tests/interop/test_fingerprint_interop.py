@@ -1,13 +1,12 @@
 """Safety numbers: securemsg's displayable and scannable fingerprints equal libsignal's.
 
+Not in the kit (which compares random pairs): a published vector and ``compare`` are beyond it.
+
 The published test vector (libsignal ``fingerprint.rs`` / Java ``testVectorsVersion1``) for
-versions 1 and 2, then 100 random identity pairs with random stable ids in one peer batch, and
-libsignal's ``compare`` on our scannable bytes (and ours on its).
+versions 1 and 2, and libsignal's ``compare`` on our scannable bytes (and ours on its).
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 from peer_client import LibsignalPeer, PeerCallError, b64, unb64
@@ -66,22 +65,6 @@ def test_published_vector_matches_libsignal(libsignal_peer: LibsignalPeer, versi
     )
     assert ours.display_string() == digits == VECTOR_DIGITS
     assert ours.scannable.to_bytes() == scannable
-
-
-def test_random_identity_pairs_match_libsignal(libsignal_peer: LibsignalPeer) -> None:
-    pairs = libsignal_peer.generate_keypairs(200)
-    items = []
-    for i in range(100):
-        lid = os.urandom(1 + i % 40)
-        rid = os.urandom(16)
-        items.append(
-            (1 + i % 2, 2 + (i * 37) % 600, lid, pairs[2 * i][0], rid, pairs[2 * i + 1][0])
-        )
-    theirs = _theirs(libsignal_peer, items)
-    for (v, n, lid, lk, rid, rk), (digits, scannable) in zip(items, theirs, strict=True):
-        ours = _ours(v, n, lid, lk, rid, rk)
-        assert ours.display_string() == digits
-        assert ours.scannable.to_bytes() == scannable
 
 
 def test_scannable_compare_both_ways(libsignal_peer: LibsignalPeer) -> None:

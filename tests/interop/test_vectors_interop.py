@@ -12,8 +12,10 @@
    explicitly: libsignal decapsulates securemsg's Kyber ciphertexts (our PreKey message to a
    libsignal bundle decrypts) and securemsg decapsulates libsignal's (libsignal's PreKey message
    to our bundle decrypts); a PreKey message whose Kyber ciphertext is altered is refused, so the
-   Kyber secret really is part of the agreement. ``test_session_interop.py`` exercises the same
-   path thousands of times; this file makes the Kyber agreement claim visible in one place.
+   Kyber secret really is part of the agreement. Every session scenario of the interop kit
+   (``test_kit_suite_libsignal.py``) exercises the same path in both roles, and
+   ``test_session_interop.py`` on each encapsulation route; this file makes the Kyber agreement
+   claim visible in one place.
 3. ``secret_key_bytes()`` is accepted by ``KEMSecretKey.deserialize`` (byte-identical
    re-serialization) and decapsulates in libsignal: a Kyber prekey imported from securemsg's raw
    keys serves a PQXDH session that securemsg initiates with OpenSSL's random encapsulation.

@@ -21,9 +21,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from securemsg.interop.driver import PeerCrashed, PeerProcess, PeerRefusal, b64, unb64
+
+if TYPE_CHECKING:
+    from securemsg import PreKeySignalMessage
 
 __all__ = [
     "SCENARIOS",
@@ -54,13 +57,17 @@ class Params:
     """Scenario sizes (the defaults are the full run)."""
 
     conversation_messages: int = 1000
+    #: The first chain of the out-of-order run; its last message arrives first.
     out_of_order_burst: int = 300
     tamper_positions: int = 8
     large_message_bytes: int = 1024 * 1024
     spqr_round_trips: int = 200
+    #: Messages each of the three group members sends.
     group_messages: int = 200
     restart_messages: int = 40
     fingerprint_iterations: int = 5200
+    #: Identity pairs with random ids and iteration counts, besides the main pair.
+    fingerprint_pairs: int = 10
     forward_jump: bool = True
 
 
@@ -162,6 +169,10 @@ class ScenarioContext:
         n = self.rng.randrange(1, 200) if size is None else size
         return self.rng.randbytes(n)
 
+    def varied_plaintext(self) -> bytes:
+        """Empty, one byte, around the 16-byte AES block, or anything up to 400 bytes."""
+        return self.rng.randbytes(self.rng.choice([0, 1, 15, 16, 17, self.rng.randrange(400)]))
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -201,10 +212,11 @@ def _deliver(
     return kind
 
 
-def _establish(
+def _first_contact(
     ctx: ScenarioContext, x: Side, y: Side, *, one_time: bool = True
-) -> tuple[Party, Party]:
-    """x starts a session with y from y's bundle; one message each way."""
+) -> tuple[Party, Party, dict[str, Any], bytes]:
+    """x processes a bundle of a fresh y party and sends the first (PreKey) message, which y
+    decrypts. Returns the parties, the bundle and that message."""
     px = x.new_party()
     py = y.new_party()
     bundle = y.bundle(py, one_time=one_time)
@@ -217,10 +229,28 @@ def _establish(
     first = _deliver(ctx, x, px, y, py, ctx.plaintext())
     if first != PREKEY:
         raise Divergence(f"{x.label}'s first message has type {first}, expected PreKey (3)")
+    return px, py, bundle, ctx.sent[-1][2]
+
+
+def _establish(
+    ctx: ScenarioContext, x: Side, y: Side, *, one_time: bool = True
+) -> tuple[Party, Party]:
+    """x starts a session with y from y's bundle; one message each way."""
+    px, py, _, _ = _first_contact(ctx, x, y, one_time=one_time)
     reply = _deliver(ctx, y, py, x, px, ctx.plaintext())
     if reply != WHISPER:
         raise Divergence(f"{y.label}'s answer has type {reply}, expected Whisper (2)")
     return px, py
+
+
+def _prekey_message(sender: Side, body: bytes) -> PreKeySignalMessage:
+    """``body`` parsed as a PreKeySignalMessage (securemsg's parser), or a divergence."""
+    from securemsg import PreKeySignalMessage, SecureMsgError
+
+    try:
+        return PreKeySignalMessage.from_bytes(body)
+    except SecureMsgError as exc:
+        raise Divergence(f"{sender.label}'s PreKey message does not parse: {exc}") from None
 
 
 def _check_unchanged(side: Side, party: Party, remote: Party, before: bytes, what: str) -> None:
@@ -231,132 +261,240 @@ def _check_unchanged(side: Side, party: Party, remote: Party, before: bytes, wha
 # -- scenarios ---------------------------------------------------------------------------------
 
 
-@_scenario("setup_with_otpk", "session set-up from a bundle with a one-time prekey")
+def _setup(ctx: ScenarioContext, x: Side, y: Side, *, one_time: bool) -> None:
+    px, py, bundle, first = _first_contact(ctx, x, y, one_time=one_time)
+    message = _prekey_message(x, first)
+    used = (message.pre_key_id, message.signed_pre_key_id, message.kyber_pre_key_id)
+    offered = (bundle["pre_key_id"], bundle["signed_pre_key_id"], bundle["kyber_pre_key_id"])
+    if used != offered:
+        raise Divergence(
+            f"{x.label}'s PreKey message names prekeys (one-time, signed, Kyber) {used}; "
+            f"{y.label}'s bundle offered {offered}"
+        )
+    for i in range(6):  # the session carries on both ways, each answer a new chain
+        if i % 2 == 0:
+            kind = _deliver(ctx, y, py, x, px, ctx.plaintext())
+        else:
+            kind = _deliver(ctx, x, px, y, py, ctx.plaintext())
+        if kind != WHISPER:
+            raise Divergence(f"message {i + 2} of a new session has type {kind}, not Whisper")
+
+
+@_scenario(
+    "setup_with_otpk",
+    "session set-up from a bundle with a one-time prekey; the PreKey message names it",
+)
 def _setup_with(ctx: ScenarioContext, x: Side, y: Side) -> None:
-    _establish(ctx, x, y, one_time=True)
+    _setup(ctx, x, y, one_time=True)
 
 
-@_scenario("setup_without_otpk", "session set-up from a bundle without a one-time prekey")
+@_scenario(
+    "setup_without_otpk",
+    "session set-up from a bundle without a one-time prekey; the PreKey message names none",
+)
 def _setup_without(ctx: ScenarioContext, x: Side, y: Side) -> None:
-    _establish(ctx, x, y, one_time=False)
+    _setup(ctx, x, y, one_time=False)
 
 
 @_scenario("long_conversation", "a long conversation with random direction changes")
 def _long(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Runs of 1 to 40 messages (empty, block-sized and up to 400 bytes), the sender of each
+    run drawn at random, so a side often goes on talking; every message is Whisper."""
     px, py = _establish(ctx, x, y)
     sent = 0
-    turn = ctx.rng.random() < 0.5
-    while sent < ctx.params.conversation_messages:
-        burst = ctx.rng.randint(1, 6)
-        for _ in range(min(burst, ctx.params.conversation_messages - sent)):
-            if turn:
-                _deliver(ctx, x, px, y, py, ctx.plaintext())
+    total = ctx.params.conversation_messages
+    while sent < total:
+        run = min(ctx.rng.randint(1, 40), total - sent)
+        forward = ctx.rng.random() < 0.5
+        for _ in range(run):
+            if forward:
+                kind = _deliver(ctx, x, px, y, py, ctx.varied_plaintext())
             else:
-                _deliver(ctx, y, py, x, px, ctx.plaintext())
+                kind = _deliver(ctx, y, py, x, px, ctx.varied_plaintext())
+            if kind != WHISPER:
+                raise Divergence(f"message {sent} of the conversation has type {kind}")
             sent += 1
-        turn = not turn
 
 
-@_scenario("out_of_order", "a burst delivered in a random order (inside the limits)")
+def _check_batch(
+    receiver: Side,
+    rp: Party,
+    sp: Party,
+    messages: Sequence[tuple[bytes, int, bytes]],
+    what: str,
+) -> None:
+    for i, (plaintext, kind, body) in enumerate(messages):
+        if receiver.decrypt(rp, sp, kind, body) != plaintext:
+            raise Divergence(f"{receiver.label} decrypted message {i} of {what} wrong")
+
+
+@_scenario(
+    "out_of_order",
+    "shuffled delivery across two chains; the last of a run first (inside the limits)",
+)
 def _out_of_order(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Each side in turn sends a first chain of ``out_of_order_burst`` messages. Its last
+    message arrives first (every earlier key is skipped and stored), then a shuffled third of
+    the rest; the receiver answers, so the sender's next messages open a second chain (a
+    quarter as long, at most 100); the rest of the first chain and all of the second arrive
+    interleaved and shuffled. Then one message each way."""
     px, py = _establish(ctx, x, y)
     for sender, sp, receiver, rp in ((x, px, y, py), (y, py, x, px)):
-        batch = [ctx.plaintext() for _ in range(ctx.params.out_of_order_burst)]
-        messages = [(p, *sender.encrypt(sp, rp, p)) for p in batch]
-        order = list(range(len(messages)))
-        ctx.rng.shuffle(order)
-        for i in order:
-            plaintext, kind, body = messages[i]
-            if receiver.decrypt(rp, sp, kind, body) != plaintext:
-                raise Divergence(
-                    f"{receiver.label} decrypted message {i} of a shuffled burst wrong"
-                )
+        n = max(2, ctx.params.out_of_order_burst)
+        first = [
+            (p, *sender.encrypt(sp, rp, p)) for p in (ctx.varied_plaintext() for _ in range(n))
+        ]
+        rest = first[:-1]
+        ctx.rng.shuffle(rest)
+        early, late = rest[: len(rest) // 3], rest[len(rest) // 3 :]
+        _check_batch(receiver, rp, sp, [first[-1]], "a chain's last message delivered first")
+        _check_batch(receiver, rp, sp, early, "a shuffled chain")
+        _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())  # turns the ratchet
+        second = [
+            (p, *sender.encrypt(sp, rp, p))
+            for p in (ctx.varied_plaintext() for _ in range(max(1, min(n // 4, 100))))
+        ]
+        mixed = late + second
+        ctx.rng.shuffle(mixed)
+        _check_batch(receiver, rp, sp, mixed, "two chains interleaved and shuffled")
+        _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())
+        _deliver(ctx, sender, sp, receiver, rp, ctx.plaintext())
+
+
+def _replay(side: Side, party: Party, remote: Party, kind: int, body: bytes, what: str) -> None:
+    """``body`` again: refused, the receiver's snapshot unchanged."""
+    before = side.snapshot(party, remote)
+    side.refusal(
+        what, "decrypt", party=party.label, remote=remote.address, type=kind, body=b64(body)
+    )
+    _check_unchanged(side, party, remote, before, f"refusing {what}")
 
 
 @_scenario("duplicate", "a replayed message is refused, state unchanged", needs=("snapshot",))
 def _duplicate(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Replays of a PreKey message, of messages delivered in order, and of messages whose keys
+    were skipped and then used; a skipped message delivered late still decrypts, once."""
     px = x.new_party()
     py = y.new_party()
     x.call("process_bundle", party=px.label, remote=py.address, bundle=y.bundle(py))
     kind, body = x.encrypt(px, py, ctx.plaintext())
     y.decrypt(py, px, kind, body)
-    before = y.snapshot(py, px)
-    y.refusal(
-        "a replayed PreKey message",
-        "decrypt",
-        party=py.label,
-        remote=px.address,
-        type=kind,
-        body=b64(body),
-    )
-    _check_unchanged(y, py, px, before, "refusing a replayed PreKey message")
+    _replay(y, py, px, kind, body, "a replayed PreKey message")
     _deliver(ctx, y, py, x, px, ctx.plaintext())
-    for _ in range(3):
-        kind, body = x.encrypt(px, py, ctx.plaintext())
-        y.decrypt(py, px, kind, body)
-        before = y.snapshot(py, px)
-        y.refusal(
-            "a replayed message",
-            "decrypt",
-            party=py.label,
-            remote=px.address,
-            type=kind,
-            body=b64(body),
-        )
-        _check_unchanged(y, py, px, before, "refusing a replayed message")
+    for sender, sp, receiver, rp in ((x, px, y, py), (y, py, x, px)):
+        in_order = [sender.encrypt(sp, rp, ctx.plaintext()) for _ in range(3)]
+        for kind, body in in_order:
+            receiver.decrypt(rp, sp, kind, body)
+            _replay(receiver, rp, sp, kind, body, "a replayed message")
+        plaintexts = [ctx.plaintext() for _ in range(3)]
+        later = [(p, *sender.encrypt(sp, rp, p)) for p in plaintexts]
+        _check_batch(receiver, rp, sp, [later[2], later[0]], "a run delivered third, first")
+        for what, kind, body in (
+            ("a replayed message that skipped keys", *later[2][1:]),
+            ("a replayed message whose key was skipped, then used", *later[0][1:]),
+            ("a replayed in-order message after a skip", *in_order[-1]),
+        ):
+            _replay(receiver, rp, sp, kind, body, what)
+        _check_batch(receiver, rp, sp, [later[1]], "a run, its skipped middle message late")
+        _replay(receiver, rp, sp, *later[1][1:], "a replayed late message")
+        _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())
     _deliver(ctx, x, px, y, py, ctx.plaintext())
 
 
-def _tampered(
-    ctx: ScenarioContext, body: bytes, count: int, *, random_flips: bool
+def _flip(body: bytes, index: int, mask: int) -> bytes:
+    mutated = bytearray(body)
+    mutated[index] ^= mask
+    return bytes(mutated)
+
+
+def _tampered_whisper(ctx: ScenarioContext, body: bytes, count: int) -> list[tuple[str, bytes]]:
+    """Tampered copies of a Whisper message: fixed places, ``count`` random bit flips, and
+    wrong lengths and versions."""
+    out = [
+        ("a flipped version", _flip(body, 0, 0x10)),
+        ("version 3", bytes([0x34]) + body[1:]),
+        ("a flipped first protobuf byte", _flip(body, 1, 0x01)),
+        ("a flipped MAC", _flip(body, len(body) - 1, 0x01)),
+        ("a flipped last byte before the MAC", _flip(body, len(body) - 9, 0x01)),
+        ("a truncated MAC", body[:-1]),
+        ("an extra byte", body + b"\x00"),
+        ("the version byte alone", body[:1]),
+    ]
+    for _ in range(count):
+        index = ctx.rng.randrange(len(body))
+        out.append(
+            (f"a flipped bit at byte {index}", _flip(body, index, 1 << ctx.rng.randrange(8)))
+        )
+    return out
+
+
+def _tampered_prekey(
+    ctx: ScenarioContext, sender: Side, body: bytes, count: int
 ) -> list[tuple[str, bytes]]:
-    """Tampered copies of ``body``. Random bit flips only for Whisper messages: a PreKey
-    message has unauthenticated fields (its registration id), which libsignal accepts."""
-    out: list[tuple[str, bytes]] = []
-    for where, index, bit in (
-        ("version", 0, 0x10),
-        ("MAC", len(body) - 1, 0x01),
-        ("last byte before the MAC", len(body) - 9, 0x01),
+    """Tampered copies of a PreKey message: bit flips inside each authenticated part (the
+    inner message, the base key and identity key past their type byte, the Kyber ciphertext;
+    its registration id is not authenticated, libsignal accepts a changed one), and
+    truncations."""
+    message = _prekey_message(sender, body)
+    out = [
+        ("a flipped version", _flip(body, 0, 0x10)),
+        ("a truncated MAC", body[:-1]),
+        ("a message short by ten bytes", body[:-10]),
+    ]
+    for name, part, skip in (
+        ("inner message", message.message.serialized, 0),
+        ("base key", message.base_key.to_bytes(), 1),
+        ("identity key", message.identity_key.to_bytes(), 1),
+        ("Kyber ciphertext", message.kyber_ciphertext, 0),
     ):
-        mutated = bytearray(body)
-        mutated[index] ^= bit
-        out.append((f"a flipped {where}", bytes(mutated)))
-    if not random_flips:
-        out.append(("a truncated message", body[:-1]))
-        return out
-    for _ in range(max(0, count - 3)):
-        index = ctx.rng.randrange(1, len(body))
-        mutated = bytearray(body)
-        mutated[index] ^= 1 << ctx.rng.randrange(8)
-        out.append((f"a flipped bit at byte {index}", bytes(mutated)))
-    out.append(("a truncated message", body[:-1]))
+        start = body.find(part)
+        if start <= 0 or body.find(part, start + 1) != -1:
+            raise Divergence(f"{sender.label}'s PreKey message does not hold its {name} once")
+        for _ in range(max(1, count // 4)):
+            index = ctx.rng.randrange(start + skip, start + len(part))
+            mask = 1 << ctx.rng.randrange(8)
+            out.append((f"a flipped bit in the {name} (byte {index})", _flip(body, index, mask)))
     return out
 
 
 @_scenario("tamper", "tampered messages refused, receiver state unchanged", needs=("snapshot",))
 def _tamper(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Tampered copies of x's PreKey message (first contact: y has no session yet, and
+    refusing must not consume a prekey, which the untampered message then needs), of x's next
+    Whisper message, and of y's Whisper message; and a Whisper message presented as PreKey.
+    Every one is refused with the receiver's snapshot unchanged, then the original decrypts."""
     px = x.new_party()
     py = y.new_party()
     x.call("process_bundle", party=px.label, remote=py.address, bundle=y.bundle(py))
-    for _round in range(2):  # a PreKey message, then (after an answer) a Whisper message
+    for sender, sp, receiver, rp in ((x, px, y, py), (x, px, y, py), (y, py, x, px)):
         plaintext = ctx.plaintext()
-        kind, body = x.encrypt(px, py, plaintext)
-        before = y.snapshot(py, px)
-        for what, mutated in _tampered(
-            ctx, body, ctx.params.tamper_positions, random_flips=kind == WHISPER
-        ):
-            y.refusal(
+        kind, body = sender.encrypt(sp, rp, plaintext)
+        count = ctx.params.tamper_positions
+        if kind == PREKEY:
+            variants = [(what, kind, m) for what, m in _tampered_prekey(ctx, sender, body, count)]
+        else:
+            variants = [(what, kind, m) for what, m in _tampered_whisper(ctx, body, count)]
+            variants.append(("a Whisper message presented as PreKey", PREKEY, body))
+        before = receiver.snapshot(rp, sp)
+        for what, as_kind, mutated in variants:
+            receiver.refusal(
                 f"{what} in a type-{kind} message",
                 "decrypt",
-                party=py.label,
-                remote=px.address,
-                type=kind,
+                party=rp.label,
+                remote=sp.address,
+                type=as_kind,
                 body=b64(mutated),
             )
-            _check_unchanged(y, py, px, before, f"refusing {what} in a type-{kind} message")
-        if y.decrypt(py, px, kind, body) != plaintext:
-            raise Divergence(f"{y.label} decrypted the untampered message wrong")
-        _deliver(ctx, y, py, x, px, ctx.plaintext())
+            _check_unchanged(receiver, rp, sp, before, f"refusing {what} in a type-{kind} message")
+        if receiver.decrypt(rp, sp, kind, body) != plaintext:
+            raise Divergence(f"{receiver.label} decrypted the untampered message wrong")
+        _deliver(ctx, receiver, rp, sender, sp, ctx.plaintext())
+
+
+def _send(
+    ctx: ScenarioContext, sender: Side, sp: Party, rp: Party, count: int
+) -> list[tuple[bytes, int, bytes]]:
+    return [(p, *sender.encrypt(sp, rp, p)) for p in (ctx.plaintext() for _ in range(count))]
 
 
 @_scenario(
@@ -365,17 +503,25 @@ def _tamper(ctx: ScenarioContext, x: Side, y: Side) -> None:
     needs=("archive", "session"),
 )
 def _reset(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """Each side in turn resets (processes a fresh bundle of the other while a session
+    exists) with messages of the old session in flight both ways; they all decrypt late, from
+    the archived state, and the new session carries on. Then y archives explicitly."""
     px, py = _establish(ctx, x, y)
-    late_plain = ctx.plaintext()
-    late = x.encrypt(px, py, late_plain)
-    x.call("process_bundle", party=px.label, remote=py.address, bundle=y.bundle(py))
-    kind = _deliver(ctx, x, px, y, py, ctx.plaintext())
-    if kind != PREKEY:
-        raise Divergence(f"{x.label}'s first message on the new session has type {kind}")
-    if y.decrypt(py, px, *late) != late_plain:
-        raise Divergence(f"{y.label} decrypted an in-flight message of the old session wrong")
-    _deliver(ctx, y, py, x, px, ctx.plaintext())
-    _deliver(ctx, x, px, y, py, ctx.plaintext())
+    for resetter, pr, other, po in ((x, px, y, py), (y, py, x, px)):
+        for _ in range(3):
+            _deliver(ctx, resetter, pr, other, po, ctx.plaintext())
+            _deliver(ctx, other, po, resetter, pr, ctx.plaintext())
+        late_from_resetter = _send(ctx, resetter, pr, po, 4)
+        late_from_other = _send(ctx, other, po, pr, 4)
+        resetter.call("process_bundle", party=pr.label, remote=po.address, bundle=other.bundle(po))
+        kind = _deliver(ctx, resetter, pr, other, po, ctx.plaintext())
+        if kind != PREKEY:
+            raise Divergence(f"{resetter.label}'s first message on the new session has type {kind}")
+        _check_batch(resetter, pr, po, late_from_other, "the old session, arriving late")
+        _check_batch(other, po, pr, late_from_resetter, "the old session, arriving late")
+        for _ in range(3):
+            _deliver(ctx, other, po, resetter, pr, ctx.plaintext())
+            _deliver(ctx, resetter, pr, other, po, ctx.plaintext())
     # the receiver archives; the sender's next message still decrypts from the archived state
     in_flight_plain = ctx.plaintext()
     in_flight = x.encrypt(px, py, in_flight_plain)
@@ -398,6 +544,9 @@ def _reset(ctx: ScenarioContext, x: Side, y: Side) -> None:
     needs=("identity_change", "snapshot"),
 )
 def _identity_change(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """y reinstalls (a new identity key, same address). x refuses y's new bundle and y's new
+    PreKey message as untrusted_identity, its state unchanged; once x trusts the new key, that
+    same message decrypts, and so does a session from y's new bundle."""
     px, py = _establish(ctx, x, y)
     fresh = y.call("reset_identity", party=py.label)
     new_key = unb64(fresh["identity_key"])
@@ -417,7 +566,30 @@ def _identity_change(ctx: ScenarioContext, x: Side, y: Side) -> None:
             f"{x.label} refused a changed identity as {refusal.kind}, not untrusted_identity"
         )
     _check_unchanged(x, px, py, before, "refusing a changed identity")
+    # the reinstalled y starts a session itself
+    y.call("process_bundle", party=py.label, remote=px.address, bundle=x.bundle(px))
+    plaintext = ctx.plaintext()
+    kind, body = y.encrypt(py, px, plaintext)
+    if kind != PREKEY:
+        raise Divergence(f"{y.label}'s first message after reset_identity has type {kind}")
+    refusal = x.refusal(
+        "a PreKey message from a changed identity",
+        "decrypt",
+        party=px.label,
+        remote=py.address,
+        type=kind,
+        body=b64(body),
+    )
+    if refusal.kind != "untrusted_identity":
+        raise Divergence(
+            f"{x.label} refused a PreKey message from a changed identity as {refusal.kind}, "
+            "not untrusted_identity"
+        )
+    _check_unchanged(x, px, py, before, "refusing a PreKey message from a changed identity")
     x.call("trust", party=px.label, remote=py.address, identity_key=b64(new_key))
+    if x.decrypt(px, py, kind, body) != plaintext:
+        raise Divergence(f"{x.label} decrypted the refused PreKey message wrong after trust")
+    _deliver(ctx, x, px, y, py, ctx.plaintext())
     x.call("process_bundle", party=px.label, remote=py.address, bundle=bundle)
     _deliver(ctx, x, px, y, py, ctx.plaintext())
     _deliver(ctx, y, py, x, px, ctx.plaintext())
@@ -663,74 +835,127 @@ def _sealed_v2(ctx: ScenarioContext, x: Side, y: Side) -> None:
 
 
 @_scenario(
-    "groups", "sender-key messages delivered shuffled; a duplicate is refused", needs=("groups",)
+    "groups",
+    "three members (two in the initiating peer) send sender-key messages; every other member "
+    "receives them shuffled; a duplicate is refused",
+    needs=("groups",),
 )
 def _groups(ctx: ScenarioContext, x: Side, y: Side) -> None:
-    px = x.new_party()
-    py = y.new_party()
+    """Members x1, x2 (in x) and y1 (in y) share one distribution id: each hands its SKDM to
+    the other two and sends ``group_messages`` messages; each receiver gets the other two
+    members' messages interleaved in one shuffled order (skipped keys stored and used on both
+    implementations), then a replay of one of them, which it must refuse."""
+    members = [x.new_party(), x.new_party(), y.new_party()]
     dist = str(uuid.UUID(int=ctx.rng.getrandbits(128), version=4))
-    skdm = x.call("group_create", party=px.label, distribution_id=dist)["skdm"]
-    y.call("group_process", party=py.label, sender=px.address, skdm=skdm)
-    batch = [ctx.plaintext() for _ in range(ctx.params.group_messages)]
-    bodies = [
-        x.call("group_encrypt", party=px.label, distribution_id=dist, plaintext=b64(p))["body"]
-        for p in batch
-    ]
-    order = list(range(len(bodies)))
-    ctx.rng.shuffle(order)
-    for i in order:
-        try:
-            r = y.call("group_decrypt", party=py.label, sender=px.address, body=bodies[i])
-        except PeerRefusal as exc:
-            raise Divergence(
-                f"{y.label} refused group message {i}: {exc.kind}: {exc.message}"
-            ) from None
-        if unb64(r["plaintext"]) != batch[i]:
-            raise Divergence(f"{y.label} decrypted group message {i} wrong")
-    if bodies:
-        y.refusal(
-            "a replayed group message",
-            "group_decrypt",
-            party=py.label,
-            sender=px.address,
-            body=bodies[order[0]],
-        )
+    for sender in members:
+        skdm = sender.side.call("group_create", party=sender.label, distribution_id=dist)["skdm"]
+        for receiver in members:
+            if receiver is not sender:
+                receiver.side.call(
+                    "group_process", party=receiver.label, sender=sender.address, skdm=skdm
+                )
+    sent: list[tuple[Party, int, bytes, str]] = []
+    for sender in members:
+        for i in range(ctx.params.group_messages):
+            plaintext = ctx.plaintext()
+            body = sender.side.call(
+                "group_encrypt", party=sender.label, distribution_id=dist, plaintext=b64(plaintext)
+            )["body"]
+            sent.append((sender, i, plaintext, body))
+    for receiver in members:
+        theirs = [m for m in sent if m[0] is not receiver]
+        ctx.rng.shuffle(theirs)
+        for sender, i, plaintext, body in theirs:
+            try:
+                r = receiver.side.call(
+                    "group_decrypt", party=receiver.label, sender=sender.address, body=body
+                )
+            except PeerRefusal as exc:
+                raise Divergence(
+                    f"{receiver.side.label} refused group message {i} from {sender.side.label}: "
+                    f"{exc.kind}: {exc.message}"
+                ) from None
+            if unb64(r["plaintext"]) != plaintext:
+                raise Divergence(
+                    f"{receiver.side.label} decrypted group message {i} from "
+                    f"{sender.side.label} wrong"
+                )
+        if theirs:
+            sender, _, _, body = theirs[0]
+            receiver.side.refusal(
+                f"a replayed group message from {sender.side.label}",
+                "group_decrypt",
+                party=receiver.label,
+                sender=sender.address,
+                body=body,
+            )
+
+
+def _same_fingerprint(
+    x: Side,
+    y: Side,
+    version: int,
+    iterations: int,
+    local: tuple[bytes, bytes],
+    remote: tuple[bytes, bytes],
+) -> None:
+    """Both peers compute the same fingerprint; the other party's view (local and remote
+    swapped) has the same digits and a different scannable form."""
+    request = {
+        "version": version,
+        "iterations": iterations,
+        "local_id": b64(local[0]),
+        "local_key": b64(local[1]),
+        "remote_id": b64(remote[0]),
+        "remote_key": b64(remote[1]),
+    }
+    swapped = dict(
+        request,
+        local_id=request["remote_id"],
+        local_key=request["remote_key"],
+        remote_id=request["local_id"],
+        remote_key=request["local_key"],
+    )
+    what = (
+        f"version {version}, {iterations} iterations, "
+        f"ids of {len(local[0])} and {len(remote[0])} bytes"
+    )
+    ours = x.call("fingerprint", **request)
+    theirs = y.call("fingerprint", **request)
+    if ours["displayable"] != theirs["displayable"]:
+        raise Divergence(f"the displayable fingerprints differ ({x.label} vs {y.label}), {what}")
+    if ours["scannable"] != theirs["scannable"]:
+        raise Divergence(f"the scannable fingerprints differ ({x.label} vs {y.label}), {what}")
+    mirrored = y.call("fingerprint", **swapped)
+    if mirrored["displayable"] != ours["displayable"]:
+        raise Divergence(f"{y.label}'s displayable fingerprint from the other side differs, {what}")
+    if mirrored["scannable"] == ours["scannable"]:
+        raise Divergence(f"{y.label}'s scannable fingerprint ignores which side is local, {what}")
 
 
 @_scenario("fingerprint", "both peers compute the same safety numbers", needs=("fingerprint",))
 def _fingerprint(ctx: ScenarioContext, x: Side, y: Side) -> None:
+    """One pair of parties with 16-byte ids at ``fingerprint_iterations``, versions 1 and 2;
+    then ``fingerprint_pairs`` fresh pairs with ids of 1 to 40 bytes, random iteration counts
+    (1 to 600, at most ``fingerprint_iterations``) and alternating versions."""
     px = x.new_party()
     py = y.new_party()
     ids = (ctx.rng.randbytes(16), ctx.rng.randbytes(16))
+    iterations = ctx.params.fingerprint_iterations
     for version in (1, 2):
-        request = {
-            "version": version,
-            "iterations": ctx.params.fingerprint_iterations,
-            "local_id": b64(ids[0]),
-            "local_key": b64(px.identity_key),
-            "remote_id": b64(ids[1]),
-            "remote_key": b64(py.identity_key),
-        }
-        swapped = dict(
-            request,
-            local_id=request["remote_id"],
-            local_key=request["remote_key"],
-            remote_id=request["local_id"],
-            remote_key=request["local_key"],
+        _same_fingerprint(
+            x, y, version, iterations, (ids[0], px.identity_key), (ids[1], py.identity_key)
         )
-        ours = x.call("fingerprint", **request)
-        theirs = y.call("fingerprint", **request)
-        if ours["displayable"] != theirs["displayable"]:
-            raise Divergence(f"the displayable fingerprints differ ({x.label} vs {y.label})")
-        if ours["scannable"] != theirs["scannable"]:
-            raise Divergence(
-                f"the scannable fingerprints differ ({x.label} vs {y.label}), version {version}"
-            )
-        mirrored = y.call("fingerprint", **swapped)
-        if mirrored["displayable"] != ours["displayable"]:
-            raise Divergence(f"{y.label}'s displayable fingerprint from the other side differs")
-        if mirrored["scannable"] == ours["scannable"]:
-            raise Divergence(f"{y.label}'s scannable fingerprint ignores which side is local")
+    for i in range(ctx.params.fingerprint_pairs):
+        a, b = x.new_party(), y.new_party()
+        _same_fingerprint(
+            x,
+            y,
+            1 + i % 2,
+            ctx.rng.randint(1, max(1, min(iterations, 600))),
+            (ctx.rng.randbytes(ctx.rng.randint(1, 40)), a.identity_key),
+            (ctx.rng.randbytes(ctx.rng.randint(1, 40)), b.identity_key),
+        )
 
 
 def run_scenario(
