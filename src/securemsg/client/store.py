@@ -69,7 +69,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from securemsg.errors import StorageError
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.address import ProtocolAddress
+from securemsg.protocol.keys import IdentityKey, IdentityKeyPair
+from securemsg.store.base import Direction
 from securemsg.store.sqlite import SqliteProtocolStore
 
 __all__ = [
@@ -333,12 +335,25 @@ class ClientStore(SqliteProtocolStore):
 
     _THREAD_BOUND = False
 
-    __slots__ = ("_lock",)
+    __slots__ = ("_lock", "_own_aci")
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         """Wrap an open connection (internal: use :meth:`open_client`)."""
         super().__init__(connection, path)
         self._lock = threading.RLock()
+        self._own_aci: str | None = None  # read from client_meta when first needed
+
+    def is_trusted_identity(
+        self, address: ProtocolAddress, identity_key: IdentityKey, direction: Direction
+    ) -> bool:
+        """As :meth:`SqliteProtocolStore.is_trusted_identity`, and a device of our own
+        account is trusted only with our own identity key, whatever was saved: only our own
+        devices may send us sync transcripts and share our account."""
+        if self._own_aci is None:
+            self._own_aci = self.get_meta_str("aci")
+        if address.name == self._own_aci:
+            return identity_key.to_bytes() == self.get_identity_key_pair().identity_key.to_bytes()
+        return super().is_trusted_identity(address, identity_key, direction)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -447,6 +462,8 @@ class ClientStore(SqliteProtocolStore):
 
     def set_meta(self, key: str, value: int | str | bytes | None) -> None:
         """Store (or with None, delete) a setting."""
+        if key == "aci":
+            self._own_aci = None
         with self.transaction():
             if value is None:
                 self._exec("DELETE FROM client_meta WHERE key = ?", (key,))

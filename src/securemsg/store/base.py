@@ -93,9 +93,13 @@ class IdentityKeyStore(Protocol):
     """Our identity, and the remembered identities of remote addresses.
 
     Identities are kept per :class:`~securemsg.protocol.address.ProtocolAddress` (name and device
-    id). Trust is *trust on first use*: an address we have never seen is trusted, and from then
-    on only the key first saved for it is, until the application saves a different one (after
-    the user compared safety numbers).
+    id), but trusted per *account* (name): every device of an account holds the account's one
+    identity key. Trust is *trust on first use*: an account we have never seen is trusted, and
+    from then on only the key first saved for it is, on every device id of that account (also
+    one never seen before), until the application saves a different one (after the user
+    compared safety numbers), which then becomes the key of the whole account. (Trusting a new
+    device id on first use with any key would let whoever announces devices, such as a relay,
+    add a device of its own to a contact.)
 
     How :mod:`securemsg.cipher` uses it: for every message it asks :meth:`is_trusted_identity`
     (the place for an application's own policy). A new session saves the identity in the same
@@ -121,11 +125,12 @@ class IdentityKeyStore(Protocol):
         ...
 
     def save_identity(self, address: ProtocolAddress, identity_key: IdentityKey) -> bool:
-        """Remember ``identity_key`` as the trusted identity of ``address``.
+        """Remember ``identity_key`` as the trusted identity of ``address`` and of every other
+        device of its account (``address.name``).
 
         Returns:
-            True if this replaced a *different* key already saved for ``address``; False if the
-            address was new or the same key was saved again.
+            True if this replaced a *different* key already saved for the account; False if the
+            account was new or the same key was saved again.
 
         Raises:
             StorageError: the store failed; nothing was saved.
@@ -137,8 +142,9 @@ class IdentityKeyStore(Protocol):
     ) -> bool:
         """Say whether ``identity_key`` may be used for ``address`` (trust on first use).
 
-        Returns True if no identity is known for ``address`` or the known one equals
-        ``identity_key``; False if a different key is known. ``direction`` lets an application
+        Returns True if no identity is known for the account (``address.name``, any device) or
+        every known one equals ``identity_key``; False if a different key is known for any
+        device of the account. ``direction`` lets an application
         apply a stricter rule to one side (e.g. refuse to send until the user confirmed a
         change); the shipped stores treat both directions alike. Saves nothing.
 

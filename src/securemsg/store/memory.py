@@ -74,6 +74,7 @@ class InMemoryProtocolStore:
     """
 
     __slots__ = (
+        "_account_identities",
         "_depth",
         "_identities",
         "_identity_key_pair",
@@ -91,6 +92,8 @@ class InMemoryProtocolStore:
         self._registration_id = _check_registration_id(registration_id)
         self._identity_key_pair = identity_key_pair
         self._identities: dict[_AddressKey, IdentityKey] = {}
+        #: name -> the account's key (every entry of that name in ``_identities`` holds it)
+        self._account_identities: dict[str, IdentityKey] = {}
         self._pre_keys: dict[int, PreKeyRecord] = {}
         self._signed_pre_keys: dict[int, SignedPreKeyRecord] = {}
         # kyber id -> (record, last_resort)
@@ -146,19 +149,27 @@ class InMemoryProtocolStore:
         return self._registration_id
 
     def save_identity(self, address: ProtocolAddress, identity_key: IdentityKey) -> bool:
-        """Trust ``identity_key`` for ``address``; True if it replaced a different key."""
-        key = _addr(address)
-        old = self._identities.get(key)
-        if old is not None and (old is identity_key or old.public_key == identity_key.public_key):
+        """Trust ``identity_key`` for ``address`` and the rest of its account; True if it
+        replaced a different key of the account."""
+        name = address.name
+        known = self._account_identities.get(name)
+        if known is not None and known.public_key == identity_key.public_key:
+            if _addr(address) not in self._identities:
+                self._put(self._identities, _addr(address), identity_key)
             return False
-        self._put(self._identities, key, identity_key)
-        return old is not None
+        if known is not None:  # the account has one key: its other devices' entries follow
+            for key in [k for k in self._identities if k[0] == name]:
+                self._put(self._identities, key, identity_key)
+        self._put(self._identities, _addr(address), identity_key)
+        self._put(self._account_identities, name, identity_key)
+        return known is not None
 
     def is_trusted_identity(
         self, address: ProtocolAddress, identity_key: IdentityKey, direction: Direction
     ) -> bool:
-        """Trust on first use: unknown address or same key -> True; different key -> False."""
-        known = self._identities.get(_addr(address))
+        """Trust on first use, per account: no key known for ``address.name`` (any device) or
+        the same key -> True; a different key -> False."""
+        known = self._account_identities.get(address.name)
         return known is None or known is identity_key or known.public_key == identity_key.public_key
 
     def get_identity(self, address: ProtocolAddress) -> IdentityKey | None:

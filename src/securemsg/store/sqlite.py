@@ -476,27 +476,34 @@ class SqliteProtocolStore:
         return self._reg_id
 
     def save_identity(self, address: ProtocolAddress, identity_key: IdentityKey) -> bool:
-        """Trust ``identity_key`` for ``address``; True if it replaced a different key."""
+        """Trust ``identity_key`` for ``address`` and the rest of its account; True if it
+        replaced a different key of the account."""
         new = identity_key.to_bytes()
         key = (address.name, address.device_id)
         with self.transaction():
-            row = self._fetchone(
-                "SELECT identity_key FROM identities WHERE name = ? AND device_id = ?", key
+            rows = self._fetchall(
+                "SELECT device_id, identity_key FROM identities WHERE name = ?", (address.name,)
             )
-            if row is not None and row[0] == new:
-                return False
-            self._exec("INSERT OR REPLACE INTO identities VALUES (?, ?, ?)", (*key, new))
-        return row is not None
+            replaced = any(bytes(k) != new for _, k in rows)
+            if replaced:  # the account has one key: its other devices' rows follow
+                self._exec(
+                    "UPDATE identities SET identity_key = ? WHERE name = ? AND identity_key != ?",
+                    (new, address.name, new),
+                )
+            if all(int(d) != address.device_id for d, _ in rows):
+                self._exec("INSERT INTO identities VALUES (?, ?, ?)", (*key, new))
+        return replaced
 
     def is_trusted_identity(
         self, address: ProtocolAddress, identity_key: IdentityKey, direction: Direction
     ) -> bool:
-        """Trust on first use: unknown address or same key -> True; different key -> False."""
-        row = self._fetchone(
-            "SELECT identity_key FROM identities WHERE name = ? AND device_id = ?",
-            (address.name, address.device_id),
+        """Trust on first use, per account: no key known for ``address.name`` (any device) or
+        every known one equal -> True; a different key on any device -> False."""
+        rows = self._fetchall(
+            "SELECT DISTINCT identity_key FROM identities WHERE name = ?", (address.name,)
         )
-        return row is None or bool(row[0] == identity_key.to_bytes())
+        want = identity_key.to_bytes()
+        return all(bytes(r[0]) == want for r in rows)
 
     def get_identity(self, address: ProtocolAddress) -> IdentityKey | None:
         """Return the identity saved for ``address``, or None."""

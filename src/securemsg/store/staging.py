@@ -336,11 +336,13 @@ class StagingStore:
     def is_trusted_identity(
         self, address: ProtocolAddress, identity_key: IdentityKey, direction: Direction
     ) -> bool:
-        """The source's answer; for an identity staged in this batch, trust on first use."""
-        staged = self._overlay.get(("identity", _addr(address)))
-        if staged is not None:
-            assert isinstance(staged, SaveIdentity)
-            return bool(staged.identity_key == identity_key)
+        """The source's answer; for an account with an identity staged in this batch (on any
+        of its devices), that key only (trust is per account, as in the stores)."""
+        name = address.name
+        for (kind, key), staged in self._overlay.items():
+            if kind == "identity" and key[0] == name:
+                assert isinstance(staged, SaveIdentity)
+                return bool(staged.identity_key == identity_key)
         return bool(self._read("trust", (address, identity_key, direction)))
 
     def get_identity(self, address: ProtocolAddress) -> IdentityKey | None:

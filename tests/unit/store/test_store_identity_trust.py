@@ -1,4 +1,4 @@
-"""Identity keys: our own identity, and trust on first use of everybody else's."""
+"""Identity keys: our own identity, and trust on first use of everybody else's, per account."""
 
 from __future__ import annotations
 
@@ -45,7 +45,29 @@ def test_save_identity_reports_only_replacement_of_a_different_key(
     assert not store.is_trusted_identity(ALICE, records.identity_key(1), Direction.RECEIVING)
 
 
-def test_identities_are_per_device(store: Any, records: Any) -> None:
+def test_identities_are_saved_per_device(store: Any, records: Any) -> None:
     store.save_identity(ALICE, records.identity_key(1))
     assert store.get_identity(ALICE_2) is None
-    assert store.is_trusted_identity(ALICE_2, records.identity_key(2), Direction.SENDING)
+
+
+@pytest.mark.parametrize("direction", list(Direction))
+def test_a_new_device_of_a_known_account_must_present_the_account_key(
+    store: Any, records: Any, direction: Any
+) -> None:
+    """All devices of an account share its identity key: a device id never seen before is
+    not a fresh start. (Per-device trust let a relay announce a device of a known contact
+    with a key of its own and be trusted on first use.)"""
+    store.save_identity(ALICE, records.identity_key(1))
+    assert store.is_trusted_identity(ALICE_2, records.identity_key(1), direction)
+    assert not store.is_trusted_identity(ALICE_2, records.identity_key(2), direction)
+    assert store.is_trusted_identity(ProtocolAddress("bob", 2), records.identity_key(2), direction)
+
+
+def test_trusting_a_changed_key_trusts_it_for_the_whole_account(store: Any, records: Any) -> None:
+    store.save_identity(ALICE, records.identity_key(1))
+    store.save_identity(ALICE_2, records.identity_key(1))
+    assert store.save_identity(ALICE, records.identity_key(2)) is True  # the user re-verified
+    for address in (ALICE, ALICE_2, ProtocolAddress("alice", 3)):
+        assert store.is_trusted_identity(address, records.identity_key(2), Direction.SENDING)
+        assert not store.is_trusted_identity(address, records.identity_key(1), Direction.SENDING)
+    assert store.get_identity(ALICE_2).to_bytes() == records.identity_key(2).to_bytes()
