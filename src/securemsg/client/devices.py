@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Final
 from securemsg import __version__
 from securemsg.client.connection import CONNECTION_LOST, RelayConnection
 from securemsg.client.store import ClientStore
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve import PrivateKey, PublicKey
 from securemsg.crypto.rng import Rng
 from securemsg.errors import (
     DecodeError,
@@ -175,6 +175,11 @@ def _checksum(address: bytes, key: bytes) -> str:
     return hashlib.sha256(_CHECK_DOMAIN + address + key).digest()[:_CHECK_BYTES].hex()
 
 
+#: Any private key tells a small-order public key (the X25519 result is all zeros for every
+#: key); this one is fixed and never used for anything else.
+_PROBE_KEY: Final = PrivateKey.from_bytes(hashlib.sha256(b"securemsg linking code probe").digest())
+
+
 def format_linking_code(address: bytes, public_key: PublicKey) -> str:
     """The linking code a new device shows (see the module docstring for the format).
 
@@ -199,7 +204,8 @@ def parse_linking_code(text: str) -> ParsedLinkingCode:
 
     Raises:
         LinkingCodeError: reason ``"malformed"`` (not a linking code, or the key is not a
-            valid public key) or ``"checksum"`` (a typo: the checksum does not match).
+            valid public key or is of small order) or ``"checksum"`` (a typo: the checksum does
+            not match).
     """
     if not isinstance(text, str) or len(text) > MAX_LINKING_CODE:
         raise LinkingCodeError("not a linking code", "malformed")
@@ -226,6 +232,10 @@ def parse_linking_code(text: str) -> ParsedLinkingCode:
         public_key = PublicKey.from_bytes(key)
     except InvalidKeyError:
         raise LinkingCodeError("the linking code's key is not a public key", "malformed") from None
+    try:  # a small-order key agrees to zeros with every key: nothing could be sealed to it
+        _PROBE_KEY.agree(public_key)
+    except InvalidKeyError:
+        raise LinkingCodeError("the linking code's key is not usable", "malformed") from None
     return ParsedLinkingCode(address, public_key)
 
 

@@ -14,7 +14,7 @@ from securemsg.client.devices import (
     format_linking_code,
     parse_linking_code,
 )
-from securemsg.crypto.curve import KeyPair, PrivateKey
+from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import LinkingCodeError, UsageError
 
@@ -107,6 +107,26 @@ def test_a_key_that_is_not_a_public_key_is_malformed_even_with_a_good_checksum()
     )
     with pytest.raises(LinkingCodeError) as err:
         parse_linking_code(text)
+    assert err.value.reason == "malformed"
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        bytes(32),  # 0
+        (1).to_bytes(32, "little"),  # 1
+        bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    ],
+    ids=["zero", "one", "order-8"],
+)
+def test_a_small_order_key_is_refused_before_anything_is_asked_of_the_relay(point: bytes) -> None:
+    """Such a key agrees to all zeros with every private key: sealing to it fails. It is
+    refused when the code is read, so that approving it spends no linking code and does
+    not replace one the relay issued for a real new device."""
+    key = PublicKey.from_bytes(b"\x05" + point)
+    code = format_linking_code(os.urandom(16), key)
+    with pytest.raises(LinkingCodeError) as err:
+        parse_linking_code(code)
     assert err.value.reason == "malformed"
 
 
