@@ -38,6 +38,7 @@ from securemsg.wire.relay_frames import (
     DeviceRemoved,
     Envelope,
     ProvisionEnvelope,
+    ProvisioningAddress,
     QueueEmpty,
     Request,
     Response,
@@ -50,6 +51,8 @@ __all__ = [
     "CLOSE_DEVICE_REMOVED",
     "CONNECTION_LOST",
     "MAX_RELAY_TEXT",
+    "MAX_UNREAD_PUSHES",
+    "MAX_UNREAD_PUSH_BYTES",
     "RelayConnection",
     "relay_text",
 ]
@@ -68,6 +71,34 @@ REQUEST_TIMEOUT_S: Final = 30.0
 _CLOSE_POLICY: Final = 1008
 #: The close code the relay uses after telling a device it was removed from its account.
 CLOSE_DEVICE_REMOVED: Final = 4003
+
+#: Most bytes of pushed envelope bodies a connection holds unread. An honest relay pushes at
+#: most its flow-control window of unacknowledged envelopes (64 and 1 MiB by default, see
+#: ``RelayConfig.window_bytes``); a relay that pushes past this is dropped (connection lost:
+#: what was read is still processed) instead of growing the client's memory.
+MAX_UNREAD_PUSH_BYTES: Final = 16 * 1024 * 1024
+#: Most envelopes and queue-empty markers a connection holds unread (as above, for counts).
+MAX_UNREAD_PUSHES: Final = 4096
+
+
+class _PushQueue(asyncio.Queue[Envelope | QueueEmpty | None]):
+    """The pushes, with the bytes of the bodies they hold counted (:attr:`held_bytes`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held_bytes = 0
+
+    def _put(self, item: Envelope | QueueEmpty | None) -> None:
+        super()._put(item)
+        if isinstance(item, Envelope):
+            self.held_bytes += len(item.body)
+
+    def _get(self) -> Envelope | QueueEmpty | None:
+        item = super()._get()
+        if isinstance(item, Envelope):
+            self.held_bytes -= len(item.body)
+        return item
+
 
 #: Most characters of the relay's own text (a response's status message) that the client
 #: puts into an exception or a log line.
@@ -95,8 +126,11 @@ class RelayConnection:
     Attributes:
         challenge: the nonce the relay sent for this connection.
         pushes: envelopes and queue-empty markers, in arrival order; ``None`` once closed.
-        provisions: provisioning envelopes pushed to this (provisioning) connection;
-            ``None`` once closed.
+            At most :data:`MAX_UNREAD_PUSHES` / :data:`MAX_UNREAD_PUSH_BYTES` unread: a relay
+            pushing past them is dropped.
+        provisions: the provisioning envelope pushed to this connection for the address it
+            opened (``OpenProvisioning``), at most one; ``None`` once closed. Any other
+            provisioning envelope drops the connection.
         removed: True once the relay said this device was removed from its account (a
             ``DeviceRemoved`` push, or the close code :data:`CLOSE_DEVICE_REMOVED`).
         closed: set when the connection is gone.
@@ -111,8 +145,10 @@ class RelayConnection:
         """Wrap an open socket (internal: use :meth:`open`)."""
         self._ws = ws
         self.challenge = challenge.nonce
-        self.pushes: asyncio.Queue[Envelope | QueueEmpty | None] = asyncio.Queue()
+        self.pushes: _PushQueue = _PushQueue()
         self.provisions: asyncio.Queue[ProvisionEnvelope | None] = asyncio.Queue()
+        self._provisioning_address: bytes | None = None  # what OpenProvisioning gave us
+        self._provisioned = False
         self.removed = False
         self.closed = asyncio.Event()
         self._waiting: dict[int, asyncio.Future[Response]] = {}
@@ -179,10 +215,21 @@ class RelayConnection:
                 if isinstance(frame, Response):
                     fut = self._waiting.pop(frame.request_id, None)
                     if fut is not None and not fut.done():
+                        if isinstance(frame.body, ProvisioningAddress):
+                            self._provisioning_address = frame.body.address
                         fut.set_result(frame)
                 elif isinstance(frame, Envelope | QueueEmpty):
+                    size = len(frame.body) if isinstance(frame, Envelope) else 0
+                    if (
+                        self.pushes.held_bytes + size > MAX_UNREAD_PUSH_BYTES
+                        or self.pushes.qsize() >= MAX_UNREAD_PUSHES
+                    ):
+                        break  # far past any flow-control window: not an honest relay
                     self.pushes.put_nowait(frame)
                 elif isinstance(frame, ProvisionEnvelope):
+                    if self._provisioned or frame.address != self._provisioning_address:
+                        break  # not for an address we opened, or a second one
+                    self._provisioned = True
                     self.provisions.put_nowait(frame)
                 elif isinstance(frame, DeviceRemoved):
                     self.removed = True
