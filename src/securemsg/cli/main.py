@@ -439,7 +439,7 @@ def relay() -> None:
     type=click.IntRange(1),
     default=_DEFAULTS.max_provisioning_addresses,
     show_default=True,
-    help="Most provisioning addresses open at once; more get RATE_LIMITED.",
+    help="Most provisioning addresses open at once; one more closes the oldest.",
 )
 @click.option(
     "--provision-envelope-bytes",

@@ -1250,6 +1250,15 @@ class RelayServer:
         target.send(rf.ProvisionEnvelope(address, envelope))
         self._set_deadline(target, self._config.max_unauthenticated_lifetime_s)
 
+    def _evict_provisioning(self, address: bytes) -> None:
+        """The service forgot ``address`` to make room for a new one: close its connection
+        as an expired address's (1008); the new device shows its code again."""
+        target = self._provisioning.pop(address, None)
+        if target is None or target.done:
+            return
+        target.provisioning = None
+        target.close(1008)
+
     def _remote_provision(self, address: bytes, envelope: bytes) -> None:
         """Another instance claimed an address held here: push its envelope."""
         if address in self._provisioning:
@@ -1353,6 +1362,8 @@ class RelayServer:
             self._provision(*value.provision)
         if value.removed is not None:
             self._device_removed(*value.removed)
+        if value.provisioning_evicted is not None:
+            self._evict_provisioning(value.provisioning_evicted)
         if conn.done or conn.closing:
             if value.provisioning_opened is not None:
                 self._forget_address(value.provisioning_opened)

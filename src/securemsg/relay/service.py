@@ -237,9 +237,9 @@ class RelayConfig:
             after it was opened (600 s); its connection is then closed. While it is open, the
             connection is exempt from the idle timeout and the unauthenticated lifetime.
         max_provisioning_addresses: most provisioning addresses open at once on this relay
-            instance (100); beyond, OpenProvisioning gets ``RATE_LIMITED``. Each holds one
-            unauthenticated connection, so keep it well below
-            ``max_unauthenticated_connections``.
+            instance (100); one more OpenProvisioning forgets the address that has waited
+            longest and closes its connection (1008). Each holds one unauthenticated
+            connection, so keep it well below ``max_unauthenticated_connections``.
         max_provision_envelope_bytes: largest provisioning envelope SendProvisioning may
             carry (4096 bytes; Signal's are well under 2 KiB); more is ``TOO_LARGE``.
         linking_code_ttl_s: a linking code (GetLinkingCode) expires this long after it was
@@ -336,6 +336,9 @@ class Outcome:
     close: bool = False
     #: OpenProvisioning: the address this connection now waits on
     provisioning_opened: bytes | None = None
+    #: OpenProvisioning on a full relay: the oldest address, forgotten to make room (its
+    #: waiting connection is closed)
+    provisioning_evicted: bytes | None = None
     #: SendProvisioning: (address, envelope) to push to the connection waiting on address
     provision: tuple[bytes, bytes] | None = None
     #: RemoveDevice: the (aci, device id) removed, whose connections must be told and closed
@@ -784,7 +787,7 @@ class RelayService:
             self._admit(body)
             # Verify before spending the relay-wide budget: the proof first (one signature,
             # so garbage costs one verification), then, if a registration token is there to
-            # be had, the prekeys; only a valid, admitted registration takes the token.
+            # be had, the prekeys; only a registration the store then creates takes the token.
             identity = _check_ec(body.identity_key)
             if not self._proof(s, identity, body.aci, body.device_id, body.signature):
                 raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "proof of possession failed")
@@ -805,8 +808,6 @@ class RelayService:
                     _check_signed(identity, k, kyber=True) for k in body.kyber_pre_keys
                 ),
             )
-            if not self._registrations.take(_RELAY_WIDE, now):  # pragma: no cover - checked
-                raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many registrations, try later")
             device_id = body.device_id
             if body.linking_code:
                 result, device_id = self.store.link_device(
@@ -822,6 +823,10 @@ class RelayService:
                 raise _Refuse(rf.StatusCode.CONFLICT, "no free device id")
             if result is not CreateResult.CREATED:  # LINK_REQUIRED, LINK_REFUSED
                 raise _Refuse(rf.StatusCode.FORBIDDEN, "linking code not valid")
+            # Only what the store created spends the budget (one request at a time, so the
+            # token checked for above is still there): a refused link or a conflict loops
+            # for free, never locking everybody else out.
+            self._registrations.spend(_RELAY_WIDE, 1.0, now)
         except _Refuse as r:
             return Outcome(rf.Response(rid, r.code, r.message), close=True)
         s.aci, s.device_id = body.aci, device_id
@@ -857,12 +862,18 @@ class RelayService:
         if s.provisioning is not None:
             raise _Refuse(rf.StatusCode.CONFLICT, "this connection has a provisioning address")
         cfg = self.config
+        evicted: bytes | None = None
         if len(self._provisioning) >= cfg.max_provisioning_addresses:
             for address, expires in list(self._provisioning.items()):
                 if expires <= now:  # normally forgotten when its connection closes
                     self.forget_provisioning(address)
             if len(self._provisioning) >= cfg.max_provisioning_addresses:
-                raise _Refuse(rf.StatusCode.RATE_LIMITED, "too many provisioning addresses")
+                # Full: the address that has waited longest makes room. Refusing the new one
+                # instead let one client open the whole pool once and hold it for the
+                # address lifetime, so that nobody could link a device; now it must keep
+                # opening addresses as fast as people scan codes.
+                evicted = min(self._provisioning, key=self._provisioning.__getitem__)
+                self.forget_provisioning(evicted)
         address = self._rng.random_bytes(rf.PROVISIONING_ADDRESS_LENGTH)
         expires = now + int(cfg.provisioning_ttl_s * 1000)
         opener = getattr(self.store, "open_provisioning", None)
@@ -873,6 +884,7 @@ class RelayService:
         return Outcome(
             rf.Response(rid, rf.StatusCode.OK, "", rf.ProvisioningAddress(address, expires)),
             provisioning_opened=address,
+            provisioning_evicted=evicted,
         )
 
     def forget_provisioning(self, address: bytes) -> None:

@@ -257,27 +257,35 @@ def test_provisioning_refusals(tmp_path: Path) -> None:
     assert relay.ask(b, rf.OpenProvisioning()).response.code == OK
     c = relay.svc.new_session()
     full = relay.ask(c, rf.OpenProvisioning())
-    assert full.response.code == rf.StatusCode.RATE_LIMITED and full.provisioning_opened is None
+    # full: the address that waited longest makes room (the server closes its connection);
+    # refusing the newcomer would let one client hold every address
+    assert full.response.code == OK and full.provisioning_opened == c.provisioning
+    assert full.provisioning_evicted == first.address
+    evicted = relay.ask(s1, rf.SendProvisioning(first.address, b"x"))
+    assert evicted.response.code == rf.StatusCode.NOT_FOUND
     # a connection waiting on an address may still authenticate (or register)
     assert relay.ask(a, alice.authenticate(a.nonce)).response.code == OK
     # sizes
-    addr = first.address
+    assert c.provisioning is not None
+    addr = c.provisioning
     too_big = relay.ask(s1, rf.SendProvisioning(addr, bytes(65)))
     assert too_big.response.code == rf.StatusCode.TOO_LARGE and too_big.provision is None
     empty = relay.ask(s1, rf.SendProvisioning(addr, b""))
     assert empty.response.code == rf.StatusCode.BAD_REQUEST
     unknown = relay.ask(s1, rf.SendProvisioning(bytes(16), b"x"))
     assert unknown.response.code == rf.StatusCode.NOT_FOUND
-    # expired: not deliverable, and its slot is reclaimed
+    # expired: not deliverable, and its slot is reclaimed without evicting anybody
     late = relay.ask(s1, rf.SendProvisioning(addr, b"x"), NOW + 600_000)
     assert late.response.code == rf.StatusCode.NOT_FOUND
-    assert relay.ask(c, rf.OpenProvisioning(), NOW + 600_000).response.code == OK
+    e = relay.svc.new_session()
+    reclaimed = relay.ask(e, rf.OpenProvisioning(), NOW + 600_000)
+    assert reclaimed.response.code == OK and reclaimed.provisioning_evicted is None
     # a closed connection's address is forgotten: room for another, and nothing to deliver to
-    relay.svc.forget_provisioning(c.provisioning or b"")
+    relay.svc.forget_provisioning(e.provisioning or b"")
     d = relay.svc.new_session()
     assert relay.ask(d, rf.OpenProvisioning(), NOW + 600_000).response.code == OK
-    assert c.provisioning is not None
-    gone = relay.ask(s1, rf.SendProvisioning(c.provisioning, b"x"), NOW + 600_000)
+    assert e.provisioning is not None
+    gone = relay.ask(s1, rf.SendProvisioning(e.provisioning, b"x"), NOW + 600_000)
     assert gone.response.code == rf.StatusCode.NOT_FOUND
     relay.store.close()
 

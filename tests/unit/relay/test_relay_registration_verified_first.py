@@ -70,3 +70,31 @@ def test_registrations_with_a_bad_prekey_signature_do_not_spend_the_budget(
         out = service.handle(s, rf.ClientFrame(1, d.register(s.nonce)), NOW)
         assert out.response.code == rf.StatusCode.RATE_LIMITED  # and then it is spent
         assert store.get_account(d.aci) is None
+
+
+def test_registrations_the_store_refuses_do_not_spend_the_budget(tmp_path: Path) -> None:
+    """A valid proof for one's own account with a made-up linking code (refused FORBIDDEN) or
+    an existing device (CONFLICT) creates nothing, so it spends nothing: looping them must
+    not keep everybody else from registering or linking."""
+    with SqliteRelayStore.open(tmp_path / "relay.db") as store:
+        service = _service(store)
+        own = Device.new(9600)
+        s = service.new_session()
+        assert service.handle(s, rf.ClientFrame(1, own.register(s.nonce)), NOW).response.code == (
+            rf.StatusCode.OK
+        )
+        for n in range(BURST * 2):
+            linker = Device.new(9610 + n, identity=own.identity, aci=own.aci, device_id=0)
+            linker.linking_code = f"made-up-code-{n}"
+            s = service.new_session()
+            out = service.handle(s, rf.ClientFrame(1, linker.register(s.nonce)), NOW)
+            assert out.response.code == rf.StatusCode.FORBIDDEN, out.response
+            s = service.new_session()
+            again = service.handle(s, rf.ClientFrame(1, own.register(s.nonce)), NOW)
+            assert again.response.code == rf.StatusCode.CONFLICT, again.response
+        assert [d.device_id for d in store.list_devices(own.aci)] == [1]
+        for n in range(BURST - 1):  # the first registration took one token
+            d = Device.new(9700 + n)
+            s = service.new_session()
+            out = service.handle(s, rf.ClientFrame(1, d.register(s.nonce)), NOW)
+            assert out.response.code == rf.StatusCode.OK, (n, out.response)
