@@ -1049,7 +1049,7 @@ def client_link(
     """Link a NEW device in HOME to an account you already have on another device.
 
     Prints a linking code (and a QR code) and waits. On the account's primary device, run
-    `securemsg client approve --home PRIMARY CODE` with that code. This device then gets the
+    `securemsg client approve --home PRIMARY` and paste that code. This device then gets the
     account's identity and registers with the relay as a new device of the account (the relay
     picks its device id). HOME is created owner-only (0700); if linking fails (a wrong or
     expired code, a refused envelope, another trust root), nothing is left behind.
@@ -1069,7 +1069,10 @@ def client_link(
         if qr != "none":
             for line in qr_lines(code, dark_background=qr == "dark"):
                 click.echo(line)
-        click.echo(f"On the primary device: securemsg client approve --home <its home> '{code}'")
+        click.echo(
+            "On the primary device run `securemsg client approve --home <its home>` and paste"
+            " the code above when it asks (not on the command line: other users can read that)."
+        )
         click.echo(f"waiting up to {timeout:g} s for the approval...")
 
     async def go() -> None:
@@ -1102,15 +1105,19 @@ def client_link(
 
 @client.command("approve")
 @_home_option
-@click.argument("code")
-def client_approve(home: Path, code: str) -> None:
+@click.argument("code", required=False)
+def client_approve(home: Path, code: str | None) -> None:
     """Approve a new device: give it this account (primary device only).
 
-    CODE is the linking code the new device shows (`securemsg client link`; quote it in the
-    shell). A mistyped code is refused before anything is sent. The new device receives the
-    account's identity key pair, ACI, access key and trust root, encrypted to a one-time key
-    in the code: the relay carries only ciphertext.
+    CODE is the linking code the new device shows (`securemsg client link`). Leave it out (or
+    give `-`) to paste it on standard input instead: a code on the command line can be read
+    by every user of this machine (ps, /proc) while the command runs, and whoever uses it
+    first links the new device to their account. A mistyped code is refused before anything
+    is sent. The new device receives the account's identity key pair, ACI, access key and
+    trust root, encrypted to a one-time key in the code: the relay carries only ciphertext.
     """
+    if code is None or code == "-":
+        code = click.prompt("linking code", prompt_suffix=": ", err=True)
 
     async def go() -> None:
         c = await _open(home)

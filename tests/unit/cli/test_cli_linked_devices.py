@@ -136,8 +136,10 @@ def test_link_approve_devices_unlink(tmp_path: Path, relay: _RelayThread) -> Non
         link.wait_for("waiting up to")
         qr = [line for line in link.seen if line and set(line) <= set(" \u2580\u2584\u2588")]
         assert len(qr) >= 15, "a QR code is drawn"
-        out = _cli("client", "approve", "--home", alice, code)
-        assert "approved" in out
+        # on standard input: a code in argv is readable by every local user (ps, /proc)
+        approved = CliRunner().invoke(cli, ["client", "approve", "--home", alice], input=code)
+        assert approved.exit_code == 0, approved.output
+        assert "approved" in approved.output
         status, output = link.finish()
     finally:
         link.kill()
