@@ -17,7 +17,7 @@ from securemsg import groups
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import DuplicateMessageError
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.store.memory import InMemoryProtocolStore
 
 MESSAGES_PER_MEMBER = 170

@@ -50,7 +50,7 @@ from securemsg.errors import (
 )
 from securemsg.limits import MAX_FORWARD_JUMPS
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKey,
     IdentityKeyPair,
     KyberPreKeyRecord,

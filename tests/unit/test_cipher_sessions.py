@@ -19,7 +19,7 @@ from session_parties import (
 from securemsg.errors import InvalidPreKeyError, MessageGapTooLargeError
 from securemsg.limits import Limits
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKey
+from securemsg.protocol.identity_and_prekeys import IdentityKey
 from securemsg.protocol.session_record import SessionRecord
 from securemsg.store.base import Direction
 from securemsg.store.memory import InMemoryProtocolStore

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Each recipe here has the signature of its sync twin in :mod:`securemsg.cipher`,
-:mod:`securemsg.sealed`, :mod:`securemsg.groups` or :mod:`securemsg.batch`, with an
+:mod:`securemsg.sealed_sender`, :mod:`securemsg.groups` or :mod:`securemsg.batch`, with an
 :class:`~securemsg.aio.store.AsyncProtocolStore` in place of the sync store, and runs that very
 sync function (nothing is re-implemented) against a staging store
 (:mod:`securemsg.store.staging`) holding in-memory copies:
@@ -33,9 +33,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from securemsg import batch, cipher, groups, sealed
+from securemsg import batch, cipher, groups, sealed_sender
 from securemsg.aio.store import AsyncProtocolStore
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve25519 import PublicKey
 from securemsg.crypto.rng import Rng
 from securemsg.errors import (
     DecodeError,
@@ -47,9 +47,9 @@ from securemsg.errors import (
 )
 from securemsg.limits import DEFAULT_LIMITS, Limits
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKey, PreKeyBundle
+from securemsg.protocol.identity_and_prekeys import IdentityKey, PreKeyBundle
 from securemsg.protocol.sealed_sender import ContentHint, SenderCertificate
-from securemsg.sealed import SealedSenderDecryptionResult
+from securemsg.sealed_sender import SealedSenderDecryptionResult
 from securemsg.store.base import Direction, ProtocolStore
 from securemsg.store.staging import NotLoaded, StagingStore
 from securemsg.wire.messages import (
@@ -465,7 +465,7 @@ async def sealed_sender_encrypt(
     """:func:`securemsg.sealed_sender_encrypt` for an async store (see the module docstring)."""
     return await run_staged(
         store,
-        lambda s: sealed.sealed_sender_encrypt(
+        lambda s: sealed_sender.sealed_sender_encrypt(
             destination,
             sender_cert,
             plaintext,
@@ -495,7 +495,7 @@ async def sealed_sender_decrypt(
     """
     return await run_staged(
         store,
-        lambda s: sealed.sealed_sender_decrypt(
+        lambda s: sealed_sender.sealed_sender_decrypt(
             data,
             trust_roots,
             s,

@@ -34,7 +34,7 @@ from securemsg.store.sqlite import SqliteProtocolStore
 
 if TYPE_CHECKING:
     from securemsg.aio.store import AsyncProtocolStore
-    from securemsg.protocol.keys import IdentityKeyPair
+    from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 
 __all__ = ["AsyncSqliteProtocolStore"]
 

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Final
 from securemsg import __version__
 from securemsg.client.connection import CONNECTION_LOST, RelayConnection
 from securemsg.client.store import ClientStore
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve25519 import PublicKey
 from securemsg.crypto.rng import Rng
 from securemsg.errors import (
     DecodeError,
@@ -76,7 +76,7 @@ from securemsg.errors import (
 from securemsg.limits import MAX_DEVICE_ID, REGISTRATION_ID_MASK
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.provisioning import ProvisionData, ProvisioningReceiver, seal_provision
-from securemsg.wire.relay_frames import (
+from securemsg.relay_protocol.frames import (
     ACCESS_KEY_LENGTH,
     Devices,
     GetDevices,

@@ -69,7 +69,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from securemsg.errors import StorageError
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.store.sqlite import SqliteProtocolStore
 
 __all__ = [

@@ -29,7 +29,7 @@ identity || receiver identity || message. This layer does not know records, stor
 
 from __future__ import annotations
 
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.primitives import (
     aes_256_cbc_decrypt,
     aes_256_cbc_encrypt,
@@ -52,7 +52,7 @@ from securemsg.protocol.double_ratchet import (
     message_keys,
     root_step,
 )
-from securemsg.protocol.keys import IdentityKey
+from securemsg.protocol.identity_and_prekeys import IdentityKey
 from securemsg.protocol.pqxdh import HandshakeKeys
 from securemsg.protocol.spqr import (
     SpqrDirection,
@@ -61,12 +61,12 @@ from securemsg.protocol.spqr import (
     spqr_recv,
     spqr_send,
 )
-from securemsg.wire.messages import SignalMessage
-from securemsg.wire.session_storage import (
+from securemsg.records.session_storage import (
     StoredChain,
     StoredPendingPreKey,
     StoredSession,
 )
+from securemsg.wire.messages import SignalMessage
 
 __all__ = [
     "SESSION_VERSION",
@@ -357,7 +357,7 @@ class SessionState:
     # ------------------------------------------------------------------------------ storage
 
     def to_stored(self) -> StoredSession:
-        """The plain-data form for :mod:`securemsg.wire.session_storage`."""
+        """The plain-data form for :mod:`securemsg.records.session_storage`."""
         r = self.ratchet
         sc = r.sender_chain
         pending = self.pending

@@ -12,7 +12,7 @@ from client_harness import run
 from websockets.asyncio.server import ServerConnection, serve
 
 from securemsg.client.connection import CLOSE_DEVICE_REMOVED, RelayConnection
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 Script = Callable[[ServerConnection], Awaitable[None]]
 

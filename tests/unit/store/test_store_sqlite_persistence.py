@@ -16,10 +16,10 @@ import pytest
 from securemsg.errors import PeerError, StorageError, UsageError
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.sender_keys import SenderKeyRecord
+from securemsg.records import key_storage as keys_codec
 from securemsg.store import sqlite as sqlite_store
 from securemsg.store.base import Direction
 from securemsg.store.sqlite import SqliteProtocolStore
-from securemsg.wire import keys as keys_codec
 
 ALICE = ProtocolAddress("alice", 1)
 BOB = ProtocolAddress("bob", 1)
@@ -82,7 +82,7 @@ def test_committed_state_survives_a_process_that_dies_without_closing(
         import os, sys, uuid
         from securemsg.crypto.rng import DeterministicRng
         from securemsg.protocol.address import ProtocolAddress
-        from securemsg.protocol.keys import IdentityKeyPair, PreKeyRecord
+        from securemsg.protocol.identity_and_prekeys import IdentityKeyPair, PreKeyRecord
         from securemsg.protocol.sender_keys import SenderKeyRecord
         from securemsg.store.sqlite import SqliteProtocolStore
 

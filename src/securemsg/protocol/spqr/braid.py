@@ -41,7 +41,7 @@ from securemsg.errors import DecodeError, InvalidKeyError, InvalidMessageError
 from securemsg.protocol.spqr.authenticator import MAC_LENGTH, Authenticator
 from securemsg.protocol.spqr.erasure import Decoder, Encoder
 from securemsg.protocol.spqr.message import MessageType, SpqrMessage
-from securemsg.wire.spqr_state import BraidRecord, DecoderRecord, EncoderRecord
+from securemsg.records.spqr_state import BraidRecord, DecoderRecord, EncoderRecord
 
 if TYPE_CHECKING:
     from securemsg.crypto.rng import Rng
