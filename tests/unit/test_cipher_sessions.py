@@ -53,7 +53,7 @@ def test_replayed_prekey_message_with_last_resort_key_is_refused() -> None:
     alice.start_session(bob, bob.publish_bundle(one_time=False, last_resort=True))
     msg = alice.encrypt(bob, b"x")
     assert bob.decrypt(alice, msg) == b"x"
-    bob.store.remove_session(alice.address)  # type: ignore[attr-defined]
+    bob.store.remove_session(alice.address)
     with pytest.raises(InvalidPreKeyError):
         bob.decrypt(alice, msg)
     assert bob.store.load_session(alice.address) is None  # the transaction rolled back

@@ -108,6 +108,8 @@ async def _load(store: AsyncProtocolStore, staging: StagingStore, need: NotLoade
         value = await store.is_trusted_identity(*args)
     elif kind == "sender_key":
         value = await store.load_sender_key(*args)
+    elif kind == "session_device_ids":
+        value = await store.get_session_device_ids(*args)
     elif kind == "identity_key_pair":
         value = await store.get_identity_key_pair()
     elif kind == "registration_id":
