@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.primitives import (
     aes_256_cbc_decrypt,
     aes_256_cbc_encrypt,

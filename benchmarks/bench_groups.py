@@ -11,7 +11,7 @@ from typing import Any
 from securemsg import groups
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.store.memory import InMemoryProtocolStore
 
 Benchmark = Any

@@ -23,7 +23,7 @@ from securemsg.crypto.ecvrf import VrfPrivateKey, VrfPublicKey
 from securemsg.kt.directory import Directory
 from securemsg.kt.types import HistoryParams
 from securemsg.kt.verify import audit_verify, verify_history, verify_lookup
-from securemsg.wire import akd as wire
+from securemsg.relay_protocol import akd
 
 Benchmark = Any
 ACCOUNTS = int(os.environ.get("SECUREMSG_BENCH_KT_ACCOUNTS", "10000"))
@@ -59,12 +59,12 @@ def _report(benchmark: Benchmark, **sizes: int) -> None:
 
 def test_kt_lookup_verify(benchmark: Benchmark, directory: Directory) -> None:
     """Decode and verify one lookup proof (a fresh key object per round: no memoised VRF)."""
-    data = wire.encode_lookup_proof(directory.lookup(_aci(0)))
+    data = akd.encode_lookup_proof(directory.lookup(_aci(0)))
     public, root, epoch = bytes(directory.vrf_public_key), directory.root_hash(), directory.epoch
 
     def run() -> object:
         return verify_lookup(
-            VrfPublicKey(public), root, epoch, _aci(0), wire.decode_lookup_proof(data)
+            VrfPublicKey(public), root, epoch, _aci(0), akd.decode_lookup_proof(data)
         )
 
     benchmark(run)
@@ -74,11 +74,11 @@ def test_kt_lookup_verify(benchmark: Benchmark, directory: Directory) -> None:
 def test_kt_history_verify_complete(benchmark: Benchmark, directory: Directory) -> None:
     """Decode and verify the complete key history of an account with four versions."""
     params = HistoryParams.complete()
-    data = wire.encode_history_proof(directory.key_history(_aci(0), params))
+    data = akd.encode_history_proof(directory.key_history(_aci(0), params))
     public, root, epoch = bytes(directory.vrf_public_key), directory.root_hash(), directory.epoch
 
     def run() -> object:
-        proof = wire.decode_history_proof(data)
+        proof = akd.decode_history_proof(data)
         return verify_history(VrfPublicKey(public), root, epoch, _aci(0), proof, params)
 
     results = benchmark(run)
@@ -88,11 +88,11 @@ def test_kt_history_verify_complete(benchmark: Benchmark, directory: Directory) 
 
 def test_kt_history_verify_most_recent_1(benchmark: Benchmark, directory: Directory) -> None:
     params = HistoryParams.most_recent(1)
-    data = wire.encode_history_proof(directory.key_history(_aci(0), params))
+    data = akd.encode_history_proof(directory.key_history(_aci(0), params))
     public, root, epoch = bytes(directory.vrf_public_key), directory.root_hash(), directory.epoch
 
     def run() -> object:
-        proof = wire.decode_history_proof(data)
+        proof = akd.decode_history_proof(data)
         return verify_history(VrfPublicKey(public), root, epoch, _aci(0), proof, params)
 
     benchmark(run)
@@ -118,11 +118,11 @@ def test_kt_publish_1000_changes(benchmark: Benchmark, directory: Directory) -> 
 def test_kt_audit_verify_1000_change_epoch(benchmark: Benchmark, directory: Directory) -> None:
     """The auditor's check of one append-only step (after the 1000-change publications)."""
     end = directory.epoch
-    data = wire.encode_append_only_proof(directory.append_only_proof(end - 1, end))
+    data = akd.encode_append_only_proof(directory.append_only_proof(end - 1, end))
     roots = [directory.root_hash(end - 1), directory.root_hash(end)]
 
     def run() -> None:
-        audit_verify(roots, wire.decode_append_only_proof(data))
+        audit_verify(roots, akd.decode_append_only_proof(data))
 
     benchmark(run)
     _report(benchmark, append_only_proof_bytes=len(data))

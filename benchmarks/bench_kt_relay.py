@@ -22,7 +22,7 @@ import pytest
 from securemsg.crypto.rng import SystemRng
 from securemsg.relay.service import RelayConfig, RelayService, Session
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 Benchmark = Any
 CHANGES = 1000

@@ -180,7 +180,7 @@ async def _drive(
 ) -> tuple[float, float]:
     from websockets.asyncio.client import connect
 
-    from securemsg.wire import relay_frames as rf
+    from securemsg.relay_protocol import frames as rf
 
     h = _harness()
     devices = [h.Device.new(9000 + i) for i in range(receivers)]

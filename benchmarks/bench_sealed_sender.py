@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from securemsg import cipher, groups, sealed
-from securemsg.crypto.curve import PrivateKey
+from securemsg import cipher, groups, sealed_sender
+from securemsg.crypto.curve25519 import PrivateKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.fingerprint import Fingerprint
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,
@@ -113,7 +113,9 @@ def multi_recipient_encrypt_step(recipients: int, devices: int = 1) -> Callable[
     s, destinations, usmc = _ssv2_fixture(recipients, devices)
 
     def step(_ctx: object) -> object:
-        return sealed.sealed_sender_multi_recipient_encrypt(destinations, usmc, s.store, rng=_RNG)
+        return sealed_sender.sealed_sender_multi_recipient_encrypt(
+            destinations, usmc, s.store, rng=_RNG
+        )
 
     return step
 
@@ -174,7 +176,7 @@ def _v1_pair() -> tuple[_Sender, InMemoryProtocolStore, ProtocolAddress]:
 def test_v1_encrypt(benchmark: Benchmark) -> None:
     s, _bob, bob_addr = _v1_pair()
     benchmark(
-        lambda: sealed.sealed_sender_encrypt(
+        lambda: sealed_sender.sealed_sender_encrypt(
             bob_addr, s.cert, b"a" * 100, s.store, now=NOW, rng=_RNG
         )
     )
@@ -185,8 +187,10 @@ def test_v1_encrypt_decrypt_round_trip(benchmark: Benchmark) -> None:
     s, bob, bob_addr = _v1_pair()
 
     def round_trip() -> bytes:
-        env = sealed.sealed_sender_encrypt(bob_addr, s.cert, b"a" * 100, s.store, now=NOW, rng=_RNG)
-        return sealed.sealed_sender_decrypt(
+        env = sealed_sender.sealed_sender_encrypt(
+            bob_addr, s.cert, b"a" * 100, s.store, now=NOW, rng=_RNG
+        )
+        return sealed_sender.sealed_sender_decrypt(
             env,
             _ROOT.public_key(),
             bob,

@@ -133,7 +133,10 @@ class SecuremsgParty:
 
     def __init__(self, rng: Any) -> None:
         from securemsg.protocol.address import ProtocolAddress
-        from securemsg.protocol.keys import IdentityKeyPair, generate_registration_id
+        from securemsg.protocol.identity_and_prekeys import (
+            IdentityKeyPair,
+            generate_registration_id,
+        )
         from securemsg.store.memory import InMemoryProtocolStore
 
         self.rng = rng
@@ -142,7 +145,7 @@ class SecuremsgParty:
         self.store = InMemoryProtocolStore(self.identity, generate_registration_id(rng))
 
     def bundle(self) -> Any:
-        from securemsg.protocol.keys import (
+        from securemsg.protocol.identity_and_prekeys import (
             KyberPreKeyRecord,
             PreKeyBundle,
             PreKeyRecord,
@@ -331,8 +334,8 @@ class _FloorChain:
 
 def _securemsg_sealed_v1() -> Callable[[object], object]:
     """sealed sender v1 RT (1:1 encrypt + seal; unseal + validate + 1:1 decrypt)."""
-    from securemsg import sealed
-    from securemsg.crypto.curve import KeyPair
+    from securemsg import sealed_sender
+    from securemsg.crypto.curve25519 import KeyPair
     from securemsg.protocol.sealed_sender import SenderCertificate, ServerCertificate
 
     alice, bob = securemsg_pair()
@@ -352,10 +355,10 @@ def _securemsg_sealed_v1() -> Callable[[object], object]:
     root_public = trust_root.public_key
 
     def step(_ctx: object) -> object:
-        env = sealed.sealed_sender_encrypt(
+        env = sealed_sender.sealed_sender_encrypt(
             bob.address, cert, PT_100, alice.store, now=NOW_MS, rng=rng
         )
-        return sealed.sealed_sender_decrypt(
+        return sealed_sender.sealed_sender_decrypt(
             env,
             root_public,
             bob.store,
@@ -384,7 +387,7 @@ def _securemsg_kem(op: str) -> Callable[[object], object]:
 
 def _securemsg_safety_number() -> Callable[[object], object]:
     from securemsg.protocol.fingerprint import Fingerprint
-    from securemsg.protocol.keys import IdentityKeyPair
+    from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 
     rng = _rng()
     local = IdentityKeyPair.generate(rng).identity_key
@@ -405,8 +408,8 @@ def _securemsg_safety_number() -> Callable[[object], object]:
 
 def _securemsg_sealed_v2(recipients: int, devices: int = 1) -> Callable[[object], object]:
     """sealed sender v2 encrypt of a sender-key message to ``recipients`` x ``devices``."""
-    from securemsg import groups, sealed
-    from securemsg.crypto.curve import KeyPair
+    from securemsg import groups, sealed_sender
+    from securemsg.crypto.curve25519 import KeyPair
     from securemsg.protocol.sealed_sender import (
         SenderCertificate,
         ServerCertificate,
@@ -444,7 +447,7 @@ def _securemsg_sealed_v2(recipients: int, devices: int = 1) -> Callable[[object]
     )
 
     def step(_ctx: object) -> object:
-        return sealed.sealed_sender_multi_recipient_encrypt(
+        return sealed_sender.sealed_sender_multi_recipient_encrypt(
             destinations, usmc, alice.store, rng=rng
         )
 

@@ -82,7 +82,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         process_prekey_bundle,
     )
     from securemsg.client import Client, KtMonitorResult, KtWarning, ReceivedMessage
-    from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+    from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
     from securemsg.crypto.kyber1024 import KyberKeyPair, KyberPublicKey
     from securemsg.crypto.rng import Rng, SystemRng
     from securemsg.errors import (
@@ -129,7 +129,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         Fingerprint,
         ScannableFingerprint,
     )
-    from securemsg.protocol.keys import (
+    from securemsg.protocol.identity_and_prekeys import (
         IdentityKey,
         IdentityKeyPair,
         KyberPreKeyRecord,
@@ -147,7 +147,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
     )
     from securemsg.protocol.sender_keys import SenderKeyRecord
     from securemsg.protocol.session_record import SessionRecord
-    from securemsg.sealed import (
+    from securemsg.sealed_sender import (
         SealedSenderDecryptionResult,
         sealed_sender_decrypt,
         sealed_sender_decrypt_to_usmc,
@@ -324,7 +324,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "process_prekey_bundle",
     ),
     "securemsg.client": ("Client", "KtMonitorResult", "KtWarning", "ReceivedMessage"),
-    "securemsg.crypto.curve": ("KeyPair", "PrivateKey", "PublicKey"),
+    "securemsg.crypto.curve25519": ("KeyPair", "PrivateKey", "PublicKey"),
     "securemsg.crypto.kyber1024": ("KyberKeyPair", "KyberPublicKey"),
     "securemsg.crypto.rng": ("Rng", "SystemRng"),
     "securemsg.errors": (
@@ -371,7 +371,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "Fingerprint",
         "ScannableFingerprint",
     ),
-    "securemsg.protocol.keys": (
+    "securemsg.protocol.identity_and_prekeys": (
         "IdentityKey",
         "IdentityKeyPair",
         "KyberPreKeyRecord",
@@ -389,7 +389,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     ),
     "securemsg.protocol.sender_keys": ("SenderKeyRecord",),
     "securemsg.protocol.session_record": ("SessionRecord",),
-    "securemsg.sealed": (
+    "securemsg.sealed_sender": (
         "SealedSenderDecryptionResult",
         "sealed_sender_decrypt",
         "sealed_sender_decrypt_to_usmc",

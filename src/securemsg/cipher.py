@@ -26,7 +26,7 @@ decryption, as libsignal does) — and saved on success.
 
 from __future__ import annotations
 
-from securemsg.crypto.curve import KeyPair, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PublicKey
 from securemsg.crypto.primitives import constant_time_eq
 from securemsg.crypto.rng import Rng
 from securemsg.errors import (
@@ -37,7 +37,7 @@ from securemsg.errors import (
 )
 from securemsg.limits import DEFAULT_LIMITS, MAX_PLAINTEXT_LENGTH, Limits
 from securemsg.protocol.address import ProtocolAddress, serialize_addresses
-from securemsg.protocol.keys import IdentityKey, PreKeyBundle
+from securemsg.protocol.identity_and_prekeys import IdentityKey, PreKeyBundle
 from securemsg.protocol.pqxdh import pqxdh_accept, pqxdh_initiate
 from securemsg.protocol.session_record import SessionRecord
 from securemsg.protocol.session_state import (

@@ -264,7 +264,7 @@ class RelayError(SecureMsgError):
     request would have changed on the relay was changed (requests are all-or-nothing).
 
     Attributes:
-        code: the relay's status code (a ``securemsg.wire.relay_frames.StatusCode`` value, an
+        code: the relay's status code (a ``securemsg.relay_protocol.frames.StatusCode`` value, an
             ``int``): e.g. ``UNAUTHENTICATED``, ``FORBIDDEN``, ``NOT_FOUND``,
             ``RATE_LIMITED``, ``CONFLICT``, ``TOO_LARGE``.
         details: the response body that came with the refusal, if any (e.g. the

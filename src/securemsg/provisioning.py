@@ -35,7 +35,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.primitives import (
     aes_256_cbc_decrypt,
     aes_256_cbc_encrypt,
@@ -51,7 +51,7 @@ from securemsg.errors import (
     ProvisioningError,
     UsageError,
 )
-from securemsg.protocol.keys import IdentityKey, IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKey, IdentityKeyPair
 from securemsg.wire import provisioning as codec
 
 __all__ = [

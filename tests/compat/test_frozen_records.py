@@ -25,7 +25,7 @@ from securemsg import cipher, groups
 from securemsg.client.store import ClientStore
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,

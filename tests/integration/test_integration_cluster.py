@@ -18,7 +18,7 @@ import psycopg
 from integration_harness import introduce, run, until
 
 from securemsg.client import Client
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve25519 import PublicKey
 
 CLIENTS = 30
 INSTANCES = 3

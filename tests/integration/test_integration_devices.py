@@ -29,7 +29,7 @@ from securemsg.client import Client
 from securemsg.errors import DeviceRemovedError
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 CHILD = Path(__file__).with_name("integration_crash_child.py")
 

@@ -37,7 +37,7 @@ from securemsg.client import Client
 from securemsg.client.connection import RelayConnection
 from securemsg.errors import RelayError
 from securemsg.relay.server import RelayServer
-from securemsg.wire.relay_frames import StatusCode
+from securemsg.relay_protocol.frames import StatusCode
 
 CHILD = Path(__file__).with_name("integration_crash_child.py")
 

@@ -65,7 +65,7 @@ from securemsg.relay.disclosure import (
 )
 from securemsg.relay.server import RelayServer
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire.relay_frames import EnvelopeType
+from securemsg.relay_protocol.frames import EnvelopeType
 
 GROUP_TITLE = "Saturday Ridge Hikers"
 PLAINTEXTS = (

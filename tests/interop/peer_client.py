@@ -326,10 +326,10 @@ class LibsignalPeer:
 
 
 def bundle_from_json(data: Mapping[str, Any]) -> Any:
-    """A peer ``generate_bundle`` result as a ``securemsg.protocol.keys.PreKeyBundle``."""
-    from securemsg.crypto.curve import PublicKey
+    """A peer ``generate_bundle`` result as a ``PreKeyBundle`` (protocol.identity_and_prekeys)."""
+    from securemsg.crypto.curve25519 import PublicKey
     from securemsg.crypto.kyber1024 import KyberPublicKey
-    from securemsg.protocol.keys import IdentityKey, PreKeyBundle
+    from securemsg.protocol.identity_and_prekeys import IdentityKey, PreKeyBundle
 
     pre_key_public = data.get("pre_key_public")
     return PreKeyBundle(
@@ -350,7 +350,7 @@ def bundle_from_json(data: Mapping[str, Any]) -> Any:
 
 
 def bundle_to_json(bundle: Any) -> dict[str, Any]:
-    """A ``securemsg.protocol.keys.PreKeyBundle`` as the peer's ``bundle`` argument."""
+    """A ``PreKeyBundle`` (protocol.identity_and_prekeys) as the peer's ``bundle`` argument."""
     return {
         "registration_id": bundle.registration_id,
         "device_id": bundle.device_id,

@@ -26,7 +26,7 @@ from securemsg import cipher
 from securemsg.crypto.backend import KyberBackend
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyRecord,

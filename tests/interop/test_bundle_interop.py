@@ -1,6 +1,6 @@
 """Prekey bundles cross between securemsg and libsignal, and both refuse bad signatures.
 
-* A libsignal bundle parses into ``securemsg.protocol.keys.PreKeyBundle`` (every key
+* A libsignal bundle parses into ``securemsg.protocol.identity_and_prekeys.PreKeyBundle`` (every key
   round-trips byte for byte) and ``verify_signatures()`` accepts it.
 * A bundle made from securemsg records (``SignedPreKeyRecord.generate``,
   ``KyberPreKeyRecord.generate``) is accepted by libsignal's ``processPreKeyBundle``.
@@ -24,7 +24,7 @@ from peer_client import LibsignalPeer, PeerCallError, b64, bundle_from_json, bun
 from securemsg.crypto.kyber1024 import KyberKeyPair, KyberPublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import InvalidSignatureError
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,

@@ -31,12 +31,12 @@ from typing import Any
 import pytest
 from peer_client import LibsignalPeer, PeerCallError, b64, bundle_from_json, bundle_to_json, unb64
 
-from securemsg import cipher, groups, sealed
-from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg import cipher, groups, sealed_sender
+from securemsg.crypto.curve25519 import PrivateKey, PublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import DuplicateMessageError, NoSessionError, PeerError
 from securemsg.protocol.address import ProtocolAddress, ServiceId
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,
@@ -194,7 +194,7 @@ class SmDevice(Device):
         out = []
         for target in targets:
             if sealed_v1:
-                body = sealed.sealed_sender_encrypt(
+                body = sealed_sender.sealed_sender_encrypt(
                     target, self.certificate, plaintext, self.store, now=NOW, rng=self.rng
                 )
                 out.append(Sent(self.address, target, None, body))
@@ -212,7 +212,7 @@ class SmDevice(Device):
         for m in messages:
             try:
                 if m.type is None:
-                    result = sealed.sealed_sender_decrypt(
+                    result = sealed_sender.sealed_sender_decrypt(
                         m.body,
                         self.account.authority.root_public,
                         self.store,
@@ -257,7 +257,7 @@ class SmDevice(Device):
                 CiphertextMessageType.SENDERKEY, self.certificate, skm.to_bytes(), 1, GROUP_ID
             )
             out.append(
-                sealed.sealed_sender_multi_recipient_encrypt(
+                sealed_sender.sealed_sender_multi_recipient_encrypt(
                     targets, usmc, self.store, rng=self.rng
                 )
             )
@@ -265,7 +265,7 @@ class SmDevice(Device):
 
     def receive_group(self, received: bytes) -> tuple[ProtocolAddress, bytes] | Exception:
         try:
-            usmc = sealed.sealed_sender_decrypt_to_usmc(received, self.store)
+            usmc = sealed_sender.sealed_sender_decrypt_to_usmc(received, self.store)
             usmc.sender.validate(self.account.authority.root_public, NOW)
             assert usmc.msg_type is CiphertextMessageType.SENDERKEY
             assert usmc.group_id == GROUP_ID

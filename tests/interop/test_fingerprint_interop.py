@@ -13,7 +13,7 @@ from peer_client import LibsignalPeer, PeerCallError, b64, unb64
 
 from securemsg.errors import FingerprintError
 from securemsg.protocol.fingerprint import Fingerprint, ScannableFingerprint
-from securemsg.protocol.keys import IdentityKey
+from securemsg.protocol.identity_and_prekeys import IdentityKey
 
 ALICE = bytes.fromhex("0506863bc66d02b40d27b8d49ca7c09e9239236f9d7d25d6fcca5ce13c7064d868")
 BOB = bytes.fromhex("05f781b6fb32fed9ba1cf2de978d4d5da28dc34046ae814402b5c0dbd96fda907b")

@@ -22,10 +22,10 @@ import pytest
 from peer_client import b64, unb64
 from provisioning_oracle_client import MOCK_SERVER_VERSION, ORACLE_DIR, ProvisioningOracle
 
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import ProvisioningError
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.provisioning import (
     ProvisionData,
     ProvisioningReceiver,

@@ -22,8 +22,8 @@ from test_sealed_sender_interop import (
     py_sender_cert,
 )
 
-from securemsg import cipher, sealed
-from securemsg.crypto.curve import PublicKey
+from securemsg import cipher, sealed_sender
+from securemsg.crypto.curve25519 import PublicKey
 from securemsg.errors import DecodeError
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.sealed_sender import SenderCertificate, UnidentifiedSenderMessageContent
@@ -155,7 +155,7 @@ def test_sealed_retry_requests_both_ways(libsignal_peer: LibsignalPeer) -> None:
     usmc = UnidentifiedSenderMessageContent.new(
         CiphertextMessageType.PLAINTEXT, my_cert, plaintext_content_for(ours).to_bytes()
     )
-    body = sealed.sealed_sender_encrypt_from_usmc(node_addr, usmc, me.store, rng=me.rng)
+    body = sealed_sender.sealed_sender_encrypt_from_usmc(node_addr, usmc, me.store, rng=me.rng)
     opened = libsignal_peer.call("ss_decrypt_to_usmc", party=label, body=b64(body))
     assert opened["msg_type"] == int(CiphertextMessageType.PLAINTEXT)
     assert opened["sender_uuid"] == me.address.name
@@ -189,7 +189,7 @@ def test_sealed_retry_requests_both_ways(libsignal_peer: LibsignalPeer) -> None:
             usmc=their_usmc,
         )["body"]
     )
-    got = sealed.sealed_sender_decrypt_to_usmc(sealed_body, me.store)
+    got = sealed_sender.sealed_sender_decrypt_to_usmc(sealed_body, me.store)
     assert got.msg_type == CiphertextMessageType.PLAINTEXT
     got.sender.validate(py_auth.root_public, NOW)
     dem = decryption_error_from_plaintext(PlaintextContent.from_bytes(got.contents))

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from peer_client import LibsignalPeer, PeerCallError, b64, bundle_from_json, bundle_to_json, unb64
 
-from securemsg import cipher, groups, sealed
-from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg import cipher, groups, sealed_sender
+from securemsg.crypto.curve25519 import PrivateKey, PublicKey
 from securemsg.crypto.rng import DeterministicRng, SystemRng
 from securemsg.errors import SealedSenderError, UsageError
 from securemsg.protocol.address import ProtocolAddress, ServiceId
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKey,
     IdentityKeyPair,
     KyberPreKeyRecord,
@@ -215,7 +215,7 @@ def test_v1_sender_key_inner_both_ways(libsignal_peer: LibsignalPeer) -> None:
     usmc = UnidentifiedSenderMessageContent.new(
         CiphertextMessageType.SENDERKEY, cert, skm.to_bytes(), 1, b"group-id-1234"
     )
-    body = sealed.sealed_sender_encrypt_from_usmc(node_addr, usmc, me.store, rng=me.rng)
+    body = sealed_sender.sealed_sender_encrypt_from_usmc(node_addr, usmc, me.store, rng=me.rng)
     facts = libsignal_peer.call("ss_decrypt_to_usmc", party=label, body=b64(body))
     assert unb64(facts["usmc"]) == usmc.to_bytes()
     assert facts["msg_type"] == 7 and facts["content_hint"] == 1
@@ -251,7 +251,7 @@ def test_v1_sender_key_inner_both_ways(libsignal_peer: LibsignalPeer) -> None:
             )["body"]
         )
         assert body[0] == 0x11
-        got = sealed.sealed_sender_decrypt_to_usmc(body, me.store)
+        got = sealed_sender.sealed_sender_decrypt_to_usmc(body, me.store)
         got.sender.validate(auth.root_public, NOW)
         assert (
             got.sender.sender_uuid == node_name and got.msg_type is CiphertextMessageType.SENDERKEY
@@ -282,7 +282,7 @@ def test_v1_one_to_one_sessions_both_ways(libsignal_peer: LibsignalPeer) -> None
         bundle, node_addr, me.store, now=NOW, rng=me.rng, local_address=me.address
     )
     for i in range(6):
-        body = sealed.sealed_sender_encrypt(
+        body = sealed_sender.sealed_sender_encrypt(
             node_addr, my_cert, b"py->ls %d" % i, me.store, now=NOW, rng=me.rng
         )
         r = libsignal_peer.call(
@@ -305,7 +305,7 @@ def test_v1_one_to_one_sessions_both_ways(libsignal_peer: LibsignalPeer) -> None
                     sender_certificate=b64(node_cert.to_bytes()),
                 )["body"]
             )
-            res = sealed.sealed_sender_decrypt(
+            res = sealed_sender.sealed_sender_decrypt(
                 reply,
                 py_auth.root_public,
                 me.store,
@@ -323,9 +323,9 @@ def test_v1_one_to_one_sessions_both_ways(libsignal_peer: LibsignalPeer) -> None
     )
     usmc = UnidentifiedSenderMessageContent.new(CiphertextMessageType.WHISPER, own, b"\x44" * 40)
     me.store.save_identity(me.address, me.ik.identity_key)
-    body = sealed.sealed_sender_encrypt_from_usmc(me.address, usmc, me.store, rng=me.rng)
+    body = sealed_sender.sealed_sender_encrypt_from_usmc(me.address, usmc, me.store, rng=me.rng)
     with pytest.raises(SealedSenderError) as info:
-        sealed.sealed_sender_decrypt(
+        sealed_sender.sealed_sender_decrypt(
             body,
             node_auth.root_public,
             me.store,
@@ -403,7 +403,7 @@ def test_v2_securemsg_to_libsignal(libsignal_peer: LibsignalPeer, n_recipients: 
             labels[addr] = label
     excluded = [ServiceId.aci(uuid.uuid4()), ServiceId.pni(uuid.uuid4())]
     usmc = _plaintext_usmc(cert)
-    sent = sealed.sealed_sender_multi_recipient_encrypt(
+    sent = sealed_sender.sealed_sender_multi_recipient_encrypt(
         destinations, usmc, me.store, rng=me.rng, excluded_recipients=excluded
     )
     ours, _ = _split_both(libsignal_peer, sent)
@@ -413,15 +413,15 @@ def test_v2_securemsg_to_libsignal(libsignal_peer: LibsignalPeer, n_recipients: 
         facts = libsignal_peer.call("ss_decrypt_to_usmc", party=labels[addr], body=b64(received))
         assert unb64(facts["usmc"]) == usmc.to_bytes()
     if n_recipients == 1:
-        alone = sealed.sealed_sender_multi_recipient_encrypt(
+        alone = sealed_sender.sealed_sender_multi_recipient_encrypt(
             destinations, usmc, me.store, rng=me.rng
         )
-        single = sealed.sealed_sender_multi_recipient_message_for_single_recipient(alone)
+        single = sealed_sender.sealed_sender_multi_recipient_message_for_single_recipient(alone)
         assert (
             unb64(libsignal_peer.call("ss_single_recipient", body=b64(alone))["message"]) == single
         )
         with pytest.raises(UsageError):
-            sealed.sealed_sender_multi_recipient_message_for_single_recipient(sent)
+            sealed_sender.sealed_sender_multi_recipient_message_for_single_recipient(sent)
 
 
 @pytest.mark.parametrize("n_recipients", [1, 10, 100])
@@ -470,7 +470,7 @@ def test_v2_libsignal_to_securemsg(libsignal_peer: LibsignalPeer, n_recipients: 
     for dev in devices:
         regs = dict(ours.recipients[ServiceId.parse(dev.address.name)])
         assert regs[dev.address.device_id] == dev.store.get_local_registration_id()
-        got = sealed.sealed_sender_decrypt_to_usmc(
+        got = sealed_sender.sealed_sender_decrypt_to_usmc(
             ours.message_for_recipient(ServiceId.parse(dev.address.name)), dev.store
         )
         assert got.to_bytes() == usmc.to_bytes()

@@ -35,7 +35,7 @@ from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import SecureMsgError
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,

@@ -42,11 +42,11 @@ from peer_client import (
 )
 
 from securemsg import cipher
-from securemsg.crypto.curve import PrivateKey
+from securemsg.crypto.curve25519 import PrivateKey
 from securemsg.crypto.kyber1024 import SECRET_KEY_LENGTH, KyberKeyPair
 from securemsg.crypto.rng import DeterministicRng, SystemRng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,

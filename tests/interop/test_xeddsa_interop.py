@@ -14,7 +14,7 @@ import random
 import pytest
 from peer_client import LibsignalPeer
 
-from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import PrivateKey, PublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import InvalidSignatureError
 

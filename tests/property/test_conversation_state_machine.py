@@ -28,7 +28,7 @@ from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import DuplicateMessageError, InvalidMessageError, MessageGapTooLargeError
 from securemsg.limits import Limits
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,

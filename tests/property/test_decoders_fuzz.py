@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from securemsg.crypto.curve import KeyPair, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PublicKey
 from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import DecodeError, InvalidKeyError
 from securemsg.protocol.address import ServiceId
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKey,
     IdentityKeyPair,
     KyberPreKeyRecord,
@@ -29,7 +29,7 @@ from securemsg.protocol.keys import (
     PreKeyRecord,
     SignedPreKeyRecord,
 )
-from securemsg.wire import keys as codec
+from securemsg.records import key_storage as codec
 from securemsg.wire.messages import (
     PlaintextContent,
     PreKeySignalMessage,

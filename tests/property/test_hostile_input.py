@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from securemsg import cipher
 from securemsg.crypto import mlkem768, primitives
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.kyber1024 import KyberKeyPair, KyberPublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import (
@@ -52,7 +52,7 @@ from securemsg.errors import (
     UsageError,
 )
 from securemsg.protocol.address import ProtocolAddress, ServiceId
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKey,
     IdentityKeyPair,
     KyberPreKeyRecord,
@@ -63,10 +63,10 @@ from securemsg.protocol.keys import (
 from securemsg.protocol.session_record import SessionRecord
 from securemsg.protocol.spqr import SpqrState, spqr_recv
 from securemsg.protocol.spqr.message import decode_message
+from securemsg.records import session_storage, spqr_state
 from securemsg.store.base import ProtocolStore
 from securemsg.store.memory import InMemoryProtocolStore
 from securemsg.store.sqlite import SqliteProtocolStore
-from securemsg.wire import session_storage, spqr_state
 from securemsg.wire.messages import CiphertextMessageType, PreKeySignalMessage, SignalMessage
 
 NOW = 1_760_000_000_000

@@ -11,7 +11,7 @@ from securemsg import cipher
 from securemsg.crypto.rng import DeterministicRng, Rng
 from securemsg.limits import DEFAULT_LIMITS, Limits
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,

@@ -22,7 +22,7 @@ from securemsg.errors import (
 )
 from securemsg.limits import Limits
 from securemsg.protocol.address import ProtocolAddress, serialize_addresses
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.wire.messages import CiphertextMessageType, PreKeySignalMessage, SignalMessage
 
 WHISPER = CiphertextMessageType.WHISPER

@@ -19,7 +19,7 @@ from session_parties import (
 from securemsg.errors import InvalidPreKeyError, MessageGapTooLargeError
 from securemsg.limits import Limits
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKey
+from securemsg.protocol.identity_and_prekeys import IdentityKey
 from securemsg.protocol.session_record import SessionRecord
 from securemsg.store.base import Direction
 from securemsg.store.memory import InMemoryProtocolStore
@@ -53,7 +53,7 @@ def test_replayed_prekey_message_with_last_resort_key_is_refused() -> None:
     alice.start_session(bob, bob.publish_bundle(one_time=False, last_resort=True))
     msg = alice.encrypt(bob, b"x")
     assert bob.decrypt(alice, msg) == b"x"
-    bob.store.remove_session(alice.address)  # type: ignore[attr-defined]
+    bob.store.remove_session(alice.address)
     with pytest.raises(InvalidPreKeyError):
         bob.decrypt(alice, msg)
     assert bob.store.load_session(alice.address) is None  # the transaction rolled back

@@ -11,11 +11,15 @@ import uuid
 import pytest
 from session_parties import BOB_ADDRESS, new_pair, new_party
 
-from securemsg import sealed
+from securemsg import sealed_sender
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import InvalidMessageError, SecureMsgError, UsageError
 from securemsg.protocol.address import ProtocolAddress, ServiceId
-from securemsg.protocol.keys import IdentityKey, IdentityKeyPair, generate_registration_id
+from securemsg.protocol.identity_and_prekeys import (
+    IdentityKey,
+    IdentityKeyPair,
+    generate_registration_id,
+)
 from securemsg.protocol.spqr.authenticator import Authenticator
 from securemsg.store.base import Direction
 from securemsg.store.memory import InMemoryProtocolStore
@@ -34,9 +38,9 @@ def test_split_of_message_whose_only_recipient_is_excluded_is_a_typed_error() ->
     assert sid is not None
     data = _sent_v2_with_only_excluded(sid)
     with pytest.raises(UsageError):
-        sealed.sealed_sender_multi_recipient_message_for_single_recipient(data)
+        sealed_sender.sealed_sender_multi_recipient_message_for_single_recipient(data)
     with pytest.raises(UsageError):
-        sealed.sealed_sender_multi_recipient_message_for_single_recipient(data, sid)
+        sealed_sender.sealed_sender_multi_recipient_message_for_single_recipient(data, sid)
 
 
 # --- repeated PreKey message with a substituted (unauthenticated) identity key ------------------
@@ -101,7 +105,7 @@ def test_secret_equality_uses_constant_time_comparator(monkeypatch: pytest.Monke
         calls.append(1)
         return real(a, b)
 
-    import securemsg.protocol.keys as keys_mod
+    import securemsg.protocol.identity_and_prekeys as keys_mod
     import securemsg.protocol.spqr.authenticator as auth_mod
 
     monkeypatch.setattr(keys_mod, "constant_time_eq", counting, raising=True)
@@ -119,4 +123,4 @@ def test_no_untyped_error_from_split_of_hostile_bytes() -> None:
     base = _sent_v2_with_only_excluded(sid)
     for cut in range(len(base)):
         with contextlib.suppress(SecureMsgError):
-            sealed.sealed_sender_multi_recipient_message_for_single_recipient(base[:cut])
+            sealed_sender.sealed_sender_multi_recipient_message_for_single_recipient(base[:cut])

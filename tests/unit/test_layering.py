@@ -1,9 +1,10 @@
 """The dependency direction of architecture.md, checked on the source tree.
 
-crypto/ <- wire/ <- protocol/ <- store/ <- cipher.py <- relay/, client/, cli/.
-Only crypto/ may import the crypto libraries; only wire/ may import the generated protobuf
-modules; the pure core (crypto/, wire/, protocol/) never touches the clock, the OS, sockets or
-asyncio.
+crypto/ <- wire/, records/, relay_protocol/ <- protocol/ <- store/ <- cipher.py
+<- relay/, client/, cli/.
+Only crypto/ may import the crypto libraries; only the three byte-format packages (wire/,
+records/, relay_protocol/) may import the generated protobuf modules; the pure core (crypto/,
+the byte formats, protocol/) never touches the clock, the OS, sockets or asyncio.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "securemsg"
 
+# The packages that turn values into bytes: client-to-client messages, the clients' storage
+# records, and the client-relay protocol.
+BYTE_FORMATS = ("wire", "records", "relay_protocol")
 CRYPTO_LIBS = {"cryptography", "nacl", "numpy", "kyber_py", "blake3"}
 IMPURE = {
     "asyncio",
@@ -34,16 +38,18 @@ RANK = {
     "crypto": 1,
     "_proto": 1,
     "wire": 2,
+    "records": 2,
+    "relay_protocol": 2,
     "protocol": 3,
     "provisioning": 3,
     "store": 4,
     "cipher": 5,
     "batch": 5,
+    "sealed_sender": 5,
     "relay": 6,
     "client": 6,
     "aio": 6,
     "cli": 7,
-    "demo": 7,
 }
 
 
@@ -75,8 +81,8 @@ def test_dependency_direction(path: Path) -> None:
         if top in CRYPTO_LIBS:
             assert layer == "crypto", f"{name} imported outside crypto/"
         if name.startswith("securemsg._proto"):
-            assert layer == "wire", "only wire/ may import generated protobuf modules"
-        if top in IMPURE and layer in ("wire", "protocol", "provisioning"):
+            assert layer in BYTE_FORMATS, f"only {BYTE_FORMATS} may import generated protobuf"
+        if top in IMPURE and layer in (*BYTE_FORMATS, "protocol", "provisioning"):
             pytest.fail(f"pure core module imports {name}")
         if top == "os" and layer == "crypto":
             assert path.name == "rng.py", "only crypto/rng.py may read the OS (for randomness)"

@@ -18,11 +18,11 @@ def test_readme_python_example_runs() -> None:
 def test_demo_runs_deterministically() -> None:
     import io
 
-    from securemsg.demo import run_demo
+    from securemsg.cli.walkthrough import run_walkthrough
 
     first, second = io.StringIO(), io.StringIO()
-    assert run_demo(messages=4, seed="readme", out=first) == 0
-    assert run_demo(messages=4, seed="readme", out=second) == 0
+    assert run_walkthrough(messages=4, seed="readme", out=first) == 0
+    assert run_walkthrough(messages=4, seed="readme", out=second) == 0
     text = first.getvalue()
     assert "Bob reads: 'Hi Bob, this is Alice.'" in text
     assert "PreKeySignalMessage" in text and "SignalMessage" in text

@@ -41,24 +41,24 @@ import pytest
 from session_parties import Party, new_pair
 
 import securemsg
-from securemsg import groups, sealed
+from securemsg import groups, sealed_sender
 from securemsg.crypto import mlkem768
-from securemsg.crypto.curve import KeyPair, PrivateKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey
 from securemsg.crypto.kyber1024 import KyberKeyPair
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import InvalidPreKeyError, SecureMsgError
 from securemsg.protocol import sealed_sender as ss
 from securemsg.protocol.address import ProtocolAddress, ServiceId
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.protocol.sender_keys import SenderKeyRecord, SenderKeyState
 from securemsg.protocol.session_record import SessionRecord
 from securemsg.protocol.session_state import SessionState
 from securemsg.protocol.spqr import SpqrState
 from securemsg.protocol.spqr.authenticator import Authenticator
+from securemsg.records.sender_key_storage import decode_sender_key_record
+from securemsg.records.session_storage import StoredSession, decode_record, decode_session
+from securemsg.records.spqr_state import decode_spqr_state
 from securemsg.wire.messages import CiphertextMessageType, SenderKeyMessage
-from securemsg.wire.sender_key_storage import decode_sender_key_record
-from securemsg.wire.session_storage import StoredSession, decode_record, decode_session
-from securemsg.wire.spqr_state import decode_spqr_state
 
 # ------------------------------------------------------------------------------ secret forms
 
@@ -464,7 +464,7 @@ def _converse() -> _Conversation:
 
     # sealed sender v1, both ways
     for sender, recipient in ((alice, bob), (bob, alice)):
-        env = sealed.sealed_sender_encrypt(
+        env = sealed_sender.sealed_sender_encrypt(
             recipient.address,
             _certificate(sender),
             b"sealed v1",
@@ -472,7 +472,7 @@ def _converse() -> _Conversation:
             now=_NOW,
             rng=sender.rng,
         )
-        got = sealed.sealed_sender_decrypt(
+        got = sealed_sender.sealed_sender_decrypt(
             env,
             _TRUST_ROOT.public_key(),
             recipient.store,
@@ -484,7 +484,7 @@ def _converse() -> _Conversation:
         assert got.plaintext == b"sealed v1"
         _refused(  # the same envelope again: the inner message is a replay
             errors,
-            lambda env=env, recipient=recipient: sealed.sealed_sender_decrypt(
+            lambda env=env, recipient=recipient: sealed_sender.sealed_sender_decrypt(
                 env,
                 _TRUST_ROOT.public_key(),
                 recipient.store,
@@ -496,7 +496,7 @@ def _converse() -> _Conversation:
         )
         _refused(
             errors,
-            lambda env=env, sender=sender: sealed.sealed_sender_decrypt_to_usmc(
+            lambda env=env, sender=sender: sealed_sender.sealed_sender_decrypt_to_usmc(
                 env[:-1] + bytes([env[-1] ^ 1]), sender.store
             ),
         )
@@ -514,13 +514,13 @@ def _converse() -> _Conversation:
         usmc = ss.UnidentifiedSenderMessageContent.new(
             CiphertextMessageType.SENDERKEY, _certificate(alice), skm.to_bytes()
         )
-        sent = sealed.sealed_sender_multi_recipient_encrypt(
+        sent = sealed_sender.sealed_sender_multi_recipient_encrypt(
             [bob.address], usmc, alice.store, rng=alice.rng
         )
-        received = sealed.sealed_sender_multi_recipient_message_for_single_recipient(
+        received = sealed_sender.sealed_sender_multi_recipient_message_for_single_recipient(
             sent, ServiceId.parse(bob.address.name)
         )
-        got_usmc = sealed.sealed_sender_decrypt_to_usmc(received, bob.store)
+        got_usmc = sealed_sender.sealed_sender_decrypt_to_usmc(received, bob.store)
         got_usmc.sender.validate(_TRUST_ROOT.public_key(), _NOW)
         inner = SenderKeyMessage.from_bytes(got_usmc.contents)
         assert groups.group_decrypt(inner, alice.address, bob.store) == b"group %d" % i

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from securemsg import cipher
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.kyber1024 import KyberKeyPair
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,

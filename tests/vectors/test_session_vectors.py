@@ -17,12 +17,12 @@ import pytest
 from generate_session_vectors import OUT, build_vectors, render
 
 from securemsg import cipher, errors
-from securemsg.crypto.curve import KeyPair, PrivateKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey
 from securemsg.crypto.kyber1024 import KyberKeyPair
 from securemsg.crypto.primitives import hkdf_sha256
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKey,
     IdentityKeyPair,
     KyberPreKeyRecord,

@@ -12,6 +12,9 @@
 The names are also exported by :mod:`securemsg` under an ``async_`` / ``Async`` prefix; this
 package exports them with the sync names, for ``from securemsg import aio`` and
 ``await aio.message_encrypt(...)``.
+
+Not here: the sync recipes and stores this mirrors (:mod:`securemsg.cipher`,
+:mod:`securemsg.store`) and the async client SDK (:mod:`securemsg.client`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Each recipe here has the signature of its sync twin in :mod:`securemsg.cipher`,
-:mod:`securemsg.sealed`, :mod:`securemsg.groups` or :mod:`securemsg.batch`, with an
+:mod:`securemsg.sealed_sender`, :mod:`securemsg.groups` or :mod:`securemsg.batch`, with an
 :class:`~securemsg.aio.store.AsyncProtocolStore` in place of the sync store, and runs that very
 sync function (nothing is re-implemented) against a staging store
 (:mod:`securemsg.store.staging`) holding in-memory copies:
@@ -33,9 +33,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from securemsg import batch, cipher, groups, sealed
+from securemsg import batch, cipher, groups, sealed_sender
 from securemsg.aio.store import AsyncProtocolStore
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve25519 import PublicKey
 from securemsg.crypto.rng import Rng
 from securemsg.errors import (
     DecodeError,
@@ -47,9 +47,9 @@ from securemsg.errors import (
 )
 from securemsg.limits import DEFAULT_LIMITS, Limits
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKey, PreKeyBundle
+from securemsg.protocol.identity_and_prekeys import IdentityKey, PreKeyBundle
 from securemsg.protocol.sealed_sender import ContentHint, SenderCertificate
-from securemsg.sealed import SealedSenderDecryptionResult
+from securemsg.sealed_sender import SealedSenderDecryptionResult
 from securemsg.store.base import Direction, ProtocolStore
 from securemsg.store.staging import NotLoaded, StagingStore
 from securemsg.wire.messages import (
@@ -108,6 +108,8 @@ async def _load(store: AsyncProtocolStore, staging: StagingStore, need: NotLoade
         value = await store.is_trusted_identity(*args)
     elif kind == "sender_key":
         value = await store.load_sender_key(*args)
+    elif kind == "session_device_ids":
+        value = await store.get_session_device_ids(*args)
     elif kind == "identity_key_pair":
         value = await store.get_identity_key_pair()
     elif kind == "registration_id":
@@ -465,7 +467,7 @@ async def sealed_sender_encrypt(
     """:func:`securemsg.sealed_sender_encrypt` for an async store (see the module docstring)."""
     return await run_staged(
         store,
-        lambda s: sealed.sealed_sender_encrypt(
+        lambda s: sealed_sender.sealed_sender_encrypt(
             destination,
             sender_cert,
             plaintext,
@@ -495,7 +497,7 @@ async def sealed_sender_decrypt(
     """
     return await run_staged(
         store,
-        lambda s: sealed.sealed_sender_decrypt(
+        lambda s: sealed_sender.sealed_sender_decrypt(
             data,
             trust_roots,
             s,

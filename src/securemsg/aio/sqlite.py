@@ -10,9 +10,10 @@ a :meth:`~AsyncSqliteProtocolStore.run` -- is queued to that thread and awaited 
 future, so the event loop never waits for SQLite or an fsync. Calls run one at a time, in the
 order they were made.
 
-Files: a new database is created ``0600`` whatever the umask (SQLite gives its ``-wal`` and
-``-shm`` files the database's mode); an existing one that group or others may access is made
-``0600`` with a logged warning, exactly as the client's device database is.
+Files: :meth:`SqliteProtocolStore.open <securemsg.store.sqlite.SqliteProtocolStore.open>`
+creates a new database ``0600`` whatever the umask (SQLite gives its ``-wal`` and ``-shm`` files
+the database's mode); an existing one that group or others may access is made ``0600`` with a
+logged warning.
 
 Cancelling a task that awaits a call does not stop the call: a commit that was queued still
 commits (or not) as a whole.
@@ -34,32 +35,11 @@ from securemsg.store.sqlite import SqliteProtocolStore
 
 if TYPE_CHECKING:
     from securemsg.aio.store import AsyncProtocolStore
-    from securemsg.protocol.keys import IdentityKeyPair
+    from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 
 __all__ = ["AsyncSqliteProtocolStore"]
 
 _T = TypeVar("_T")
-
-
-def _open_private(
-    path: str, identity_key_pair: IdentityKeyPair | None, registration_id: int | None
-) -> SqliteProtocolStore:
-    """Open the store at ``path`` with owner-only files (runs on the worker thread)."""
-    from securemsg.client.store import _create_private, secure_file_mode
-
-    on_disk = path != ":memory:"
-    if on_disk:
-        if identity_key_pair is not None and not os.path.exists(path):
-            _create_private(path)
-        secure_file_mode(path)
-    store = SqliteProtocolStore.open(path, identity_key_pair, registration_id)
-    if on_disk:
-        try:
-            secure_file_mode(path)
-        except BaseException:
-            store.close()
-            raise
-    return store
 
 
 class AsyncSqliteProtocolStore(AsyncStoreAdapter):
@@ -96,7 +76,7 @@ class AsyncSqliteProtocolStore(AsyncStoreAdapter):
         try:
             store = await loop.run_in_executor(
                 executor,
-                _open_private,
+                SqliteProtocolStore.open,
                 os.fspath(path),
                 identity_key_pair,
                 registration_id,

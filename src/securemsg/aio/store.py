@@ -29,9 +29,9 @@ from securemsg.store.base import Direction
 from securemsg.store.staging import StoreWrite, apply_writes
 
 if TYPE_CHECKING:
-    from securemsg.crypto.curve import PublicKey
+    from securemsg.crypto.curve25519 import PublicKey
     from securemsg.protocol.address import ProtocolAddress
-    from securemsg.protocol.keys import (
+    from securemsg.protocol.identity_and_prekeys import (
         IdentityKey,
         IdentityKeyPair,
         KyberPreKeyRecord,
@@ -141,6 +141,14 @@ class AsyncSessionStore(Protocol):
         """Store the session record for ``address``."""
         ...
 
+    async def remove_session(self, address: ProtocolAddress) -> None:
+        """Delete the session record for ``address``, if any."""
+        ...
+
+    async def get_session_device_ids(self, name: str) -> list[int]:
+        """The device ids for which a session with ``name`` is stored, ascending."""
+        ...
+
 
 class AsyncSenderKeyStore(Protocol):
     """:class:`securemsg.store.base.SenderKeyStore`, async."""
@@ -173,9 +181,10 @@ class AsyncProtocolStore(
         """Apply ``writes`` in order, in ONE transaction: all of them durably, or none.
 
         ``writes`` are :class:`~securemsg.store.staging.StoreWrite` values (save an identity,
-        store a session or sender key, remove a prekey, mark a Kyber prekey used); each has an
-        ``apply(sync_store)`` method, and :func:`~securemsg.store.staging.apply_writes` applies
-        a sequence to a sync store inside its ``transaction()``.
+        store or remove a session, store a sender key, remove a prekey, mark a Kyber prekey
+        used); each has an ``apply(sync_store)`` method, and
+        :func:`~securemsg.store.staging.apply_writes` applies a sequence to a sync store inside
+        its ``transaction()``.
 
         Raises:
             InvalidPreKeyError: a Kyber prekey use was refused (nothing was written).
@@ -270,6 +279,14 @@ class AsyncStoreAdapter:
     async def store_session(self, address: ProtocolAddress, record: SessionRecord) -> None:
         """See :meth:`AsyncSessionStore.store_session`."""
         await self._call(self.store.store_session, address, record)
+
+    async def remove_session(self, address: ProtocolAddress) -> None:
+        """See :meth:`AsyncSessionStore.remove_session`."""
+        await self._call(self.store.remove_session, address)
+
+    async def get_session_device_ids(self, name: str) -> list[int]:
+        """See :meth:`AsyncSessionStore.get_session_device_ids`."""
+        return await self._call(self.store.get_session_device_ids, name)
 
     async def store_sender_key(
         self, sender: ProtocolAddress, distribution_id: uuid.UUID, record: SenderKeyRecord

@@ -33,8 +33,8 @@ from securemsg.kt.heads import HeadChainVerifier, SignedEpochHead
 from securemsg.kt.verify import audit_verify
 from securemsg.relay.kt_store import SqliteKtStore
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
-from securemsg.wire.akd import decode_append_only_proof, encode_append_only_proof
+from securemsg.relay_protocol import frames as rf
+from securemsg.relay_protocol.akd import decode_append_only_proof, encode_append_only_proof
 
 __all__ = ["AuditReport", "audit_db", "audit_relay", "load_auditor_key"]
 

@@ -114,12 +114,12 @@ def demo(db: str | None) -> None:
     client decrypts, then the relay's disclosure report for Alice. Everything is deleted
     afterwards.
     """
-    from securemsg.cli.network_demo import run_network_demo
+    from securemsg.cli.demo import run_demo
     from securemsg.relay.pgstore import is_postgres_url
 
     if db is not None and not is_postgres_url(db):
         raise click.UsageError("--db takes a postgresql:// URL")
-    _run(run_network_demo(_console(), db=db))
+    _run(run_demo(_console(), db=db))
 
 
 @cli.command()
@@ -142,9 +142,9 @@ def walkthrough(messages: int, seed: str | None) -> None:
     they exchange messages over the Double Ratchet with SPQR, showing the bytes a relay would
     carry.
     """
-    from securemsg.demo import run_demo
+    from securemsg.cli.walkthrough import run_walkthrough
 
-    code = run_demo(messages=messages, seed=seed, out=sys.stdout)
+    code = run_walkthrough(messages=messages, seed=seed, out=sys.stdout)
     if code:
         raise click.exceptions.Exit(code)
 

@@ -137,7 +137,7 @@ from securemsg.client.store import (
     StoredGroup,
     redacted_repr,
 )
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve25519 import PublicKey
 from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.rng import Rng, SystemRng
 from securemsg.errors import (
@@ -171,7 +171,7 @@ from securemsg.groups import (
 )
 from securemsg.limits import MAX_DEVICE_ID, REGISTRATION_ID_MASK
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKey,
     IdentityKeyPair,
     KyberPreKeyRecord,
@@ -185,30 +185,7 @@ from securemsg.protocol.sealed_sender import (
     UnidentifiedSenderMessageContent,
 )
 from securemsg.protocol.sender_keys import SenderKeyRecord
-from securemsg.sealed import (
-    sealed_sender_decrypt_to_usmc,
-    sealed_sender_encrypt,
-    sealed_sender_encrypt_from_usmc,
-    sealed_sender_multi_recipient_encrypt,
-)
-from securemsg.wire.content import (
-    Content,
-    DecryptionErrorMessage,
-    GroupContext,
-    SentTranscript,
-    decode_padded_content,
-    decryption_error_from_plaintext,
-    encode_padded_content,
-    plaintext_content_for,
-)
-from securemsg.wire.messages import (
-    CiphertextMessageType,
-    PlaintextContent,
-    PreKeySignalMessage,
-    SenderKeyDistributionMessage,
-    SenderKeyMessage,
-)
-from securemsg.wire.relay_frames import (
+from securemsg.relay_protocol.frames import (
     ACCESS_KEY_LENGTH,
     Ack,
     Authenticate,
@@ -242,6 +219,29 @@ from securemsg.wire.relay_frames import (
     StatusCode,
     UploadPreKeys,
     auth_message,
+)
+from securemsg.sealed_sender import (
+    sealed_sender_decrypt_to_usmc,
+    sealed_sender_encrypt,
+    sealed_sender_encrypt_from_usmc,
+    sealed_sender_multi_recipient_encrypt,
+)
+from securemsg.wire.content import (
+    Content,
+    DecryptionErrorMessage,
+    GroupContext,
+    SentTranscript,
+    decode_padded_content,
+    decryption_error_from_plaintext,
+    encode_padded_content,
+    plaintext_content_for,
+)
+from securemsg.wire.messages import (
+    CiphertextMessageType,
+    PlaintextContent,
+    PreKeySignalMessage,
+    SenderKeyDistributionMessage,
+    SenderKeyMessage,
 )
 
 __all__ = [
@@ -1175,7 +1175,7 @@ class Client:
         Raises:
             RelayError: refused or not connected (the old key then stays in use).
         """
-        from securemsg.wire.relay_frames import SetAccessKey
+        from securemsg.relay_protocol.frames import SetAccessKey
 
         key = self._rng.random_bytes(ACCESS_KEY_LENGTH)
         await self._request(SetAccessKey(key))

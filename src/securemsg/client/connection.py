@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 
 from securemsg.errors import DecodeError, RelayError, UsageError
-from securemsg.wire.relay_frames import (
+from securemsg.relay_protocol.frames import (
     MAX_FRAME_SIZE,
     Challenge,
     ClientFrame,

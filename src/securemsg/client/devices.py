@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Final
 from securemsg import __version__
 from securemsg.client.connection import CONNECTION_LOST, RelayConnection
 from securemsg.client.store import ClientStore
-from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import PrivateKey, PublicKey
 from securemsg.crypto.rng import Rng
 from securemsg.errors import (
     DecodeError,
@@ -76,7 +76,7 @@ from securemsg.errors import (
 from securemsg.limits import MAX_DEVICE_ID, REGISTRATION_ID_MASK
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.provisioning import ProvisionData, ProvisioningReceiver, seal_provision
-from securemsg.wire.relay_frames import (
+from securemsg.relay_protocol.frames import (
     ACCESS_KEY_LENGTH,
     Devices,
     GetDevices,
@@ -175,11 +175,6 @@ def _checksum(address: bytes, key: bytes) -> str:
     return hashlib.sha256(_CHECK_DOMAIN + address + key).digest()[:_CHECK_BYTES].hex()
 
 
-#: Any private key tells a small-order public key (the X25519 result is all zeros for every
-#: key); this one is fixed and never used for anything else.
-_PROBE_KEY: Final = PrivateKey.from_bytes(hashlib.sha256(b"securemsg linking code probe").digest())
-
-
 def format_linking_code(address: bytes, public_key: PublicKey) -> str:
     """The linking code a new device shows (see the module docstring for the format).
 
@@ -232,8 +227,11 @@ def parse_linking_code(text: str) -> ParsedLinkingCode:
         public_key = PublicKey.from_bytes(key)
     except InvalidKeyError:
         raise LinkingCodeError("the linking code's key is not a public key", "malformed") from None
-    try:  # a small-order key agrees to zeros with every key: nothing could be sealed to it
-        _PROBE_KEY.agree(public_key)
+    # A small-order key agrees to all zeros with every private key (so with this fixed,
+    # public one too): nothing could be sealed to it.
+    probe = PrivateKey.from_bytes(hashlib.sha256(b"securemsg linking code probe").digest())
+    try:
+        probe.agree(public_key)
     except InvalidKeyError:
         raise LinkingCodeError("the linking code's key is not usable", "malformed") from None
     return ParsedLinkingCode(address, public_key)

@@ -46,8 +46,8 @@ from securemsg.kt.cosign import count_cosignatures
 from securemsg.kt.heads import HeadChainVerifier, SignedEpochHead
 from securemsg.kt.types import HistoryParams
 from securemsg.kt.verify import verify_history, verify_lookup
-from securemsg.wire import relay_frames as rf
-from securemsg.wire.akd import decode_history_proof, decode_lookup_proof
+from securemsg.relay_protocol import frames as rf
+from securemsg.relay_protocol.akd import decode_history_proof, decode_lookup_proof
 
 __all__ = ["ClientKeyTransparency", "KtMonitorResult", "KtWarning", "Requester"]
 

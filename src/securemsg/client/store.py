@@ -41,9 +41,10 @@ Transcripts received from our other devices land in ``client_inbox`` like any me
 recipient of a 1:1 message (NULL for others, and for a group message).
 
 File modes: the database, its ``-wal``/``-shm`` and ``-journal`` files hold private keys, so
-:meth:`ClientStore.open_client` creates the database ``0600`` whatever the umask (SQLite gives
-its side files the database's mode). An existing file that group or others may read or write
-is fixed to ``0600`` with a logged warning (securemsg.client.store), never left as it is.
+they are ``0600`` whatever the umask, as for every protocol store
+(:meth:`SqliteProtocolStore.open <securemsg.store.sqlite.SqliteProtocolStore.open>`, with the
+shared plumbing of :mod:`securemsg.store.sqlite_base`). An existing file that group or others
+may read or write is fixed to ``0600`` with a logged warning, never left as it is.
 
 Because the client tables live in the same database, writing the inbox row inside the
 ``transaction()`` that also commits the advanced session makes "decrypted, state advanced,
@@ -60,7 +61,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -70,7 +70,7 @@ from typing import Any, Final
 
 from securemsg.errors import StorageError
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKey, IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKey, IdentityKeyPair
 from securemsg.store.base import Direction
 from securemsg.store.sqlite import SqliteProtocolStore
 
@@ -86,7 +86,6 @@ __all__ = [
     "InboxRow",
     "SentRecord",
     "StoredGroup",
-    "secure_file_mode",
 ]
 
 _log = logging.getLogger("securemsg.client.store")
@@ -104,7 +103,6 @@ MAX_SYNC_PENDING: Final = 1000
 #: A waiting transcript is dropped after this many failed attempts (not counting a lost
 #: connection, which only delays it).
 MAX_SYNC_ATTEMPTS: Final = 3
-_SIDE_FILES: Final = ("", "-wal", "-shm", "-journal")
 
 _CLIENT_SCHEMA: Final[tuple[str, ...]] = (
     """CREATE TABLE IF NOT EXISTS client_meta (
@@ -188,51 +186,8 @@ _SENT_COLUMNS_ADDED: Final[tuple[tuple[str, str], ...]] = (
 )
 
 
-def secure_file_mode(path: str | os.PathLike[str]) -> None:
-    """Make the database at ``path`` and its side files (``-wal``, ``-shm``, ``-journal``)
-    readable and writable by the owner only.
-
-    A file that group or others may access is changed to ``0600`` and a warning is logged
-    (its contents may already have been read: consider the keys in it exposed). Missing
-    files are skipped.
-
-    Raises:
-        StorageError: a file's mode cannot be read or changed.
-    """
-    base = os.fspath(path)
-    for suffix in _SIDE_FILES:
-        name = base + suffix
-        try:
-            mode = os.stat(name).st_mode
-        except FileNotFoundError:
-            continue
-        except OSError:
-            raise StorageError("cannot read the mode of a database file") from None
-        if stat.S_IMODE(mode) & 0o077:
-            _log.warning(
-                "%s was accessible to other users (mode %o); changed to 0600",
-                name,
-                stat.S_IMODE(mode),
-            )
-            try:
-                os.chmod(name, 0o600)
-            except OSError:
-                raise StorageError("cannot make a database file private") from None
-
-
 def _device_list(devices: Sequence[int] | None) -> str | None:
     return None if devices is None else ",".join(str(int(d)) for d in sorted(set(devices)))
-
-
-def _create_private(path: str) -> None:
-    """Create an empty file readable by the owner only (umask can only remove bits)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    except OSError:
-        raise StorageError("cannot create the database file") from None
-    os.close(fd)
 
 
 def redacted_repr(obj: object, hidden: frozenset[str]) -> str:
@@ -391,12 +346,6 @@ class ClientStore(SqliteProtocolStore):
             UsageError: see :meth:`SqliteProtocolStore.open`.
             StorageError: the database failed or is not a securemsg store.
         """
-        path_str = os.fspath(path)
-        on_disk = path_str != ":memory:"
-        if on_disk:
-            if identity_key_pair is not None and not os.path.exists(path_str):
-                _create_private(path_str)
-            secure_file_mode(path_str)
         store = cls.open(path, identity_key_pair, registration_id)
         assert isinstance(store, ClientStore)
         try:
@@ -411,8 +360,6 @@ class ClientStore(SqliteProtocolStore):
                 for name, definition in _INBOX_COLUMNS_ADDED:
                     if name not in have:
                         store._exec(f"ALTER TABLE client_inbox ADD COLUMN {name} {definition}")
-            if on_disk:
-                secure_file_mode(path_str)
         except BaseException:
             store.close()
             raise

@@ -6,5 +6,6 @@ scenario and role, pass / fail / not supported. Modules: :mod:`.driver` (one pee
 :mod:`.peer` (the securemsg peer, over the public API), :mod:`.scenarios`, :mod:`.runner`
 (pairings, roles, reports) and :mod:`.peers` (the bundled peers).
 
-This is an application of securemsg (like the relay), not library API.
+This is an application of securemsg (like the relay), not library API. Not here: the command
+line (:mod:`securemsg.cli.interop`) and the libsignal peers (``peers/``, ``tests/interop/``).
 """

@@ -8,8 +8,10 @@
 - :mod:`securemsg.kt.config` - the configuration's hashes and marker versions.
 
 The VRF (ECVRF-EDWARDS25519-SHA512-TAI, RFC 9381) is :mod:`securemsg.crypto.ecvrf` and the
-proof codec is :mod:`securemsg.wire.akd` (the layering keeps crypto libraries and generated
-protobuf code in those packages). Byte formats: docs/key-transparency.md.
+proof codec is :mod:`securemsg.relay_protocol.akd` (the layering keeps crypto libraries and
+generated protobuf code in those packages). Byte formats: docs/key-transparency.md.
+Not here: the relay's directory service (:mod:`securemsg.relay.kt`) and the client's monitor
+(:mod:`securemsg.client.kt`).
 """
 
 from __future__ import annotations

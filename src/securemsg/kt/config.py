@@ -8,7 +8,7 @@ length (``val``, ``length``): bit ``i`` of a label is ``(val >> (255 - i)) & 1``
 from __future__ import annotations
 
 from securemsg.crypto.kt_primitives import blake3_hash
-from securemsg.wire.akd import EMPTY_LABEL_LEN, EMPTY_LABEL_VAL, label_bytes, label_hash
+from securemsg.relay_protocol.akd import EMPTY_LABEL_LEN, EMPTY_LABEL_VAL, label_bytes, label_hash
 
 __all__ = [
     "EMPTY_LABEL_LEN",

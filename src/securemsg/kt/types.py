@@ -1,7 +1,7 @@
 """Results and parameters of key-transparency verification.
 
 The proof classes themselves (``LookupProof``, ``HistoryProof``, ...) are wire objects and live
-in :mod:`securemsg.wire.akd` with their strict codec; they are re-exported here.
+in :mod:`securemsg.relay_protocol.akd` with their strict codec; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from securemsg.wire.akd import (
+from securemsg.relay_protocol.akd import (
     AppendOnlyProof,
     AzksElement,
     HistoryProof,

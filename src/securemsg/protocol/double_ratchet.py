@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.primitives import hkdf_sha256, hmac_sha256, hmac_sha256_pair
 from securemsg.crypto.rng import Rng
 from securemsg.errors import DuplicateMessageError, MessageGapTooLargeError

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from securemsg.crypto.primitives import constant_time_eq
 from securemsg.errors import DecodeError, FingerprintError, UsageError
-from securemsg.protocol.keys import IdentityKey
+from securemsg.protocol.identity_and_prekeys import IdentityKey
 from securemsg.wire.fingerprint import decode_combined, encode_combined
 
 __all__ = [

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import PrivateKey, PublicKey
 from securemsg.crypto.kyber1024 import KyberKeyPair, KyberPublicKey
 from securemsg.crypto.primitives import hkdf_sha256
 from securemsg.crypto.rng import Rng

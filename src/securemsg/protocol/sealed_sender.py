@@ -23,10 +23,18 @@ carrying that certificate, then encrypts the USMC to the recipient's identity ke
 
 Unsealing yields the USMC only; certificate validation (trust roots, expiry, revocation) is a
 separate, explicit step (:meth:`SenderCertificate.validate`) done by the recipes in
-:mod:`securemsg.sealed`. Errors: malformed bytes -> :class:`DecodeError`; failed
+:mod:`securemsg.sealed_sender`. Errors: malformed bytes -> :class:`DecodeError`; failed
 authentication of the envelope -> :class:`InvalidMessageError`; an envelope whose
 sender key disagrees with its certificate, or a refused certificate ->
 :class:`SealedSenderError` with ``reason``. Pure: no store, clock or OS access.
+
+Sealed sender lives in three modules, one per layer:
+
+* :mod:`securemsg.sealed_sender` -- the recipes over a store (what an application calls);
+* :mod:`securemsg.protocol.sealed_sender` -- the cryptography (certificates, sealing and
+  unsealing, pure: no store);
+* :mod:`securemsg.wire.sealed_sender` -- the bytes (protobuf and hand-framed v2 formats).
+This module is the second: the cryptography, between the recipes and the bytes.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.primitives import (
     aes_256_ctr,
     aes_256_gcm_siv_decrypt,
@@ -56,7 +64,7 @@ from securemsg.errors import (
 )
 from securemsg.limits import MAX_DEVICE_ID, REGISTRATION_ID_MASK
 from securemsg.protocol.address import ServiceId
-from securemsg.protocol.keys import IdentityKey, IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKey, IdentityKeyPair
 from securemsg.wire.messages import CiphertextMessageType
 from securemsg.wire.sealed_sender import (
     SEALED_SENDER_V2_SERVICE_ID_VERSION,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import PrivateKey, PublicKey
 from securemsg.crypto.primitives import (
     aes_256_cbc_decrypt,
     aes_256_cbc_encrypt,
@@ -50,15 +50,15 @@ from securemsg.errors import (
     UnsupportedVersionError,
 )
 from securemsg.limits import DEFAULT_LIMITS, Limits
+from securemsg.records.sender_key_storage import (
+    StoredSenderKeyState,
+    decode_sender_key_record,
+    encode_sender_key_record,
+)
 from securemsg.wire.messages import (
     SENDERKEY_MESSAGE_CURRENT_VERSION,
     SenderKeyDistributionMessage,
     SenderKeyMessage,
-)
-from securemsg.wire.sender_key_storage import (
-    StoredSenderKeyState,
-    decode_sender_key_record,
-    encode_sender_key_record,
 )
 
 __all__ = [

@@ -41,13 +41,13 @@ from securemsg.errors import (
 from securemsg.limits import DEFAULT_LIMITS, Limits
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.session_state import SessionState
-from securemsg.wire.messages import SignalMessage
-from securemsg.wire.session_storage import (
+from securemsg.records.session_storage import (
     decode_record,
     decode_session,
     encode_record,
     encode_session,
 )
+from securemsg.wire.messages import SignalMessage
 
 __all__ = ["SessionRecord"]
 

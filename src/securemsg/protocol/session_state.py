@@ -29,7 +29,9 @@ identity || receiver identity || message. This layer does not know records, stor
 
 from __future__ import annotations
 
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+import enum
+
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.primitives import (
     aes_256_cbc_decrypt,
     aes_256_cbc_encrypt,
@@ -52,7 +54,7 @@ from securemsg.protocol.double_ratchet import (
     message_keys,
     root_step,
 )
-from securemsg.protocol.keys import IdentityKey
+from securemsg.protocol.identity_and_prekeys import IdentityKey
 from securemsg.protocol.pqxdh import HandshakeKeys
 from securemsg.protocol.spqr import (
     SpqrDirection,
@@ -61,12 +63,12 @@ from securemsg.protocol.spqr import (
     spqr_recv,
     spqr_send,
 )
-from securemsg.wire.messages import SignalMessage
-from securemsg.wire.session_storage import (
+from securemsg.records.session_storage import (
     StoredChain,
     StoredPendingPreKey,
     StoredSession,
 )
+from securemsg.wire.messages import SignalMessage
 
 __all__ = [
     "SESSION_VERSION",
@@ -133,6 +135,12 @@ def is_self_session(
         return False
     ours = local_address.service_id()
     return ours is not None and ours == remote_address.service_id()
+
+
+class _Keep(enum.Enum):
+    """``_evolve``'s default for a field whose new value may be None: keep the old one."""
+
+    KEEP = enum.auto()
 
 
 class SessionState:
@@ -217,35 +225,42 @@ class SessionState:
 
     # ---------------------------------------------------------------------------- variations
 
-    def with_registration_ids(self, local: int, remote: int) -> SessionState:
-        """A copy with the given registration ids."""
+    def _evolve(
+        self,
+        *,
+        ratchet: RatchetState | None = None,
+        spqr: SpqrState | None = None,
+        pending: PendingPreKey | _Keep | None = _Keep.KEEP,
+        local_registration_id: int | None = None,
+        remote_registration_id: int | None = None,
+    ) -> SessionState:
+        """A copy with the given fields changed (the only way a session state changes).
+
+        The session's identity (version, both identity keys, ``alice_base_key``) never changes;
+        the parsed remote identity key is shared with the copy.
+        """
         return SessionState(
             self.version,
             self.local_identity,
             self.remote_identity,
-            self.ratchet,
-            self.spqr,
+            self.ratchet if ratchet is None else ratchet,
+            self.spqr if spqr is None else spqr,
             self.alice_base_key,
-            self.pending,
-            local,
-            remote,
+            self.pending if pending is _Keep.KEEP else pending,
+            self.local_registration_id if local_registration_id is None else local_registration_id,
+            self.remote_registration_id
+            if remote_registration_id is None
+            else remote_registration_id,
             self._remote_identity_key,
         )
 
+    def with_registration_ids(self, local: int, remote: int) -> SessionState:
+        """A copy with the given registration ids."""
+        return self._evolve(local_registration_id=local, remote_registration_id=remote)
+
     def with_pending(self, pending: PendingPreKey | None) -> SessionState:
         """A copy with other unacknowledged PreKey data (None: acknowledged)."""
-        return SessionState(
-            self.version,
-            self.local_identity,
-            self.remote_identity,
-            self.ratchet,
-            self.spqr,
-            self.alice_base_key,
-            pending,
-            self.local_registration_id,
-            self.remote_registration_id,
-            self._remote_identity_key,
-        )
+        return self._evolve(pending=pending)
 
     def is_stale(self, now: int, limits: Limits = DEFAULT_LIMITS) -> bool:
         """True if the session is unacknowledged and older than the limit (``now`` in ms)."""
@@ -283,19 +298,7 @@ class SessionState:
             pq_ratchet=pq_msg,
             addresses=addresses,
         )
-        new_state = SessionState(
-            self.version,
-            self.local_identity,
-            self.remote_identity,
-            new_ratchet,
-            spqr_state,
-            self.alice_base_key,
-            self.pending,
-            self.local_registration_id,
-            self.remote_registration_id,
-            self._remote_identity_key,
-        )
-        return new_state, message
+        return self._evolve(ratchet=new_ratchet, spqr=spqr_state), message
 
     def decrypt(
         self,
@@ -340,24 +343,12 @@ class SessionState:
         ):
             raise InvalidMessageError("decryption failed")
         plaintext = aes_256_cbc_decrypt(cipher_key, iv, message.ciphertext)
-        new_state = SessionState(
-            self.version,
-            self.local_identity,
-            self.remote_identity,
-            new_ratchet,
-            spqr_state,
-            self.alice_base_key,
-            None,
-            self.local_registration_id,
-            self.remote_registration_id,
-            self._remote_identity_key,
-        )
-        return new_state, plaintext
+        return self._evolve(ratchet=new_ratchet, spqr=spqr_state, pending=None), plaintext
 
     # ------------------------------------------------------------------------------ storage
 
     def to_stored(self) -> StoredSession:
-        """The plain-data form for :mod:`securemsg.wire.session_storage`."""
+        """The plain-data form for :mod:`securemsg.records.session_storage`."""
         r = self.ratchet
         sc = r.sender_chain
         pending = self.pending

@@ -41,7 +41,7 @@ from securemsg.crypto.ecvrf import VrfPrivateKey
 from securemsg.errors import UsageError
 from securemsg.kt.config import blake3_hash, commitment, commitment_nonce, vrf_input
 from securemsg.relay.store import FileScan, KeyRow, QueuedMessage, RelayStore
-from securemsg.wire.relay_frames import EnvelopeType
+from securemsg.relay_protocol.frames import EnvelopeType
 
 __all__ = [
     "NOT_HELD",

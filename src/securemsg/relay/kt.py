@@ -20,9 +20,9 @@ start and kept in the relay database: the VRF key and the Ed25519 head-signing k
   docs/relay-protocol.md: the public keys, signed heads (with auditors' cosignatures), a lookup
   proof of any account (authenticated, rate limited like bundle fetches), the complete history
   of the caller's own account, append-only proofs (at most
-  :data:`~securemsg.wire.relay_frames.MAX_KT_APPEND_ONLY_EPOCHS` epochs and one frame), and
+  :data:`~securemsg.relay_protocol.frames.MAX_KT_APPEND_ONLY_EPOCHS` epochs and one frame), and
   stores auditors' cosignatures (verified; at most
-  :data:`~securemsg.wire.relay_frames.MAX_KT_COSIGNATURES` per epoch, or only the auditors the
+  :data:`~securemsg.relay_protocol.frames.MAX_KT_COSIGNATURES` per epoch, or only the auditors the
   relay is configured with). Every integer is range-checked; every answer is bounded.
 """
 
@@ -44,8 +44,12 @@ from securemsg.kt.heads import EpochHead, SignedEpochHead, sign_epoch_head
 from securemsg.kt.types import HistoryParams
 from securemsg.relay.kt_store import RelayKtStore
 from securemsg.relay.store import RelayStore
-from securemsg.wire import relay_frames as rf
-from securemsg.wire.akd import encode_append_only_proof, encode_history_proof, encode_lookup_proof
+from securemsg.relay_protocol import frames as rf
+from securemsg.relay_protocol.akd import (
+    encode_append_only_proof,
+    encode_history_proof,
+    encode_lookup_proof,
+)
 
 if TYPE_CHECKING:
     from securemsg.relay.service import RelayConfig, TokenBuckets

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 :class:`RelayServer` listens with ``websockets.asyncio.server.serve``; each connection is one
-device. On connect it sends a :class:`~securemsg.wire.relay_frames.Challenge`, then reads
+device. On connect it sends a :class:`~securemsg.relay_protocol.frames.Challenge`, then reads
 frames, asks the service for an :class:`~securemsg.relay.service.Outcome` and writes the
 responses in request order. Everything a connection sends goes through one outbound queue
 drained by a writer task, so responses and pushes never interleave within a frame.
@@ -28,7 +28,7 @@ connection (replacing an older one, which is closed at once) and starts *drainin
 reads the device's queue from the store page by page in ``seq`` order and pushes envelopes
 while the connection's window has room (``window_envelopes`` unacknowledged envelopes and
 ``window_bytes`` of bodies); acks free room and the pager reads on. When a page comes back
-empty the backlog is drained and :class:`~securemsg.wire.relay_frames.QueueEmpty` is sent.
+empty the backlog is drained and :class:`~securemsg.relay_protocol.frames.QueueEmpty` is sent.
 A send's envelopes are pushed at once to a live connection that is drained and has room;
 otherwise the connection (re)starts draining and the pager reads them from the store. All
 results are applied on the loop in commit order, and a connection's window holds the ids it
@@ -62,7 +62,7 @@ address, and resource errors (e.g. ``accept()`` failing at the file-descriptor l
 logged at a bounded rate, without tracebacks. An expiry sweep runs every
 ``sweep_interval_s`` and at start.
 
-Hostile input: frames over :data:`~securemsg.wire.relay_frames.MAX_FRAME_SIZE` are refused
+Hostile input: frames over :data:`~securemsg.relay_protocol.frames.MAX_FRAME_SIZE` are refused
 by the library (close 1009); text frames close the connection (1003); undecodable frames get
 ``BAD_REQUEST`` and close (1002); everything else gets a status. No request can crash the
 relay.
@@ -91,7 +91,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve25519 import PublicKey
 from securemsg.crypto.rng import Rng, SystemRng
 from securemsg.errors import DecodeError, StorageError, UsageError
 from securemsg.relay.cluster import PgCluster
@@ -105,7 +105,7 @@ from securemsg.relay.service import (
     envelope_of,
 )
 from securemsg.relay.store import QueuedMessage, RelayStore, SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 __all__ = ["RelayServer", "configure_private_logging"]
 

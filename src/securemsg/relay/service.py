@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-:class:`RelayService` answers a decoded :class:`~securemsg.wire.relay_frames.ClientFrame` for
+:class:`RelayService` answers a decoded :class:`~securemsg.relay_protocol.frames.ClientFrame` for
 one connection's :class:`Session` at time ``now`` (Unix ms) and returns an :class:`Outcome`:
 the response, the envelopes it queued (so the server can push them to connected devices),
 whether the connection just authenticated, and whether it must be closed. It is synchronous
@@ -11,7 +11,7 @@ and owns no sockets, so it is tested directly; :mod:`securemsg.relay.server` dri
 Rules it enforces (see docs/relay-protocol.md):
 
 * **Authentication** is proof of possession: an XEdDSA signature by the stored identity key
-  over :func:`~securemsg.wire.relay_frames.auth_message` for this connection's fresh nonce.
+  over :func:`~securemsg.relay_protocol.frames.auth_message` for this connection's fresh nonce.
   One attempt per connection; a failure closes it. No password exists.
 * **Authorization**: an unauthenticated session may only send sealed messages (gated by the
   recipient's access key, compared as digests in constant time) and read the trust root. An
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
-from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import PrivateKey, PublicKey
 from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.primitives import constant_time_eq, hmac_sha256
 from securemsg.crypto.rng import Rng
@@ -73,7 +73,7 @@ from securemsg.relay.store import (
     RelayStore,
     ServerKeysRow,
 )
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 __all__ = [
     "AdmissionHook",
@@ -428,7 +428,7 @@ class TokenAdmission:
 
         Raises:
             UsageError: no token given, an empty token, or one longer than
-                :data:`~securemsg.wire.relay_frames.MAX_REGISTRATION_TOKEN` bytes.
+                :data:`~securemsg.relay_protocol.frames.MAX_REGISTRATION_TOKEN` bytes.
         """
         digests: list[bytes] = []
         for t in tokens:

@@ -21,16 +21,17 @@ A PostgreSQL implementation would use ``SELECT ... FOR UPDATE SKIP LOCKED`` in `
 :class:`SqliteRelayStore`: WAL journal, ``synchronous=FULL`` (a returned call is on disk;
 inside a batch, once the batch has committed), ``BEGIN IMMEDIATE`` per operation or per batch
 (writers serialize up front, so two connections on one file are safe), schema migrations
-appended to ``_MIGRATIONS``. Retention is a file property too:
-``secure_delete`` plus a truncating WAL checkpoint after every commit that deleted envelopes
-leave nothing of an acknowledged or expired envelope in the database, WAL or SHM file, and
-all three are mode 0600 (see :class:`SqliteRelayStore`). A sealed sender v2 send's shared
-part is stored once in ``shared_bodies`` and referenced by its per-recipient rows (deleted
-with the last of them); ``queue_usage`` counts the bytes stored for all queues, for the
-relay-wide budget, and ``accounts.queued`` the whole-body bytes queued for each
-account's devices, for the account's share. Metadata
-minimisation is a schema property: dates (not times) for creation and last-seen, the access
-key only as a digest, no column that could hold an IP address. Every ``sqlite3`` error becomes
+appended to ``_MIGRATIONS`` (opening, file modes, transactions and schema versions are the
+SQLite plumbing shared with the protocol store, :mod:`securemsg.store.sqlite_base`).
+Retention is a file property too: ``secure_delete`` plus a truncating WAL checkpoint after
+every commit that deleted envelopes leave nothing of an acknowledged or expired envelope in
+the database, WAL or SHM file, and all three are mode 0600 (see :class:`SqliteRelayStore`).
+A sealed sender v2 send's shared part is stored once in ``shared_bodies`` and referenced by
+its per-recipient rows (deleted with the last of them); ``queue_usage`` counts the bytes
+stored for all queues, for the relay-wide budget, and ``accounts.queued`` the whole-body
+bytes queued for each account's devices, for the account's share. Metadata minimisation is a
+schema property: dates (not times) for creation and last-seen, the access key only as a
+digest, no column that could hold an IP address. Every ``sqlite3`` error becomes
 :class:`~securemsg.errors.StorageError` and the operation is rolled back.
 """
 
@@ -40,9 +41,8 @@ import hmac
 import logging
 import os
 import sqlite3
-import stat
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
@@ -51,6 +51,18 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from securemsg.errors import StorageError, UsageError
 from securemsg.limits import MAX_DEVICE_ID
 from securemsg.relay.filescan import blank_live
+from securemsg.store.sqlite_base import (
+    SIDE_FILE_SUFFIXES,
+    Schema,
+    connect,
+    immediate_transaction,
+    make_files_private,
+    migrate,
+    on_disk,
+    savepoint,
+    set_durable_pragmas,
+    sqlite_errors,
+)
 
 if TYPE_CHECKING:
     from securemsg.relay.kt_store import RelayKtStore
@@ -394,7 +406,6 @@ class RelayStore(Protocol):
 # ------------------------------------------------------------------------------------------
 # SQLite
 
-_BUSY_TIMEOUT_S: Final = 10.0
 #: ``PRAGMA application_id`` of a relay database ("SMRL").
 _APPLICATION_ID: Final = 0x534D524C
 
@@ -519,8 +530,10 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     ("CREATE TABLE linking_codes (aci BLOB PRIMARY KEY, digest BLOB NOT NULL, expires INT)",),
 )
 
+_SCHEMA: Final = Schema(_APPLICATION_ID, _MIGRATIONS, "relay database")
+
 #: The schema version this code writes.
-SCHEMA_VERSION: Final = len(_MIGRATIONS)
+SCHEMA_VERSION: Final = _SCHEMA.version
 
 _MSG_COLUMNS = (
     "id, aci, device_id, type, source_aci, source_device_id, client_timestamp, received_at, body"
@@ -531,8 +544,6 @@ _MSG_SELECT = (
     " m.client_timestamp, m.received_at, m.body, s.body FROM messages AS m"
     " LEFT JOIN shared_bodies AS s ON s.seq = m.shared_seq"
 )
-#: The mode of the database and its companion files: the owner's only.
-_PRIVATE_MODE: Final = 0o600
 #: The tables of a device's public prekeys.
 _KEY_TABLES: Final = (
     "signed_pre_keys",
@@ -540,7 +551,6 @@ _KEY_TABLES: Final = (
     "one_time_pre_keys",
     "one_time_kyber_pre_keys",
 )
-_COMPANIONS: Final = ("-wal", "-shm", "-journal")
 
 
 class _Rollback(Exception):
@@ -549,6 +559,9 @@ class _Rollback(Exception):
 
 def _same(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
+
+
+_BATCH_LOST: Final = "relay database error: the batch transaction was lost"
 
 
 def _db_error(exc: sqlite3.Error) -> StorageError:
@@ -570,35 +583,12 @@ def _message(row: Sequence[Any]) -> QueuedMessage:
     )
 
 
-def _on_disk(path: str) -> bool:
-    return path not in ("", ":memory:") and not path.startswith("file:")
-
-
-def _make_private(path: str, *, create: bool) -> None:
-    """Give ``path`` mode 0600, creating it (empty, 0600 whatever the umask) if ``create``.
-    A file others could read is tightened with a warning; a missing companion is skipped."""
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags | (os.O_CREAT if create else 0), _PRIVATE_MODE)
-    except FileNotFoundError:
-        if create:
-            raise
-        return
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return  # not a database file: SQLite will say so; change nothing
-        mode = st.st_mode & 0o777
-        if mode != _PRIVATE_MODE:
-            if mode & 0o077:
-                _LOG.warning(
-                    "relay database file %s was readable by others (mode %o); now 0600",
-                    os.path.basename(path),
-                    mode,
-                )
-            os.fchmod(fd, _PRIVATE_MODE)
-    finally:
-        os.close(fd)
+def _warn_loosened(path: str, mode: int) -> None:
+    _LOG.warning(
+        "relay database file %s was readable by others (mode %o); now 0600",
+        os.path.basename(path),
+        mode,
+    )
 
 
 class SqliteRelayStore:
@@ -641,25 +631,16 @@ class SqliteRelayStore:
             StorageError: cannot open, not a relay database, written by a newer version.
         """
         path_str = os.fspath(path)
-        if _on_disk(path_str):
+        if on_disk(path_str):
             try:
-                _make_private(path_str, create=True)
-                for suffix in _COMPANIONS:
-                    _make_private(path_str + suffix, create=False)
+                make_files_private(path_str, create=True, loosened=_warn_loosened)
             except OSError as exc:
                 raise StorageError(
                     "cannot create or protect the relay database file: " + (exc.strerror or "error")
                 ) from exc
-        try:
+        with sqlite_errors(_db_error):
             # Not bound to the opening thread: the relay hands the store to its storage thread.
-            conn = sqlite3.connect(
-                path_str,
-                timeout=_BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise _db_error(exc) from exc
+            conn = connect(path_str, check_same_thread=False)
         store = cls(conn, path_str)
         try:
             store._prepare()
@@ -676,53 +657,23 @@ class SqliteRelayStore:
             # creating it splits no page and leaves no stale cell pointers (a no-op on an
             # existing database).
             conn.execute("PRAGMA page_size=8192")
-            mode = conn.execute("PRAGMA journal_mode").fetchone()
-            if mode is None or str(mode[0]).lower() not in ("wal", "memory"):
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
+            set_durable_pragmas(conn)
             conn.execute("PRAGMA secure_delete=ON")  # acked ciphertext is overwritten
             conn.execute("PRAGMA temp_store=MEMORY")  # no temporary files on disk
             secure = conn.execute("PRAGMA secure_delete").fetchone()
             if secure is None or int(secure[0]) != 1:
                 raise StorageError("SQLite cannot overwrite deleted rows (secure_delete)")
         with self._tx() as c:
-            app = int(c.execute("PRAGMA application_id").fetchone()[0])
-            has = c.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-            ).fetchone()
-            if has is None:
-                other = c.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
-                if other is not None or app not in (0, _APPLICATION_ID):
-                    raise StorageError("the database is not a securemsg relay database")
-                version = 0
-            else:
-                if app != _APPLICATION_ID:
-                    raise StorageError("the database is not a securemsg relay database")
-                row = c.execute("SELECT version FROM schema_version").fetchone()
-                if row is None or not isinstance(row[0], int):
-                    raise StorageError("the relay schema version is missing or corrupt")
-                version = row[0]
-            if version > SCHEMA_VERSION:
-                raise StorageError("the relay database was written by a newer securemsg")
-            for step in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[step]:
-                    c.execute(statement)
-            if version == 0:
-                c.execute("PRAGMA application_id=" + str(_APPLICATION_ID))
-                c.execute("INSERT INTO schema_version VALUES (1, ?)", (SCHEMA_VERSION,))
-            elif version < SCHEMA_VERSION:
-                c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            migrate(c, _SCHEMA)
         # A crash between a deleting commit and its checkpoint leaves old pages in the WAL.
         self._residue = True
         self._checkpoint()
         self._fix_companions()
 
     def _fix_companions(self) -> None:
-        if _on_disk(self._path):
+        if on_disk(self._path):
             with suppress(OSError):
-                for suffix in _COMPANIONS:
-                    _make_private(self._path + suffix, create=False)
+                make_files_private(self._path, create=False, loosened=_warn_loosened)
 
     def _after_commit(self) -> None:
         """Runs after every outer COMMIT: once envelopes were deleted, checkpoint the WAL
@@ -754,12 +705,8 @@ class SqliteRelayStore:
             raise StorageError("the relay store is closed")
         return self._conn
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise _db_error(exc) from exc
+    def _errors(self) -> AbstractContextManager[None]:
+        return sqlite_errors(_db_error)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -768,24 +715,8 @@ class SqliteRelayStore:
                 yield conn
             return
         conn = self._c()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise _db_error(exc) from exc
-        try:
+        with immediate_transaction(conn, _db_error):
             yield conn
-        except BaseException as exc:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise _db_error(exc) from exc
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise _db_error(exc) from exc
         self._after_commit()
 
     @contextmanager
@@ -793,27 +724,11 @@ class SqliteRelayStore:
         """One operation inside :meth:`batch`: undone alone (``ROLLBACK TO``) if it fails."""
         conn = self._c()
         if not conn.in_transaction:  # SQLite rolled the batch back (e.g. I/O error, disk full)
-            raise StorageError("relay database error: the batch transaction was lost")
+            raise StorageError(_BATCH_LOST)
         # One constant name: the statements stay in sqlite3's cache, and a nested savepoint
         # of the same name is the innermost one for ROLLBACK TO and RELEASE.
-        name = "relay_op"
-        try:
-            conn.execute("SAVEPOINT " + name)
-        except sqlite3.Error as exc:
-            raise _db_error(exc) from exc
-        try:
+        with savepoint(conn, "relay_op", _db_error):
             yield conn
-        except BaseException as exc:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK TO " + name)
-                conn.execute("RELEASE " + name)
-            if isinstance(exc, sqlite3.Error):
-                raise _db_error(exc) from exc
-            raise
-        try:
-            conn.execute("RELEASE " + name)
-        except sqlite3.Error as exc:
-            raise _db_error(exc) from exc
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -834,28 +749,12 @@ class SqliteRelayStore:
         if self._batch_depth:
             raise UsageError("relay store batches do not nest")
         conn = self._c()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise _db_error(exc) from exc
-        self._batch_depth = 1
-        try:
-            yield
-        except BaseException:
-            with suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            raise
-        finally:
-            self._batch_depth = 0
-        if not conn.in_transaction:
-            raise StorageError("relay database error: the batch transaction was lost")
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise _db_error(exc) from exc
+        with immediate_transaction(conn, _db_error, lost=_BATCH_LOST):
+            self._batch_depth = 1
+            try:
+                yield
+            finally:
+                self._batch_depth = 0
         self._after_commit()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -1521,13 +1420,13 @@ class SqliteRelayStore:
                 malformed.
         """
         needles = [bytes(n) for n in needles if n]
-        if not _on_disk(self._path):
+        if not on_disk(self._path):
             return FileScan((), ())
         self._checkpoint()
         files: list[tuple[str, int]] = []
         residue: list[tuple[str, int]] = []
         base = os.path.basename(self._path)
-        for suffix in _COMPANIONS:
+        for suffix in SIDE_FILE_SUFFIXES:
             try:
                 with open(self._path + suffix, "rb") as f:
                     data = f.read()

@@ -16,14 +16,14 @@ The concerns (after libsignal ``rust/protocol/src/storage/traits.rs``):
   *one-time* keys (deleted when used) and *last-resort* keys (reused; the store rejects a replay
   of the same (Kyber id, signed prekey id, base key) triple).
 * :class:`SessionStore` -- one :class:`~securemsg.protocol.session_record.SessionRecord` per
-  remote (name, device id).
+  remote (name, device id); sessions can be removed and listed per name.
 * :class:`SenderKeyStore` -- one :class:`~securemsg.protocol.sender_keys.SenderKeyRecord` per
   (sender, distribution id), for groups.
 * :class:`ProtocolStore` -- all of the above plus :meth:`ProtocolStore.transaction`, which makes
   everything written inside it commit atomically or not at all.
 
-:class:`PreKeyInventory` is an optional extra (ids, counts, removal) that the client SDK uses to
-keep the server's prekey supply topped up; both shipped stores implement it, and
+:class:`PreKeyInventory` is an optional extra (prekey ids, counts, removal) that the client SDK
+uses to keep the server's prekey supply topped up; both shipped stores implement it, and
 :class:`ManagedProtocolStore` names the combination.
 
 Contracts every implementation keeps
@@ -54,9 +54,9 @@ from securemsg.errors import UsageError
 from securemsg.limits import REGISTRATION_ID_MASK
 
 if TYPE_CHECKING:
-    from securemsg.crypto.curve import PublicKey
+    from securemsg.crypto.curve25519 import PublicKey
     from securemsg.protocol.address import ProtocolAddress
-    from securemsg.protocol.keys import (
+    from securemsg.protocol.identity_and_prekeys import (
         IdentityKey,
         IdentityKeyPair,
         KyberPreKeyRecord,
@@ -290,6 +290,22 @@ class SessionStore(Protocol):
         """
         ...
 
+    def remove_session(self, address: ProtocolAddress) -> None:
+        """Delete the session record for ``address``, if any.
+
+        Raises:
+            StorageError: the store failed; nothing was removed.
+        """
+        ...
+
+    def get_session_device_ids(self, name: str) -> list[int]:
+        """Return the device ids for which a session with ``name`` is stored, ascending.
+
+        Raises:
+            StorageError: the store failed.
+        """
+        ...
+
 
 class SenderKeyStore(Protocol):
     """Group sender-key records, one per (sender address, distribution id).
@@ -422,22 +438,6 @@ class PreKeyInventory(Protocol):
 
         Raises:
             StorageError: the store failed; nothing was removed.
-        """
-        ...
-
-    def remove_session(self, address: ProtocolAddress) -> None:
-        """Delete the session record for ``address``, if any.
-
-        Raises:
-            StorageError: the store failed; nothing was removed.
-        """
-        ...
-
-    def get_session_device_ids(self, name: str) -> list[int]:
-        """Return the device ids for which a session with ``name`` is stored.
-
-        Raises:
-            StorageError: the store failed.
         """
         ...
 

@@ -35,9 +35,9 @@ from securemsg.store.base import (
 )
 
 if TYPE_CHECKING:
-    from securemsg.crypto.curve import PublicKey
+    from securemsg.crypto.curve25519 import PublicKey
     from securemsg.protocol.address import ProtocolAddress
-    from securemsg.protocol.keys import (
+    from securemsg.protocol.identity_and_prekeys import (
         IdentityKey,
         IdentityKeyPair,
         KyberPreKeyRecord,

@@ -9,6 +9,9 @@ decoded on load; a blob that no longer decodes raises :class:`~securemsg.errors.
 
 Durability: the database runs in WAL mode with ``synchronous=FULL``, so a call that returned
 (or a ``transaction()`` block that exited) is on disk and survives a crash or power loss.
+Files: the database and its side files are ``0600`` (they hold private keys); a file others
+could read is tightened with a logged warning. Opening, file modes, transactions and schema
+versions are the shared SQLite plumbing of :mod:`securemsg.store.sqlite_base`.
 Atomicity: :meth:`SqliteProtocolStore.transaction` is ``BEGIN IMMEDIATE`` ... ``COMMIT``
 (``ROLLBACK`` if the block raises); a nested block is a ``SAVEPOINT`` inside the outer
 transaction, so it commits with it and, if it raises, undoes only its own writes. Outside a
@@ -32,6 +35,7 @@ imported when first needed, not when this module is imported.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import uuid
@@ -49,11 +53,23 @@ from securemsg.store.base import (
     _check_sender_key_args,
     _lookup_id,
 )
+from securemsg.store.sqlite_base import (
+    Schema,
+    connect,
+    immediate_transaction,
+    make_files_private,
+    migrate,
+    on_disk,
+    read_schema_version,
+    savepoint,
+    set_durable_pragmas,
+    sqlite_errors,
+)
 
 if TYPE_CHECKING:
-    from securemsg.crypto.curve import PublicKey
+    from securemsg.crypto.curve25519 import PublicKey
     from securemsg.protocol.address import ProtocolAddress
-    from securemsg.protocol.keys import (
+    from securemsg.protocol.identity_and_prekeys import (
         IdentityKey,
         IdentityKeyPair,
         KyberPreKeyRecord,
@@ -67,9 +83,6 @@ if TYPE_CHECKING:
 __all__ = ["SqliteProtocolStore"]
 
 _T = TypeVar("_T")
-
-#: Seconds a connection waits for another one's write lock before giving up (StorageError).
-_BUSY_TIMEOUT_S: Final = 10.0
 
 #: ``PRAGMA application_id`` of a securemsg store ("SMSG"): marks the file as ours.
 _APPLICATION_ID: Final = 0x534D5347
@@ -115,8 +128,26 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     ),
 )
 
+_SCHEMA: Final = Schema(_APPLICATION_ID, _MIGRATIONS, "store")
+
 #: The schema version this code writes.
-SCHEMA_VERSION: Final = len(_MIGRATIONS)
+SCHEMA_VERSION: Final = _SCHEMA.version
+
+_log = logging.getLogger("securemsg.store")
+
+
+def _warn_loosened(path: str, mode: int) -> None:
+    _log.warning("%s was accessible to other users (mode %o); changed to 0600", path, mode)
+
+
+def _make_files_private(path: str, *, create: bool) -> None:
+    """The store's files are owner-only: they hold private keys (see :mod:`.sqlite_base`)."""
+    try:
+        make_files_private(path, create=create, loosened=_warn_loosened)
+    except OSError as exc:
+        raise StorageError(
+            "cannot create or protect the database file: " + (exc.strerror or "error")
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +164,7 @@ class _Decoders:
 
 
 def _default_decoders() -> _Decoders:
-    from securemsg.protocol.keys import (
+    from securemsg.protocol.identity_and_prekeys import (
         IdentityKey,
         IdentityKeyPair,
         KyberPreKeyRecord,
@@ -152,6 +183,9 @@ def _default_decoders() -> _Decoders:
         session=SessionRecord.from_bytes,
         sender_key=SenderKeyRecord.from_bytes,
     )
+
+
+_ABORTED: Final = "the store transaction was aborted by the database"
 
 
 def _db_error(exc: sqlite3.Error) -> StorageError:
@@ -232,22 +266,20 @@ class SqliteProtocolStore:
         if registration_id is not None:
             registration_id = _check_registration_id(registration_id)
         path_str = os.fspath(path)
-        if identity_key_pair is None and path_str != ":memory:" and not os.path.exists(path_str):
+        file = on_disk(path_str)
+        if identity_key_pair is None and file and not os.path.exists(path_str):
             raise UsageError(
                 "no store at that path; pass identity_key_pair and registration_id to create one"
             )
-        try:
-            conn = sqlite3.connect(
-                path_str,
-                timeout=_BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=cls._THREAD_BOUND,
-            )
-        except sqlite3.Error as exc:
-            raise _db_error(exc) from exc
+        if file:
+            _make_files_private(path_str, create=True)
+        with sqlite_errors(_db_error):
+            conn = connect(path_str, check_same_thread=cls._THREAD_BOUND)
         store = cls(conn, path_str)
         try:
             store._prepare(identity_key_pair, registration_id)
+            if file:  # side files SQLite created meanwhile have the database's mode; check
+                _make_files_private(path_str, create=False)
         except BaseException:
             conn.close()
             store._conn = None
@@ -257,10 +289,8 @@ class SqliteProtocolStore:
     def _prepare(
         self, identity_key_pair: IdentityKeyPair | None, registration_id: int | None
     ) -> None:
-        mode = self._fetchone("PRAGMA journal_mode")
-        if mode is None or str(mode[0]).lower() not in ("wal", "memory"):
-            self._exec("PRAGMA journal_mode=WAL")
-        self._exec("PRAGMA synchronous=FULL")
+        with sqlite_errors(_db_error):
+            set_durable_pragmas(self._connection())
         self._migrate()
         row = self._fetchone("SELECT identity_key_pair, registration_id FROM local_identity")
         if row is None:
@@ -288,44 +318,13 @@ class SqliteProtocolStore:
         self._reg_id = stored_reg_id
         self._identity_key_pair = identity_key_pair
 
-    def _schema_version(self) -> int:
-        app = self._fetchone("PRAGMA application_id")
-        app_id = 0 if app is None else int(app[0])
-        has_table = self._fetchone(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-        )
-        if has_table is None:
-            other = self._fetchone("SELECT 1 FROM sqlite_master LIMIT 1")
-            if other is not None or app_id not in (0, _APPLICATION_ID):
-                raise StorageError("the database is not a securemsg store")
-            return 0
-        if app_id != _APPLICATION_ID:
-            raise StorageError("the database is not a securemsg store")
-        row = self._fetchone("SELECT version FROM schema_version")
-        if row is None or not isinstance(row[0], int):
-            raise StorageError("the store's schema version is missing or corrupt")
-        return row[0]
-
     def _migrate(self) -> None:
-        version = self._schema_version()
-        if version > SCHEMA_VERSION:
-            raise StorageError(
-                "the store was written by a newer securemsg (schema version too new)"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        with self.transaction():
-            version = self._schema_version()  # another process may have migrated meanwhile
-            if version > SCHEMA_VERSION:
-                raise StorageError("the store was written by a newer securemsg")
-            for step in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[step]:
-                    self._exec(statement)
-            if version == 0:
-                self._exec("PRAGMA application_id=" + str(_APPLICATION_ID))
-                self._exec("INSERT INTO schema_version VALUES (1, ?)", (SCHEMA_VERSION,))
-            else:
-                self._exec("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        conn = self._connection()
+        with sqlite_errors(_db_error):
+            if read_schema_version(conn, _SCHEMA) == _SCHEMA.version:
+                return  # the usual case: no write lock taken
+        with self.transaction(), sqlite_errors(_db_error):
+            migrate(conn, _SCHEMA)  # checks again: another process may have migrated meanwhile
 
     def close(self) -> None:
         """Close the database. Idempotent.
@@ -370,7 +369,7 @@ class SqliteProtocolStore:
         if self._depth and not conn.in_transaction:
             # SQLite rolled the transaction back on its own (I/O error, disk full): refuse to
             # carry on in autocommit mode, which would commit half of the block.
-            raise StorageError("the store transaction was aborted by the database")
+            raise StorageError(_ABORTED)
         return conn
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -416,44 +415,25 @@ class SqliteProtocolStore:
     def transaction(self) -> Iterator[None]:
         """Group writes atomically (see :meth:`securemsg.store.base.ProtocolStore.transaction`).
 
+        The outermost block is ``BEGIN IMMEDIATE`` ... ``COMMIT``, a nested one a savepoint
+        (:mod:`securemsg.store.sqlite_base`).
+
         Raises:
             UsageError: the store is closed.
             StorageError: BEGIN or COMMIT failed (the transaction was rolled back).
         """
         depth = self._depth
-        savepoint = "securemsg_sp" + str(depth)
-        self._exec("BEGIN IMMEDIATE" if depth == 0 else "SAVEPOINT " + savepoint)
-        self._depth = depth + 1
-        try:
-            yield
-        except BaseException:
-            self._depth = depth
-            self._abort(depth, savepoint)
-            raise
-        self._depth = depth
-        conn = self._conn
-        assert conn is not None  # close() refuses inside a transaction
-        if not conn.in_transaction:
-            raise StorageError("the store transaction was aborted by the database")
-        try:
-            conn.execute("COMMIT" if depth == 0 else "RELEASE " + savepoint)
-        except sqlite3.Error as exc:
-            if depth == 0:
-                self._abort(depth, savepoint)
-            raise _db_error(exc) from exc
-
-    def _abort(self, depth: int, savepoint: str) -> None:
-        conn = self._conn
-        if conn is None or not conn.in_transaction:
-            return
-        try:
-            if depth == 0:
-                conn.execute("ROLLBACK")
-            else:
-                conn.execute("ROLLBACK TO " + savepoint)
-                conn.execute("RELEASE " + savepoint)
-        except sqlite3.Error:
-            pass  # the original exception is what the caller needs to see
+        conn = self._connection()
+        if depth == 0:
+            tx = immediate_transaction(conn, _db_error, lost=_ABORTED)
+        else:
+            tx = savepoint(conn, "securemsg_sp" + str(depth), _db_error, lost=_ABORTED)
+        with tx:
+            self._depth = depth + 1
+            try:
+                yield
+            finally:
+                self._depth = depth
 
     # -- IdentityKeyStore -------------------------------------------------------------------
 

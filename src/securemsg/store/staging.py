@@ -37,9 +37,9 @@ from securemsg.errors import InvalidPreKeyError, UsageError
 from securemsg.store.base import Direction, _check_sender_key_args
 
 if TYPE_CHECKING:
-    from securemsg.crypto.curve import PublicKey
+    from securemsg.crypto.curve25519 import PublicKey
     from securemsg.protocol.address import ProtocolAddress
-    from securemsg.protocol.keys import (
+    from securemsg.protocol.identity_and_prekeys import (
         IdentityKey,
         IdentityKeyPair,
         KyberPreKeyRecord,
@@ -54,6 +54,7 @@ __all__ = [
     "MarkKyberPreKeyUsed",
     "NotLoaded",
     "RemovePreKey",
+    "RemoveSession",
     "SaveIdentity",
     "StagingStore",
     "StoreSenderKey",
@@ -132,8 +133,26 @@ class MarkKyberPreKeyUsed:
         store.mark_kyber_pre_key_used(self.kyber_pre_key_id, self.signed_pre_key_id, self.base_key)
 
 
+@dataclass(frozen=True, slots=True)
+class RemoveSession:
+    """``remove_session(address)``."""
+
+    address: ProtocolAddress
+
+    def apply(self, store: ProtocolStore) -> None:
+        """Apply this write to a sync store."""
+        store.remove_session(self.address)
+
+
 #: One write of a staged operation; :func:`apply_writes` applies a sequence in one transaction.
-StoreWrite = SaveIdentity | StoreSession | StoreSenderKey | RemovePreKey | MarkKyberPreKeyUsed
+StoreWrite = (
+    SaveIdentity
+    | StoreSession
+    | RemoveSession
+    | StoreSenderKey
+    | RemovePreKey
+    | MarkKyberPreKeyUsed
+)
 
 
 def apply_writes(store: ProtocolStore, writes: Sequence[StoreWrite]) -> None:
@@ -159,7 +178,8 @@ class NotLoaded(BaseException):
     A ``BaseException``, so that no ``except Exception`` in a recipe can swallow it. ``kind``
     names the read (``"session"``, ``"identity"``, ``"trust"``, ``"pre_key"``,
     ``"signed_pre_key"``, ``"kyber_pre_key"``, ``"sender_key"``, ``"identity_key_pair"``,
-    ``"registration_id"``) and ``args`` are the arguments of the matching store method.
+    ``"registration_id"``, ``"session_device_ids"``) and ``args`` are the arguments of the
+    matching store method.
     """
 
     def __init__(self, kind: str, args: tuple[Any, ...]) -> None:
@@ -291,6 +311,8 @@ class StagingStore:
             value = source.is_trusted_identity(*args)
         elif kind == "sender_key":
             value = source.load_sender_key(*args)
+        elif kind == "session_device_ids":
+            value = source.get_session_device_ids(*args)
         else:
             getter = {
                 "pre_key": source.get_pre_key,
@@ -422,6 +444,8 @@ class StagingStore:
         """The staged session for ``address``, else the source's."""
         staged = self._overlay.get(("session", _addr(address)))
         if staged is not None:
+            if isinstance(staged, RemoveSession):
+                return None
             assert isinstance(staged, StoreSession)
             return staged.record
         value: SessionRecord | None = self._read("session", (address,))
@@ -430,6 +454,21 @@ class StagingStore:
     def store_session(self, address: ProtocolAddress, record: SessionRecord) -> None:
         """Stage the session record for ``address``."""
         self._stage(("session", _addr(address)), StoreSession(address, record))
+
+    def remove_session(self, address: ProtocolAddress) -> None:
+        """Stage the removal of the session record for ``address``."""
+        self._stage(("session", _addr(address)), RemoveSession(address))
+
+    def get_session_device_ids(self, name: str) -> list[int]:
+        """The source's device ids for ``name``, with the staged stores and removals applied."""
+        ids = set(self._read("session_device_ids", (name,)))
+        for (kind, key), write in self._overlay.items():
+            if kind == "session" and key[0] == name:
+                if isinstance(write, RemoveSession):
+                    ids.discard(key[1])
+                else:
+                    ids.add(key[1])
+        return sorted(ids)
 
     def store_sender_key(
         self, sender: ProtocolAddress, distribution_id: uuid.UUID, record: SenderKeyRecord

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError as _ProtoDecodeError
 
 from securemsg._proto import content_pb2, wire_pb2
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve25519 import PublicKey
 from securemsg.errors import DecodeError, UnsupportedVersionError, UsageError
 from securemsg.wire.messages import (
     CiphertextMessageType,

@@ -61,7 +61,7 @@ from typing import NamedTuple
 from google.protobuf.message import DecodeError as _ProtoDecodeError
 
 from securemsg._proto import wire_pb2
-from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import PrivateKey, PublicKey
 from securemsg.crypto.primitives import constant_time_eq, hmac_sha256, hmac_sha256_parts
 from securemsg.crypto.rng import Rng
 from securemsg.errors import DecodeError, UnsupportedVersionError, UsageError

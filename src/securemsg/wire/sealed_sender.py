@@ -24,6 +24,14 @@ Every decoder raises only :class:`~securemsg.errors.DecodeError` or its subclass
 Known difference: an unknown ``contentHint`` value is kept by libsignal (``Unknown(n)``) but is
 dropped by the proto2 closed enum here (read as the default); the USMC bytes themselves are
 never re-encoded, so nothing on the wire changes.
+
+Sealed sender lives in three modules, one per layer:
+
+* :mod:`securemsg.sealed_sender` -- the recipes over a store (what an application calls);
+* :mod:`securemsg.protocol.sealed_sender` -- the cryptography (certificates, sealing and
+  unsealing, pure: no store);
+* :mod:`securemsg.wire.sealed_sender` -- the bytes (protobuf and hand-framed v2 formats).
+This module is the third: the bytes only, no cryptography.
 """
 
 from __future__ import annotations

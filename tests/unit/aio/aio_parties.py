@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from securemsg.crypto.rng import DeterministicRng, Rng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,

@@ -43,7 +43,7 @@ from securemsg.errors import (
     UsageError,
 )
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.store.memory import InMemoryProtocolStore
 from securemsg.store.sqlite import SqliteProtocolStore
 
@@ -262,7 +262,7 @@ def test_async_batches(kind: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_groups_and_sealed_sender(kind: str, tmp_path: Path) -> None:
-    from securemsg.crypto.curve import KeyPair
+    from securemsg.crypto.curve25519 import KeyPair
     from securemsg.protocol.sealed_sender import SenderCertificate, ServerCertificate
 
     async def body() -> None:

@@ -9,7 +9,7 @@ import segno
 
 from securemsg.cli.devices import QR_BORDER, qr_lines
 from securemsg.client.devices import format_linking_code
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.rng import SystemRng
 
 _INK = {

@@ -17,7 +17,7 @@ from typing import Any
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
 from securemsg.relay.store import DeviceRow
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 
 class _StoreProxy:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
-from securemsg.crypto.curve import KeyPair, PrivateKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey
 from securemsg.crypto.rng import SystemRng
-from securemsg.protocol.keys import IdentityKey, IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKey, IdentityKeyPair
 from securemsg.protocol.sealed_sender import (
     SenderCertificate,
     ServerCertificate,
@@ -24,7 +24,7 @@ from securemsg.protocol.sealed_sender import (
 )
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 from securemsg.wire.messages import CiphertextMessageType, SignalMessage
 
 _DAY_MS = 86_400_000

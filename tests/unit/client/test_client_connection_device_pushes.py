@@ -16,7 +16,7 @@ from securemsg.client.connection import (
     MAX_UNREAD_PUSH_BYTES,
     RelayConnection,
 )
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 Script = Callable[[ServerConnection], Awaitable[None]]
 

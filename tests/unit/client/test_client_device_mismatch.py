@@ -15,7 +15,7 @@ from securemsg.client import Client, ReceivedMessage
 from securemsg.errors import RelayError
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.relay.server import RelayServer
-from securemsg.wire.relay_frames import StatusCode
+from securemsg.relay_protocol.frames import StatusCode
 
 
 async def _drain(client: Client, timeout: float = 0.5) -> list[str]:

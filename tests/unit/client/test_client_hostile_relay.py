@@ -16,12 +16,12 @@ import pytest
 from client_harness import BATCH, LOW_WATER, new_client, run, with_relay
 
 from securemsg.client import Client
-from securemsg.crypto.curve import PrivateKey
+from securemsg.crypto.curve25519 import PrivateKey
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import SealedDeliveryRefused, TrustRootMismatch
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 
 class RefusingSealed:

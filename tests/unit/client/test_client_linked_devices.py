@@ -16,7 +16,7 @@ from client_harness import BATCH, LOW_WATER, new_client, run
 
 from securemsg.client import Client
 from securemsg.client.devices import format_linking_code, parse_linking_code
-from securemsg.crypto.curve import KeyPair, PrivateKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import (
     DeviceRemovedError,
@@ -28,7 +28,7 @@ from securemsg.errors import (
 )
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 #: A bound on waiting for an approval in these tests (never reached when the flow works).
 WAIT_S = 60.0

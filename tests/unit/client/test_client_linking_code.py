@@ -14,7 +14,7 @@ from securemsg.client.devices import (
     format_linking_code,
     parse_linking_code,
 )
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import LinkingCodeError, UsageError
 

@@ -13,10 +13,10 @@ from linked_device_harness import add_device
 from securemsg.client import Client, ReceivedMessage
 from securemsg.client.store import ClientStore
 from securemsg.crypto.rng import SystemRng
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 from securemsg.wire.content import Content, SentTranscript
 
 

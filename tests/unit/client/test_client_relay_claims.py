@@ -20,13 +20,13 @@ from client_harness import new_client, run, with_relay
 from securemsg.client import ReceivedMessage
 from securemsg.client.connection import MAX_RELAY_TEXT, relay_text
 from securemsg.client.store import InboxRow
-from securemsg.crypto.curve import PrivateKey
+from securemsg.crypto.curve25519 import PrivateKey
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import RelayError, SealedSenderError
 from securemsg.protocol.sealed_sender import SenderCertificate, ServerCertificate
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 
 @pytest.mark.parametrize("wrong", ["identity-key", "aci", "device", "trust-root"])

@@ -26,7 +26,7 @@ from securemsg.client import Client
 from securemsg.client.store import SentRecord
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 from securemsg.wire.content import DecryptionErrorMessage, plaintext_content_for
 
 _Handler = Callable[[Session, rf.ClientFrame, int], Outcome]
@@ -219,7 +219,7 @@ def test_a_retry_request_resends_only_to_the_account_and_device_sent_to(tmp_path
 def test_a_sent_record_from_an_older_database_counts_as_sealed_only(tmp_path: Path) -> None:
     from securemsg.client.store import ClientStore
     from securemsg.crypto.rng import SystemRng
-    from securemsg.protocol.keys import IdentityKeyPair
+    from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 
     path = tmp_path / "old.db"
     store = ClientStore.open_client(path, IdentityKeyPair.generate(SystemRng()), 7)

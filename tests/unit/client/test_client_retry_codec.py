@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import DecodeError, InvalidKeyError, UsageError
 from securemsg.wire.content import (

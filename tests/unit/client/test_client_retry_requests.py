@@ -30,13 +30,13 @@ from securemsg.client.store import (
     SENT_RECORD_TTL_MS,
     ClientStore,
 )
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.rng import SystemRng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 from securemsg.wire.content import DecryptionErrorMessage, plaintext_content_for
 
 

@@ -18,7 +18,7 @@ from securemsg.errors import DecodeError, RelayError
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 
 @pytest.mark.parametrize("lie", ["other-account", "bad-device-id"])

@@ -27,7 +27,7 @@ from ed25519_reference import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import InvalidSignatureError
 

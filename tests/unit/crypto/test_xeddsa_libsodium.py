@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from ed25519_reference import L, xeddsa_sign
 
-import securemsg.crypto.curve as curve
-from securemsg.crypto.curve import KeyPair, PrivateKey
+import securemsg.crypto.curve25519 as curve
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey
 from securemsg.crypto.rng import DeterministicRng
 
 _SCALAR_OPS = (

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from securemsg.errors import DecodeError, FingerprintError, UsageError
 from securemsg.protocol.fingerprint import Fingerprint, ScannableFingerprint
-from securemsg.protocol.keys import IdentityKey
+from securemsg.protocol.identity_and_prekeys import IdentityKey
 
 A = IdentityKey.from_bytes(
     bytes.fromhex("0506863bc66d02b40d27b8d49ca7c09e9239236f9d7d25d6fcca5ce13c7064d868")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from securemsg import groups
-from securemsg.crypto.curve import PrivateKey
+from securemsg.crypto.curve25519 import PrivateKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import (
     DecodeError,
@@ -24,7 +24,7 @@ from securemsg.errors import (
 )
 from securemsg.limits import Limits
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.protocol.sender_keys import SenderKeyRecord
 from securemsg.store.memory import InMemoryProtocolStore
 from securemsg.wire.messages import SenderKeyDistributionMessage, SenderKeyMessage

@@ -22,7 +22,7 @@ from securemsg.kt.config import commitment_nonce, vrf_input
 from securemsg.kt.directory import Directory
 from securemsg.kt.types import HistoryParams, VerifyResult
 from securemsg.kt.verify import audit_verify, verify_history, verify_lookup
-from securemsg.wire import akd as wire
+from securemsg.relay_protocol import akd
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +51,13 @@ def test_the_vector_file_is_the_published_one() -> None:
 
 
 def test_lookup_proof_verifies(vectors: AkdVectors) -> None:
-    proof = wire.decode_lookup_proof(vectors.lookup_proof)
+    proof = akd.decode_lookup_proof(vectors.lookup_proof)
     result = verify_lookup(vectors.public_key, vectors.root_hash, 49, vectors.label, proof)
     assert result == EXPECTED[0]
 
 
 def test_history_proofs_verify(vectors: AkdVectors) -> None:
-    recent = wire.decode_history_proof(vectors.history_most_recent_1)
+    recent = akd.decode_history_proof(vectors.history_most_recent_1)
     results = verify_history(
         vectors.public_key,
         vectors.root_hash,
@@ -67,7 +67,7 @@ def test_history_proofs_verify(vectors: AkdVectors) -> None:
         HistoryParams.most_recent(1),
     )
     assert results == EXPECTED[:1]
-    complete = wire.decode_history_proof(vectors.history_complete)
+    complete = akd.decode_history_proof(vectors.history_complete)
     results = verify_history(
         vectors.public_key, vectors.root_hash, 49, vectors.label, complete, HistoryParams.complete()
     )
@@ -75,7 +75,7 @@ def test_history_proofs_verify(vectors: AkdVectors) -> None:
 
 
 def test_wrong_root_label_epoch_or_params_are_refused(vectors: AkdVectors) -> None:
-    lookup = wire.decode_lookup_proof(vectors.lookup_proof)
+    lookup = akd.decode_lookup_proof(vectors.lookup_proof)
     pk, root = vectors.public_key, vectors.root_hash
     bad_root = bytes([root[0] ^ 1]) + root[1:]
     with pytest.raises(KeyTransparencyProofError):
@@ -87,8 +87,8 @@ def test_wrong_root_label_epoch_or_params_are_refused(vectors: AkdVectors) -> No
     other_key = bytes(VrfPrivateKey(bytes(32)).public_key)
     with pytest.raises(KeyTransparencyProofError):
         verify_lookup(other_key, root, 49, b"16", lookup)
-    recent = wire.decode_history_proof(vectors.history_most_recent_1)
-    complete = wire.decode_history_proof(vectors.history_complete)
+    recent = akd.decode_history_proof(vectors.history_most_recent_1)
+    complete = akd.decode_history_proof(vectors.history_complete)
     with pytest.raises(KeyTransparencyProofError):
         verify_history(pk, root, 49, b"16", recent, HistoryParams.complete())
     with pytest.raises(KeyTransparencyProofError):
@@ -117,7 +117,7 @@ def test_every_single_bit_flip_of_the_lookup_proof_is_refused(vectors: AkdVector
     key = VrfPublicKey(vectors.public_key)
 
     def check(data: bytes) -> object:
-        return verify_lookup(key, vectors.root_hash, 49, b"16", wire.decode_lookup_proof(data))
+        return verify_lookup(key, vectors.root_hash, 49, b"16", akd.decode_lookup_proof(data))
 
     assert _flip_all_bits(vectors.lookup_proof, check) == []
 
@@ -133,7 +133,7 @@ def test_every_single_bit_flip_of_a_history_proof_is_refused(
         data, params = vectors.history_most_recent_1, HistoryParams.most_recent(1)
 
     def check(mutated: bytes) -> object:
-        proof = wire.decode_history_proof(mutated)
+        proof = akd.decode_history_proof(mutated)
         return verify_history(key, vectors.root_hash, 49, b"16", proof, params)
 
     assert _flip_all_bits(data, check) == []
@@ -153,19 +153,19 @@ def test_replaying_the_generator_schedule_reproduces_the_root(
 
 def test_regenerated_proofs_are_byte_identical(replayed: Directory, vectors: AkdVectors) -> None:
     lookup = replayed.lookup(b"16")
-    published = wire.decode_lookup_proof(vectors.lookup_proof)
+    published = akd.decode_lookup_proof(vectors.lookup_proof)
     assert lookup.existence_vrf_proof == published.existence_vrf_proof
     assert lookup.commitment_nonce == published.commitment_nonce
-    assert wire.encode_lookup_proof(lookup) == vectors.lookup_proof
+    assert akd.encode_lookup_proof(lookup) == vectors.lookup_proof
     recent = replayed.key_history(b"16", HistoryParams.most_recent(1))
-    assert wire.encode_history_proof(recent) == vectors.history_most_recent_1
+    assert akd.encode_history_proof(recent) == vectors.history_most_recent_1
     complete = replayed.key_history(b"16", HistoryParams.complete())
-    assert wire.encode_history_proof(complete) == vectors.history_complete
+    assert akd.encode_history_proof(complete) == vectors.history_complete
 
 
 def test_vrf_proof_and_nonce_come_from_the_documented_formulas(vectors: AkdVectors) -> None:
     key = VrfPrivateKey(AKD_TEST_VRF_SEED)
-    proof = wire.decode_lookup_proof(vectors.lookup_proof)
+    proof = akd.decode_lookup_proof(vectors.lookup_proof)
     alpha = vrf_input(b"16", True, 3)
     assert key.prove(alpha) == proof.existence_vrf_proof
     label = int.from_bytes(proof_to_hash(proof.existence_vrf_proof)[:32], "big")

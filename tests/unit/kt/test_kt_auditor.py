@@ -12,7 +12,7 @@ from securemsg.errors import KeyTransparencyError, KeyTransparencyProofError
 from securemsg.kt.directory import Directory
 from securemsg.kt.types import AzksElement, NodeLabel, SingleAppendOnlyProof
 from securemsg.kt.verify import audit_verify, verify_append_only
-from securemsg.wire import akd as wire
+from securemsg.relay_protocol import akd
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def churned() -> Directory:
 def test_the_auditor_verifies_100_epochs_of_random_churn(churned: Directory) -> None:
     for epoch in range(0, 100):
         step = churned.append_only_proof(epoch, epoch + 1)
-        decoded = wire.decode_append_only_proof(wire.encode_append_only_proof(step))
+        decoded = akd.decode_append_only_proof(akd.encode_append_only_proof(step))
         audit_verify([churned.root_hash(epoch), churned.root_hash(epoch + 1)], decoded)
 
 
@@ -98,14 +98,14 @@ def test_a_rewritten_history_fails_the_audit(churned: Directory) -> None:
 
 
 def test_tampered_audit_bytes_are_refused(churned: Directory) -> None:
-    data = wire.encode_append_only_proof(churned.append_only_proof(10, 11))
+    data = akd.encode_append_only_proof(churned.append_only_proof(10, 11))
     roots = [churned.root_hash(10), churned.root_hash(11)]
     rng = random.Random(5)
     for position in rng.sample(range(len(data) * 8), 300):
         mutated = bytearray(data)
         mutated[position // 8] ^= 1 << (position % 8)
         with pytest.raises(KeyTransparencyError):
-            audit_verify(roots, wire.decode_append_only_proof(bytes(mutated)))
+            audit_verify(roots, akd.decode_append_only_proof(bytes(mutated)))
 
 
 def test_wrong_counts_are_refused(churned: Directory) -> None:

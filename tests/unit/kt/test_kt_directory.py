@@ -13,7 +13,7 @@ from securemsg.kt.config import marker_versions
 from securemsg.kt.directory import Directory, InMemoryKtStore, TrieNode, ValueState
 from securemsg.kt.types import AzksElement, HistoryParams, NodeLabel, VerifyResult
 from securemsg.kt.verify import root_hash_of_elements, verify_history, verify_lookup
-from securemsg.wire import akd as wire
+from securemsg.relay_protocol import akd
 
 VRF_SEED = bytes(range(32))
 
@@ -23,16 +23,14 @@ def _directory(store: InMemoryKtStore | None = None) -> Directory:
 
 
 def _check_lookup(directory: Directory, label: bytes) -> VerifyResult:
-    proof = wire.decode_lookup_proof(wire.encode_lookup_proof(directory.lookup(label)))
+    proof = akd.decode_lookup_proof(akd.encode_lookup_proof(directory.lookup(label)))
     return verify_lookup(
         directory.vrf_public_key, directory.root_hash(), directory.epoch, label, proof
     )
 
 
 def _check_history(directory: Directory, label: bytes, params: HistoryParams) -> list[VerifyResult]:
-    proof = wire.decode_history_proof(
-        wire.encode_history_proof(directory.key_history(label, params))
-    )
+    proof = akd.decode_history_proof(akd.encode_history_proof(directory.key_history(label, params)))
     return verify_history(
         directory.vrf_public_key, directory.root_hash(), directory.epoch, label, proof, params
     )
@@ -166,7 +164,7 @@ def test_a_non_membership_proof_that_skips_over_a_present_leaf_is_refused() -> N
     the children's common prefix, hashes and path verify); the extra check refuses it."""
     from securemsg.kt.config import vrf_input
     from securemsg.kt.verify import _verify_non_membership
-    from securemsg.wire.akd import MembershipProof, NonMembershipProof
+    from securemsg.relay_protocol.akd import MembershipProof, NonMembershipProof
 
     directory = _directory()
     directory.publish({f"user-{i}".encode(): b"v" for i in range(64)})

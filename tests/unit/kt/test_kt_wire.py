@@ -12,7 +12,7 @@ from kt_vectors import load_vectors
 
 from securemsg.errors import DecodeError, KeyTransparencyDecodeError
 from securemsg.kt.types import AzksElement, NodeLabel, SiblingProof
-from securemsg.wire import akd as wire
+from securemsg.relay_protocol import akd
 
 
 def _lookup_bytes() -> bytes:
@@ -22,9 +22,9 @@ def _lookup_bytes() -> bytes:
 def test_canonical_bytes_round_trip() -> None:
     vectors = load_vectors()
     for data in (vectors.lookup_proof,):
-        assert wire.encode_lookup_proof(wire.decode_lookup_proof(data)) == data
+        assert akd.encode_lookup_proof(akd.decode_lookup_proof(data)) == data
     for data in (vectors.history_most_recent_1, vectors.history_complete):
-        assert wire.encode_history_proof(wire.decode_history_proof(data)) == data
+        assert akd.encode_history_proof(akd.decode_history_proof(data)) == data
 
 
 @pytest.mark.parametrize(
@@ -41,54 +41,54 @@ def test_canonical_bytes_round_trip() -> None:
 def test_non_canonical_or_broken_bytes_are_refused(mutate: object) -> None:
     assert callable(mutate)
     with pytest.raises(KeyTransparencyDecodeError) as caught:
-        wire.decode_lookup_proof(mutate(_lookup_bytes()))
+        akd.decode_lookup_proof(mutate(_lookup_bytes()))
     assert isinstance(caught.value, DecodeError)
     assert caught.value.reason == "decode"
 
 
 def test_oversized_input_is_refused_before_parsing() -> None:
     with pytest.raises(KeyTransparencyDecodeError):
-        wire.decode_lookup_proof(_lookup_bytes(), max_bytes=100)
+        akd.decode_lookup_proof(_lookup_bytes(), max_bytes=100)
 
 
 def _with_first_level(level: SiblingProof) -> bytes:
-    proof = wire.decode_lookup_proof(_lookup_bytes())
+    proof = akd.decode_lookup_proof(_lookup_bytes())
     existence = proof.existence_proof
     levels = (level, *existence.sibling_proofs[1:])
     changed = dataclasses.replace(
         proof, existence_proof=dataclasses.replace(existence, sibling_proofs=levels)
     )
-    return wire.encode_lookup_proof(changed)
+    return akd.encode_lookup_proof(changed)
 
 
 def test_bad_directions_and_labels_are_refused() -> None:
-    proof = wire.decode_lookup_proof(_lookup_bytes())
+    proof = akd.decode_lookup_proof(_lookup_bytes())
     level = proof.existence_proof.sibling_proofs[0]
     with pytest.raises(KeyTransparencyDecodeError):
-        wire.decode_lookup_proof(_with_first_level(level._replace(direction=2)))
+        akd.decode_lookup_proof(_with_first_level(level._replace(direction=2)))
     too_long = level._replace(label=NodeLabel(level.label.val, 257))
     with pytest.raises(KeyTransparencyDecodeError):
-        wire.decode_lookup_proof(_with_first_level(too_long))
+        akd.decode_lookup_proof(_with_first_level(too_long))
     short_value = level._replace(sibling=AzksElement(level.sibling.label, level.sibling.value[:31]))
     with pytest.raises(KeyTransparencyDecodeError):
-        wire.decode_lookup_proof(_with_first_level(short_value))
+        akd.decode_lookup_proof(_with_first_level(short_value))
 
 
 def test_short_vrf_proofs_and_nonces_are_refused() -> None:
-    proof = wire.decode_lookup_proof(_lookup_bytes())
+    proof = akd.decode_lookup_proof(_lookup_bytes())
     for changed in (
         dataclasses.replace(proof, marker_vrf_proof=proof.marker_vrf_proof[:79]),
         dataclasses.replace(proof, commitment_nonce=proof.commitment_nonce[:31]),
     ):
         with pytest.raises(KeyTransparencyDecodeError):
-            wire.decode_lookup_proof(wire.encode_lookup_proof(changed))
+            akd.decode_lookup_proof(akd.encode_lookup_proof(changed))
 
 
 _DECODERS = [
-    wire.decode_lookup_proof,
-    wire.decode_history_proof,
-    wire.decode_append_only_proof,
-    wire.decode_single_append_only_proof,
+    akd.decode_lookup_proof,
+    akd.decode_history_proof,
+    akd.decode_append_only_proof,
+    akd.decode_single_append_only_proof,
 ]
 
 
@@ -112,6 +112,6 @@ def test_spliced_vectors_decode_or_raise_a_decode_error(
     vectors = load_vectors()
     valid = vectors.history_complete if history else vectors.lookup_proof
     mutated = valid[:start] + insert + valid[start + length :]
-    decode = wire.decode_history_proof if history else wire.decode_lookup_proof
+    decode = akd.decode_history_proof if history else akd.decode_lookup_proof
     with contextlib.suppress(KeyTransparencyDecodeError):
         decode(mutated)

@@ -14,7 +14,7 @@ from securemsg.client import Client
 from securemsg.relay.kt import RelayKeyTransparency
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, RelayService, Session
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 T = TypeVar("T")
 

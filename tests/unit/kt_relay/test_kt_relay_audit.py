@@ -24,8 +24,8 @@ from securemsg.kt.cosign import count_cosignatures
 from securemsg.kt.heads import SignedEpochHead
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import RelayService
-from securemsg.wire import relay_frames as rf
-from securemsg.wire.akd import decode_append_only_proof, encode_append_only_proof
+from securemsg.relay_protocol import frames as rf
+from securemsg.relay_protocol.akd import decode_append_only_proof, encode_append_only_proof
 
 
 async def _churn(relay: RelayServer, epochs: int, seed: int) -> None:

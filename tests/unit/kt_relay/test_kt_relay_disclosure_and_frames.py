@@ -18,8 +18,8 @@ from securemsg.relay.disclosure import disclose, unclassified_columns
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import RelayConfig, RelayService, Session
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
-from securemsg.wire.akd import decode_lookup_proof
+from securemsg.relay_protocol import frames as rf
+from securemsg.relay_protocol.akd import decode_lookup_proof
 
 
 def test_the_disclosure_report_lists_the_accounts_kt_entries(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from kt_relay_harness import (
 )
 
 from securemsg.client import Client
-from securemsg.crypto.curve import PrivateKey
+from securemsg.crypto.curve25519 import PrivateKey
 from securemsg.crypto.kt_primitives import Ed25519SigningKey
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import (
@@ -29,7 +29,7 @@ from securemsg.errors import (
 )
 from securemsg.kt.heads import EpochHead, SignedEpochHead, sign_epoch_head
 from securemsg.relay.server import RelayServer
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 
 def _other_identity_key() -> bytes:

@@ -20,7 +20,7 @@ from kt_relay_harness import (
     substitute_identity_key,
 )
 
-from securemsg.crypto.curve import PrivateKey
+from securemsg.crypto.curve25519 import PrivateKey
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import KeyTransparencyMismatch, UsageError
 from securemsg.kt.heads import SignedEpochHead
@@ -30,7 +30,7 @@ from securemsg.relay.pgstore import KT_COMMIT_LOCK, PgRelayStore
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import RelayConfig, TokenBuckets
 from securemsg.relay.store import CreateResult, KeyRow, NewDevice
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 
 def test_clients_register_and_verify_bundles_on_a_postgres_relay(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.primitives import hkdf_sha256, hmac_sha256
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import DuplicateMessageError, MessageGapTooLargeError

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from securemsg.crypto.curve import KeyPair, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PublicKey
 from securemsg.crypto.kyber1024 import KyberKeyPair
 from securemsg.crypto.primitives import hkdf_sha256
 from securemsg.crypto.rng import DeterministicRng

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import (
     DecodeError,
@@ -26,7 +26,7 @@ from securemsg.protocol.session_state import (
     initialize_initiator_session,
     initialize_recipient_session,
 )
-from securemsg.wire.session_storage import decode_record, encode_record, encode_session
+from securemsg.records.session_storage import decode_record, encode_record, encode_session
 
 RNG = DeterministicRng(b"record tests")
 KEYS = HandshakeKeys(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32)

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from securemsg._proto import provisioning_pb2
-from securemsg.crypto.curve import KeyPair, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import PeerError, ProvisioningError, UsageError
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.provisioning import (
     MAX_PROVISION_ENVELOPE_LENGTH,
     MAX_PROVISION_MESSAGE_LENGTH,

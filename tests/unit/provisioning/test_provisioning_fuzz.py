@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import ProvisioningError, UsageError
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.provisioning import (
     ProvisionData,
     ProvisioningReceiver,

@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve25519 import PublicKey
 from securemsg.crypto.kyber1024 import KyberPublicKey
 from securemsg.crypto.rng import DeterministicRng, Rng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKey,
     IdentityKeyPair,
     KyberPreKeyRecord,
@@ -31,8 +31,8 @@ from securemsg.protocol.keys import (
 )
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import RelayConfig, RelayService
+from securemsg.relay_protocol import frames as rf
 from securemsg.store.memory import InMemoryProtocolStore
-from securemsg.wire import relay_frames as rf
 
 NOW = 1_750_000_000_000
 T = TypeVar("T")

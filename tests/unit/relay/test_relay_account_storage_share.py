@@ -22,7 +22,7 @@ from securemsg.crypto.rng import SystemRng
 from securemsg.limits import MAX_DEVICE_ID
 from securemsg.relay.service import RelayConfig, RelayService, Session
 from securemsg.relay.store import EnqueueResult, QueuedMessage, SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 MAILBOX = 256 * 1024
 RELAY_BUDGET = 1024 * 1024

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from securemsg._proto import relay_pb2
 from securemsg.errors import DecodeError, UsageError
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 EC = b"\x05" + b"e" * 32
 KY = b"\x08" + b"k" * 1568

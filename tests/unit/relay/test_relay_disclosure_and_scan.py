@@ -25,13 +25,13 @@ from securemsg.protocol.sealed_sender import SenderCertificate, UnidentifiedSend
 from securemsg.relay.disclosure import SENDER_UNKNOWN, disclose
 from securemsg.relay.service import RelayService, Session
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.sealed import (
+from securemsg.relay_protocol import frames as rf
+from securemsg.sealed_sender import (
     sealed_sender_decrypt,
     sealed_sender_decrypt_to_usmc,
     sealed_sender_encrypt,
     sealed_sender_multi_recipient_encrypt,
 )
-from securemsg.wire import relay_frames as rf
 from securemsg.wire.messages import CiphertextMessageType, PreKeySignalMessage
 
 PLAINTEXTS = {

@@ -11,8 +11,8 @@ from relay_harness import NOW, Device, RawClient, authenticated, registered, rel
 
 from securemsg import cipher
 from securemsg.protocol.sealed_sender import SenderCertificate
-from securemsg.sealed import sealed_sender_decrypt, sealed_sender_encrypt
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
+from securemsg.sealed_sender import sealed_sender_decrypt, sealed_sender_encrypt
 from securemsg.wire.messages import CiphertextMessageType
 
 

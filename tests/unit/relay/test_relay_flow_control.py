@@ -26,7 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from securemsg.relay.server import _handler_count
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 CHILD = Path(__file__).with_name("relay_flow_child.py")
 MIB = 1024 * 1024

@@ -19,7 +19,7 @@ from securemsg.errors import StorageError, UsageError
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import RelayConfig
 from securemsg.relay.store import QueuedMessage, SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 ACI = bytes(range(16))
 

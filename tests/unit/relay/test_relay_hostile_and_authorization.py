@@ -14,7 +14,7 @@ from securemsg.crypto.rng import SystemRng
 from securemsg.errors import DecodeError
 from securemsg.relay.service import RelayService
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 
 def dump(db: Path) -> str:

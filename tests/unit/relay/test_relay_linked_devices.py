@@ -15,7 +15,7 @@ from relay_harness import NOW, Device
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.relay.service import Outcome, RelayConfig, RelayService, Session
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 OK = rf.StatusCode.OK
 

@@ -15,7 +15,7 @@ import psycopg
 from relay_harness import Device, RawClient, registered, relay, run
 
 from securemsg.relay.pgstore import MAX_NOTIFY_ENVELOPE
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 OK = rf.StatusCode.OK
 

@@ -14,7 +14,7 @@ from relay_harness import NOW, Device, RawClient, registered, relay, run
 from securemsg.relay.disclosure import disclose
 from securemsg.relay.service import linking_code_digest
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 OK = rf.StatusCode.OK
 

@@ -29,7 +29,7 @@ from securemsg.protocol.address import ServiceId
 from securemsg.protocol.sealed_sender import SealedSenderV2SentMessage
 from securemsg.relay.service import RelayService, envelope_of
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 from securemsg.wire.sealed_sender import encode_varint
 
 RECIPIENTS = 100

@@ -22,7 +22,7 @@ from relay_harness import Device, RawClient, registered, relay, run
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 ATTACKERS = 4
 BUDGET = 256 * 1024

@@ -33,7 +33,7 @@ from securemsg.relay.service import (
     TokenBuckets,
 )
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 U32 = (1 << 32) - 1
 U64 = (1 << 64) - 1
@@ -618,7 +618,7 @@ def test_multi_recipient_sends_spend_each_recipients_sealed_rate(tmp_path: Path)
 
     from securemsg import cipher
     from securemsg.protocol.sealed_sender import SenderCertificate, UnidentifiedSenderMessageContent
-    from securemsg.sealed import sealed_sender_multi_recipient_encrypt
+    from securemsg.sealed_sender import sealed_sender_multi_recipient_encrypt
     from securemsg.wire.messages import CiphertextMessageType
 
     h = Harness(tmp_path / "r.db", sealed_burst=1, sealed_refill_per_s=0.0)

@@ -16,7 +16,7 @@ from relay_harness import NOW, Device
 from securemsg.crypto.rng import SystemRng
 from securemsg.relay.service import RelayConfig, RelayService
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 BURST = 5
 

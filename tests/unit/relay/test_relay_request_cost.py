@@ -22,7 +22,7 @@ from securemsg.client.client import RECEIVE_BATCH
 from securemsg.crypto.rng import SystemRng
 from securemsg.relay.service import RelayConfig, RelayService, Session
 from securemsg.relay.store import AccountRow, SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 from securemsg.wire.sealed_sender import encode_varint
 
 

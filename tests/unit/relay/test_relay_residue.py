@@ -46,7 +46,7 @@ from securemsg.errors import StorageError
 from securemsg.relay.filescan import blank_live
 from securemsg.relay.service import RelayService, Session
 from securemsg.relay.store import QueuedMessage, SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 from securemsg.wire.sealed_sender import encode_varint
 
 SIZES = (40, 700, 3000, 9000, 70_000)  # inline cells, overflow chains, several pages

@@ -20,7 +20,7 @@ from securemsg.crypto.rng import SystemRng
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import RelayConfig, RelayService, Session
 from securemsg.relay.store import SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 
 def _register(service: RelayService, device: Device) -> Session:

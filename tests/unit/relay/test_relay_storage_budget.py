@@ -26,7 +26,7 @@ from securemsg.protocol.address import ServiceId
 from securemsg.protocol.sealed_sender import SealedSenderV2SentMessage
 from securemsg.relay.service import RelayConfig, RelayService, Session, envelope_of
 from securemsg.relay.store import SCHEMA_VERSION, SqliteRelayStore
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 from securemsg.wire.sealed_sender import encode_varint
 
 COMPAT_RELAY_DB = Path(__file__).parents[2] / "compat" / "frozen" / "v1" / "relay_store.sqlite"

@@ -24,7 +24,7 @@ from relay_harness import run
 from securemsg.relay.server import _StorageThread
 from securemsg.relay.service import Outcome
 from securemsg.relay.store import QueuedMessage
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 MIB = 1024 * 1024
 

@@ -24,7 +24,7 @@ from securemsg.cli.main import cli
 from securemsg.client import Client
 from securemsg.relay.server import RelayServer, _is_loopback
 from securemsg.relay.service import RelayConfig
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:

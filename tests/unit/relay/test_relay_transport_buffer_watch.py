@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relay_harness import Device, relay, run
 from websockets.asyncio.client import connect
 
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 OUTBOX = 4 * 1024 * 1024
 FLOOD = 48 * 1024 * 1024

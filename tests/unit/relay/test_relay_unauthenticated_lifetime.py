@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 
 from securemsg.client import Client
 from securemsg.client.connection import RelayConnection
-from securemsg.wire import relay_frames as rf
+from securemsg.relay_protocol import frames as rf
 
 SLOTS = 6
 IDLE_S = 1.0

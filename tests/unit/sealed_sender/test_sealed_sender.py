@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securemsg import sealed
-from securemsg.crypto.curve import PrivateKey, PublicKey
+from securemsg import sealed_sender
+from securemsg.crypto.curve25519 import PrivateKey, PublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import (
     DecodeError,
@@ -20,10 +20,10 @@ from securemsg.errors import (
     SealedSenderError,
     UsageError,
 )
-from securemsg.protocol import keys as keys_module
+from securemsg.protocol import identity_and_prekeys as keys_module
 from securemsg.protocol import sealed_sender as sealed_sender_module
 from securemsg.protocol.address import ProtocolAddress, ServiceId
-from securemsg.protocol.keys import IdentityKeyPair
+from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
 from securemsg.protocol.sealed_sender import (
     MultiRecipient,
     SealedSenderV2SentMessage,
@@ -124,12 +124,12 @@ def test_sealed_sender_decrypt_refuses_bad_certificate_without_state_change() ->
     store = InMemoryProtocolStore(BOB, 5)
     env = seal_v1(usmc(cert(expires=NOW - 1)), ALICE, BOB.identity_key, RNG)
     with pytest.raises(SealedSenderError):
-        sealed.sealed_sender_decrypt(
+        sealed_sender.sealed_sender_decrypt(
             env, ROOT.public_key(), store, now=NOW, local_uuid="bob", local_device_id=1, rng=RNG
         )
     env = seal_v1(usmc(), ALICE, BOB.identity_key, RNG)
     with pytest.raises(SealedSenderError) as info:
-        sealed.sealed_sender_decrypt(
+        sealed_sender.sealed_sender_decrypt(
             env, ROOT.public_key(), store, now=NOW, local_uuid="bob", local_device_id=1, rng=RNG
         )
     assert info.value.reason == "unexpected-type"
@@ -177,7 +177,7 @@ def test_v2_sent_with_redundant_excluded_recipient_is_rejected() -> None:
 def test_multi_recipient_recipe_uses_sessions() -> None:
     store = InMemoryProtocolStore(ALICE, 5)
     with pytest.raises(Exception) as info:
-        sealed.sealed_sender_multi_recipient_encrypt(
+        sealed_sender.sealed_sender_multi_recipient_encrypt(
             [ProtocolAddress("not-a-uuid", 1)], usmc(), store, rng=RNG
         )
     assert type(info.value).__name__ == "UsageError"
@@ -230,11 +230,11 @@ def test_sealed_sender_decrypt_needs_our_address_and_checks_its_type_first() -> 
     store = InMemoryProtocolStore(BOB, 5)
     env = seal_v1(usmc(cert(expires=NOW - 1)), ALICE, BOB.identity_key, RNG)
     with pytest.raises(TypeError, match=r"local_uuid|local_device_id"):
-        sealed.sealed_sender_decrypt(env, ROOT.public_key(), store, now=NOW, rng=RNG)  # type: ignore[call-arg]
+        sealed_sender.sealed_sender_decrypt(env, ROOT.public_key(), store, now=NOW, rng=RNG)  # type: ignore[call-arg]
     # a wrong type is the caller's error, before the (expired) certificate is even looked at
     for local_uuid, device in ((None, 1), ("bob", "1"), ("bob", 0), (b"bob", 1)):
         with pytest.raises(UsageError):
-            sealed.sealed_sender_decrypt(
+            sealed_sender.sealed_sender_decrypt(
                 env,
                 ROOT.public_key(),
                 store,
@@ -244,7 +244,7 @@ def test_sealed_sender_decrypt_needs_our_address_and_checks_its_type_first() -> 
                 rng=RNG,
             )
     with pytest.raises(UsageError):
-        sealed.sealed_sender_decrypt(
+        sealed_sender.sealed_sender_decrypt(
             env,
             ROOT.public_key(),
             store,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from securemsg.crypto.curve import KeyPair, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PublicKey
 from securemsg.crypto.rng import DeterministicRng
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKey,
     IdentityKeyPair,
     KyberPreKeyRecord,

@@ -109,3 +109,59 @@ def test_sqlite_sender_key_cache_never_serves_stale_records(db_path: Any, record
     finally:
         other.close()
         store.close()
+
+
+def test_staging_store_stages_session_removal_and_lists_device_ids(
+    store: Any, records: Any
+) -> None:
+    """The session-store methods on a staging store: reads see staged writes, the source is
+    untouched until the writes are applied, and then holds the same thing."""
+    from securemsg.store.staging import RemoveSession, StagingStore, apply_writes
+
+    store.store_session(ALICE, records.session(1))
+    store.store_session(ALICE_2, records.session(2))
+    staging = StagingStore(store)
+    staging.remove_session(ALICE)
+    staging.store_session(ProtocolAddress("alice", 3), records.session(3))
+    assert staging.load_session(ALICE) is None
+    assert staging.get_session_device_ids("alice") == [2, 3]
+    assert store.get_session_device_ids("alice") == [1, 2]  # nothing applied yet
+    mark = staging.checkpoint()
+    staging.remove_session(ALICE_2)
+    assert staging.get_session_device_ids("alice") == [3]
+    staging.rollback(mark)
+    assert staging.get_session_device_ids("alice") == [2, 3]
+    assert any(isinstance(w, RemoveSession) for w in staging.writes())
+    apply_writes(store, staging.writes())
+    assert store.load_session(ALICE) is None
+    assert store.get_session_device_ids("alice") == [2, 3]
+
+
+def test_staging_store_without_source_asks_for_device_ids(records: Any) -> None:
+    from securemsg.store.staging import NotLoaded, StagingStore
+
+    staging = StagingStore()
+    with pytest.raises(NotLoaded) as need:
+        staging.get_session_device_ids("alice")
+    assert (need.value.kind, need.value.args_) == ("session_device_ids", ("alice",))
+    staging.provide("session_device_ids", ("alice",), [1, 2])
+    staging.remove_session(ALICE)
+    assert staging.get_session_device_ids("alice") == [2]
+
+
+async def _async_session_methods(store: Any, records: Any) -> None:
+    from securemsg.aio.store import AsyncStoreAdapter
+
+    adapter = AsyncStoreAdapter(store)
+    await adapter.store_session(ALICE, records.session(1))
+    await adapter.store_session(ALICE_2, records.session(2))
+    assert await adapter.get_session_device_ids("alice") == [1, 2]
+    await adapter.remove_session(ALICE)
+    assert await adapter.get_session_device_ids("alice") == [2]
+    assert await adapter.load_session(ALICE) is None
+
+
+def test_async_adapter_has_the_session_store_methods(store: Any, records: Any) -> None:
+    import asyncio
+
+    asyncio.run(_async_session_methods(store, records))

@@ -16,10 +16,11 @@ import pytest
 from securemsg.errors import PeerError, StorageError, UsageError
 from securemsg.protocol.address import ProtocolAddress
 from securemsg.protocol.sender_keys import SenderKeyRecord
+from securemsg.records import key_storage as keys_codec
 from securemsg.store import sqlite as sqlite_store
+from securemsg.store import sqlite_base
 from securemsg.store.base import Direction
 from securemsg.store.sqlite import SqliteProtocolStore
-from securemsg.wire import keys as keys_codec
 
 ALICE = ProtocolAddress("alice", 1)
 BOB = ProtocolAddress("bob", 1)
@@ -82,7 +83,7 @@ def test_committed_state_survives_a_process_that_dies_without_closing(
         import os, sys, uuid
         from securemsg.crypto.rng import DeterministicRng
         from securemsg.protocol.address import ProtocolAddress
-        from securemsg.protocol.keys import IdentityKeyPair, PreKeyRecord
+        from securemsg.protocol.identity_and_prekeys import IdentityKeyPair, PreKeyRecord
         from securemsg.protocol.sender_keys import SenderKeyRecord
         from securemsg.store.sqlite import SqliteProtocolStore
 
@@ -213,7 +214,7 @@ def test_second_connection_sees_only_committed_state(db_path: Path, records: Any
 def test_a_locked_database_is_a_storage_error(
     db_path: Path, records: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "_BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(sqlite_base, "BUSY_TIMEOUT_S", 0.05)
     with create(db_path, records) as a, SqliteProtocolStore.open(db_path) as b:
         with a.transaction():
             a.store_session(ALICE, records.session(1))
@@ -249,8 +250,9 @@ def test_migration_from_an_older_schema_is_applied(
     """The scaffold: a store at version 1 gains a later migration's table on open."""
     create(db_path, records).close()
     extra = ("CREATE TABLE future_things (id INTEGER PRIMARY KEY)",)
-    monkeypatch.setattr(sqlite_store, "_MIGRATIONS", (*sqlite_store._MIGRATIONS, extra))
-    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", 2)
+    old = sqlite_store._SCHEMA
+    new = sqlite_base.Schema(old.application_id, (*old.migrations, extra), old.what)
+    monkeypatch.setattr(sqlite_store, "_SCHEMA", new)
     with SqliteProtocolStore.open(db_path) as store:
         assert store._fetchone("SELECT version FROM schema_version") == (2,)
         assert store._fetchone("SELECT COUNT(*) FROM future_things") == (0,)

@@ -16,11 +16,11 @@ import pytest
 
 from securemsg._proto import sealed_sender_pb2
 from securemsg.errors import DecodeError
+from securemsg.records import key_storage as wire_keys
+from securemsg.records import sender_key_storage as wire_sender_keys
 from securemsg.wire import fingerprint as wire_fingerprint
-from securemsg.wire import keys as wire_keys
 from securemsg.wire import messages as wire_messages
 from securemsg.wire import sealed_sender as wire_sealed
-from securemsg.wire import sender_key_storage as wire_sender_keys
 
 
 class _Buggy:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from securemsg._proto import wire_pb2
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import DecodeError, InvalidSignatureError, UnsupportedVersionError, UsageError
 from securemsg.wire.messages import SenderKeyDistributionMessage, SenderKeyMessage

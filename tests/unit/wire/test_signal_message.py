@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from securemsg._proto import wire_pb2
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import DecodeError, InvalidKeyError, UnsupportedVersionError, UsageError
 from securemsg.wire.messages import (

@@ -34,7 +34,7 @@ from securemsg.limits import DEFAULT_LIMITS, Limits
 from securemsg.protocol.spqr.braid import BraidState, braid_from_record, initial_braid
 from securemsg.protocol.spqr.chain import Chain, ChainHalf, ChainLink
 from securemsg.protocol.spqr.message import decode_message, encode_message
-from securemsg.wire.spqr_state import (
+from securemsg.records.spqr_state import (
     ChainRecord,
     HalfRecord,
     LinkRecord,

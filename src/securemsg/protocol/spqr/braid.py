@@ -32,6 +32,7 @@ every message. They are immutable by convention, like every state object of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final
 
@@ -41,7 +42,7 @@ from securemsg.errors import DecodeError, InvalidKeyError, InvalidMessageError
 from securemsg.protocol.spqr.authenticator import MAC_LENGTH, Authenticator
 from securemsg.protocol.spqr.erasure import Decoder, Encoder
 from securemsg.protocol.spqr.message import MessageType, SpqrMessage
-from securemsg.wire.spqr_state import BraidRecord, DecoderRecord, EncoderRecord
+from securemsg.records.spqr_state import BraidRecord, DecoderRecord, EncoderRecord
 
 if TYPE_CHECKING:
     from securemsg.crypto.rng import Rng
@@ -584,6 +585,102 @@ def _encaps_state(data: bytes) -> _Encaps:
     return _Encaps(state)
 
 
+# Each state's restorer: (epoch, authenticator, record) -> the state, checking the fields it uses.
+_Restore = Callable[[int, Authenticator, BraidRecord], BraidState]
+
+
+def _restore_keys_sampled(e: int, auth: Authenticator, r: BraidRecord) -> BraidState:
+    return KeysSampled(e, auth, _keypair(r.kem_seed), _encoder(r.encoder, HDR_PAYLOAD))
+
+
+def _restore_header_sent(e: int, auth: Authenticator, r: BraidRecord) -> BraidState:
+    return HeaderSent(
+        e,
+        auth,
+        _keypair(r.kem_seed),
+        _encoder(r.encoder, EK_VECTOR_LENGTH),
+        _decoder(r.decoder, CT1_LENGTH),
+    )
+
+
+def _restore_ct1_received(e: int, auth: Authenticator, r: BraidRecord) -> BraidState:
+    return Ct1Received(
+        e,
+        auth,
+        _keypair(r.kem_seed),
+        _need(r.ct1, CT1_LENGTH),
+        _encoder(r.encoder, EK_VECTOR_LENGTH),
+    )
+
+
+def _restore_ek_sent_ct1_received(e: int, auth: Authenticator, r: BraidRecord) -> BraidState:
+    return EkSentCt1Received(
+        e,
+        auth,
+        _keypair(r.kem_seed),
+        _need(r.ct1, CT1_LENGTH),
+        _decoder(r.decoder, CT2_PAYLOAD),
+    )
+
+
+def _restore_header_received(e: int, auth: Authenticator, r: BraidRecord) -> BraidState:
+    return HeaderReceived(
+        e, auth, _need(r.header, HEADER_LENGTH), _decoder(r.decoder, EK_VECTOR_LENGTH)
+    )
+
+
+def _restore_ct1_sampled(e: int, auth: Authenticator, r: BraidRecord) -> BraidState:
+    return Ct1Sampled(
+        e,
+        auth,
+        _need(r.header, HEADER_LENGTH),
+        _encaps_state(r.encaps_state),
+        _need(r.ct1, CT1_LENGTH),
+        _encoder(r.encoder, CT1_LENGTH),
+        _decoder(r.decoder, EK_VECTOR_LENGTH),
+    )
+
+
+def _restore_ek_received_ct1_sampled(e: int, auth: Authenticator, r: BraidRecord) -> BraidState:
+    return EkReceivedCt1Sampled(
+        e,
+        auth,
+        _encaps_state(r.encaps_state),
+        _need(r.ek_vector, EK_VECTOR_LENGTH),
+        _need(r.ct1, CT1_LENGTH),
+        _encoder(r.encoder, CT1_LENGTH),
+    )
+
+
+def _restore_ct1_acknowledged(e: int, auth: Authenticator, r: BraidRecord) -> BraidState:
+    return Ct1Acknowledged(
+        e,
+        auth,
+        _need(r.header, HEADER_LENGTH),
+        _encaps_state(r.encaps_state),
+        _need(r.ct1, CT1_LENGTH),
+        _decoder(r.decoder, EK_VECTOR_LENGTH),
+    )
+
+
+# The stored state kind (each class's KIND) -> its restorer.
+_RESTORE: Final[dict[int, _Restore]] = {
+    KeysUnsampled.KIND: lambda e, auth, r: KeysUnsampled(e, auth),
+    KeysSampled.KIND: _restore_keys_sampled,
+    HeaderSent.KIND: _restore_header_sent,
+    Ct1Received.KIND: _restore_ct1_received,
+    EkSentCt1Received.KIND: _restore_ek_sent_ct1_received,
+    NoHeaderReceived.KIND: lambda e, auth, r: NoHeaderReceived(
+        e, auth, _decoder(r.decoder, HDR_PAYLOAD)
+    ),
+    HeaderReceived.KIND: _restore_header_received,
+    Ct1Sampled.KIND: _restore_ct1_sampled,
+    EkReceivedCt1Sampled.KIND: _restore_ek_received_ct1_sampled,
+    Ct1Acknowledged.KIND: _restore_ct1_acknowledged,
+    Ct2Sampled.KIND: lambda e, auth, r: Ct2Sampled(e, auth, _encoder(r.encoder, CT2_PAYLOAD)),
+}
+
+
 def braid_from_record(r: BraidRecord) -> BraidState:
     """Rebuild a braid state from its stored record.
 
@@ -593,70 +690,7 @@ def braid_from_record(r: BraidRecord) -> BraidState:
     if r.epoch < 1:
         raise DecodeError("SPQR state: epoch 0")
     auth = Authenticator(_need(r.auth_root_key, 32), _need(r.auth_mac_key, 32))
-    e = r.epoch
-    k = r.state
-    if k == 1:
-        return KeysUnsampled(e, auth)
-    if k == 2:
-        return KeysSampled(e, auth, _keypair(r.kem_seed), _encoder(r.encoder, HDR_PAYLOAD))
-    if k == 3:
-        return HeaderSent(
-            e,
-            auth,
-            _keypair(r.kem_seed),
-            _encoder(r.encoder, EK_VECTOR_LENGTH),
-            _decoder(r.decoder, CT1_LENGTH),
-        )
-    if k == 4:
-        return Ct1Received(
-            e,
-            auth,
-            _keypair(r.kem_seed),
-            _need(r.ct1, CT1_LENGTH),
-            _encoder(r.encoder, EK_VECTOR_LENGTH),
-        )
-    if k == 5:
-        return EkSentCt1Received(
-            e,
-            auth,
-            _keypair(r.kem_seed),
-            _need(r.ct1, CT1_LENGTH),
-            _decoder(r.decoder, CT2_PAYLOAD),
-        )
-    if k == 6:
-        return NoHeaderReceived(e, auth, _decoder(r.decoder, HDR_PAYLOAD))
-    if k == 7:
-        return HeaderReceived(
-            e, auth, _need(r.header, HEADER_LENGTH), _decoder(r.decoder, EK_VECTOR_LENGTH)
-        )
-    if k == 8:
-        return Ct1Sampled(
-            e,
-            auth,
-            _need(r.header, HEADER_LENGTH),
-            _encaps_state(r.encaps_state),
-            _need(r.ct1, CT1_LENGTH),
-            _encoder(r.encoder, CT1_LENGTH),
-            _decoder(r.decoder, EK_VECTOR_LENGTH),
-        )
-    if k == 9:
-        return EkReceivedCt1Sampled(
-            e,
-            auth,
-            _encaps_state(r.encaps_state),
-            _need(r.ek_vector, EK_VECTOR_LENGTH),
-            _need(r.ct1, CT1_LENGTH),
-            _encoder(r.encoder, CT1_LENGTH),
-        )
-    if k == 10:
-        return Ct1Acknowledged(
-            e,
-            auth,
-            _need(r.header, HEADER_LENGTH),
-            _encaps_state(r.encaps_state),
-            _need(r.ct1, CT1_LENGTH),
-            _decoder(r.decoder, EK_VECTOR_LENGTH),
-        )
-    if k == 11:
-        return Ct2Sampled(e, auth, _encoder(r.encoder, CT2_PAYLOAD))
-    raise DecodeError("SPQR state: unknown braid state")
+    restore = _RESTORE.get(r.state)
+    if restore is None:
+        raise DecodeError("SPQR state: unknown braid state")
+    return restore(r.epoch, auth, r)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from securemsg._proto import storage_pb2
 from securemsg.errors import DecodeError, UnsupportedVersionError, UsageError
-from securemsg.wire import keys as codec
+from securemsg.records import key_storage as codec
 
 U32 = st.integers(0, 2**32 - 1)
 U64 = st.integers(0, 2**64 - 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from securemsg.crypto.curve import KeyPair
+from securemsg.crypto.curve25519 import KeyPair
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import (
     DecodeError,
@@ -13,7 +13,7 @@ from securemsg.errors import (
     UnsupportedVersionError,
     UsageError,
 )
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKey,
     IdentityKeyPair,
     KyberPreKeyRecord,

@@ -11,8 +11,8 @@ signatures are XEdDSA by the identity key over the *serialized* public key (``0x
 peer fetches it; :meth:`PreKeyBundle.verify_signatures` must pass before PQXDH uses it.
 
 ``*Record`` objects hold private keys and are persisted with ``to_bytes`` / ``from_bytes``
-(the codecs are in :mod:`securemsg.wire.keys`; formats are versioned). ``repr`` never shows a
-private key or seed. All randomness comes from the ``rng`` argument.
+(the codecs are in :mod:`securemsg.records.key_storage`; formats are versioned). ``repr``
+never shows a private key or seed. All randomness comes from the ``rng`` argument.
 
 Decoders raise :class:`~securemsg.errors.DecodeError` (malformed bytes, unsupported record
 version) or :class:`~securemsg.errors.InvalidKeyError` (a key with a bad type byte).
@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.kyber1024 import KyberKeyPair, KyberPublicKey
 from securemsg.crypto.primitives import constant_time_eq
 from securemsg.crypto.rng import Rng
 from securemsg.errors import DecodeError, UsageError
 from securemsg.limits import MAX_DEVICE_ID, REGISTRATION_ID_MASK
-from securemsg.wire import keys as codec
+from securemsg.records import key_storage as codec
 
 __all__ = [
     "IdentityKey",

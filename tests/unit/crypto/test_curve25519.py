@@ -7,7 +7,7 @@ from ed25519_reference import BASE, L, P, add, edwards_to_u, mul, small_order_po
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securemsg.crypto.curve import KeyPair, PrivateKey, PublicKey
+from securemsg.crypto.curve25519 import KeyPair, PrivateKey, PublicKey
 from securemsg.crypto.rng import DeterministicRng
 from securemsg.errors import DecodeError, InvalidKeyError
 

@@ -27,7 +27,7 @@ from rich.table import Table
 from securemsg.client import Client, ReceivedMessage
 from securemsg.relay.server import RelayServer
 
-__all__ = ["run_network_demo"]
+__all__ = ["run_demo"]
 
 _NAMES = ("Alice", "Bob", "Carol")
 
@@ -36,7 +36,7 @@ def _short(aci: str) -> str:
     return aci[:8] + "…"
 
 
-async def run_network_demo(
+async def run_demo(
     console: Console, *, prekey_batch: int = 10, db: str | None = None
 ) -> dict[str, object]:
     """Run the demo, printing to ``console`` (on the PostgreSQL database ``db`` if given).

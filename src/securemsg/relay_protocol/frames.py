@@ -6,7 +6,7 @@ A client and the relay exchange one protobuf frame per binary WebSocket message:
 :class:`ClientFrame` (a request id and one request) upstream, and downstream a
 :class:`Response`, an :class:`Envelope` push, the connection's :class:`Challenge` or a
 :class:`QueueEmpty` marker. This module turns those frames into frozen dataclasses and back,
-so that ``relay/`` and ``client/`` never touch the generated protobuf module (``wire/`` is
+so that ``relay/`` and ``client/`` never touch the generated protobuf module (this module is
 its only importer).
 
 Decoding is strict about *format* and leaves *meaning* to the caller: every fixed-size field

@@ -12,6 +12,14 @@ leaves the store as it was. The relay-side split of a v2 message needs no store:
 Names follow libsignal: ``sealed_sender_encrypt``, ``sealed_sender_decrypt``,
 ``sealed_sender_decrypt_to_usmc`` (for group messages: then ``group_decrypt`` on the contents),
 ``sealed_sender_multi_recipient_encrypt``. ``now`` is Unix time in milliseconds.
+
+Sealed sender lives in three modules, one per layer:
+
+* :mod:`securemsg.sealed_sender` -- the recipes over a store (what an application calls);
+* :mod:`securemsg.protocol.sealed_sender` -- the cryptography (certificates, sealing and
+  unsealing, pure: no store);
+* :mod:`securemsg.wire.sealed_sender` -- the bytes (protobuf and hand-framed v2 formats).
+This module is the first of the three: it adds the store and the inner 1:1 message.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from securemsg import cipher
-from securemsg.crypto.curve import PublicKey
+from securemsg.crypto.curve25519 import PublicKey
 from securemsg.crypto.rng import Rng
 from securemsg.errors import NoSessionError, SealedSenderError, UsageError
 from securemsg.protocol.address import ProtocolAddress, ServiceId

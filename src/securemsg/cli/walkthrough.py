@@ -1,4 +1,4 @@
-"""The main job for now: an in-process walkthrough of a securemsg conversation.
+"""``securemsg walkthrough``: an in-process walkthrough of a securemsg conversation.
 
 Two clients, Alice and Bob, each with their own in-memory store (their keys never leave it).
 Bob publishes a prekey bundle (public keys only), Alice processes it (PQXDH with Kyber1024) and
@@ -16,7 +16,7 @@ from typing import TextIO
 from securemsg.cipher import message_decrypt, message_encrypt, process_prekey_bundle
 from securemsg.crypto.rng import DeterministicRng, Rng, SystemRng
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyBundle,
@@ -27,7 +27,7 @@ from securemsg.protocol.keys import (
 from securemsg.store.memory import InMemoryProtocolStore
 from securemsg.wire.messages import CiphertextMessageType
 
-__all__ = ["run_demo"]
+__all__ = ["run_walkthrough"]
 
 
 def _hex(data: bytes, limit: int = 24) -> str:
@@ -65,7 +65,7 @@ def _publish_bundle(
     )
 
 
-def run_demo(*, messages: int = 6, seed: str | None = None, out: TextIO) -> int:
+def run_walkthrough(*, messages: int = 6, seed: str | None = None, out: TextIO) -> int:
     """Run the walkthrough, printing to ``out``. Returns a process exit code."""
     rng: Rng = DeterministicRng(seed.encode()) if seed is not None else SystemRng()
     now = int(time.time() * 1000)

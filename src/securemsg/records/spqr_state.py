@@ -2,9 +2,9 @@
 
 Theory of operation: ``protocol/spqr`` turns its immutable state objects into the plain
 records below and back; this module only maps those records to and from protobuf bytes, so
-the generated ``_pb2`` stays quarantined in ``wire/``. Semantic checks (key lengths, which
-fields a braid state needs) belong to the protocol side; here protobuf errors and unknown
-record versions become :class:`~securemsg.errors.DecodeError`.
+the generated ``_pb2`` stays quarantined in the byte-format packages. Semantic checks (key
+lengths, which fields a braid state needs) belong to the protocol side; here protobuf errors
+and unknown record versions become :class:`~securemsg.errors.DecodeError`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ These are *our* formats (libsignal does not define a portable one for bundles, a
 Kyber prekey as its 64-byte seed). This module only moves bytes: each codec turns a small
 ``*Fields`` value of plain bytes and integers into protobuf bytes and back, checking the
 version and every length. Building key objects (and the ``InvalidKeyError`` a bad key type byte
-gives) is left to :mod:`securemsg.protocol.keys`, which must not import ``_proto``.
+gives) is left to :mod:`securemsg.protocol.identity_and_prekeys`, which must not import ``_proto``.
 
 Versioning: every record carries ``version = 1`` (:data:`RECORD_VERSION`); a decoder refuses any
 other value with :class:`~securemsg.errors.UnsupportedVersionError`. Decoders raise only
