@@ -25,7 +25,7 @@ from securemsg.client import Client
 from securemsg.crypto.rng import SystemRng
 from securemsg.errors import UntrustedIdentityError
 from securemsg.protocol.address import ProtocolAddress
-from securemsg.protocol.keys import (
+from securemsg.protocol.identity_and_prekeys import (
     IdentityKeyPair,
     KyberPreKeyRecord,
     PreKeyRecord,
@@ -33,8 +33,8 @@ from securemsg.protocol.keys import (
 )
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
+from securemsg.relay_protocol import frames as rf
 from securemsg.store.memory import InMemoryProtocolStore
-from securemsg.wire import relay_frames as rf
 from securemsg.wire.content import Content, SentTranscript, encode_padded_content
 from securemsg.wire.messages import PreKeySignalMessage
 
