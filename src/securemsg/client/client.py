@@ -227,6 +227,7 @@ from securemsg.sealed_sender import (
     sealed_sender_multi_recipient_encrypt,
 )
 from securemsg.wire.content import (
+    MAX_CONTENT_TIMESTAMP,
     Content,
     DecryptionErrorMessage,
     GroupContext,
@@ -2151,7 +2152,10 @@ class Client:
             with store.transaction():
                 results = []
                 for envelope in envelopes:
-                    ok, failed = self._process_envelope(envelope)
+                    try:
+                        ok, failed = self._process_envelope(envelope)
+                    except Exception as exc:  # a bug, not the sender's fault: see below
+                        ok, failed = self._unexpected_failure(envelope, exc), True
                     results.append(ok)
                     errors += failed
         except StorageError as exc:
@@ -2199,6 +2203,28 @@ class Client:
         except StorageError:
             return False, False
         return True, failure is not None
+
+    def _unexpected_failure(self, envelope: Envelope, exc: Exception) -> bool:
+        """An envelope whose processing raised something no decoder should let through (a
+        bug): it is recorded as that envelope's failure (reason ``"error"``, no retry request),
+        like an undecryptable one, so that it neither spoils the rest of its batch nor comes
+        back first after every reconnect. Whether it may be acknowledged."""
+        _log.error("processing an envelope failed unexpectedly: %s", type(exc).__name__)
+        failure = InvalidMessageError("the envelope could not be processed")
+        try:
+            with self._store.transaction():
+                self._store.inbox_add(
+                    envelope_id=envelope.id,
+                    server_timestamp=envelope.server_timestamp,
+                    kind="error",
+                    sealed=envelope.type == EnvelopeType.UNIDENTIFIED_SENDER,
+                )
+                attempt = _Attempt()
+                attempt.stage = "processing"  # not a decryption failure: no retry request
+                self._record_failure(envelope, self._now(), attempt, failure)
+        except Exception:  # even recording it fails: leave it queued, as before
+            return False
+        return True
 
     def _record_failure(
         self, envelope: Envelope, now: int, attempt: _Attempt, exc: SecureMsgError
@@ -2363,6 +2389,9 @@ class Client:
             return
         # Keyed by the requester's account: a request can only bring a content back to the
         # account it was sent to, and only for a device it went to.
+        if request.timestamp > MAX_CONTENT_TIMESTAMP:  # no message of ours has such an id
+            _log.info("retry request for an impossible timestamp; ignored")
+            return
         sent = store.sent_get(sender.name, request.timestamp, now)
         if sent is None:
             _log.info("retry request for a message we no longer hold; ignored")
@@ -2408,7 +2437,11 @@ class Client:
             members = known.members if known is not None else group.members
             if sender.name not in members or self._aci not in group.members:
                 raise InvalidMessageError("group message from a non-member")
-            store.save_group(group.group_id, group.title, group.members)
+            if known is None:  # a group we are told of for the first time
+                store.save_group(group.group_id, group.title, group.members)
+            elif (known.title, set(known.members)) != (group.title, set(group.members)):
+                # Groups do not change once made; a member may not rewrite ours.
+                raise InvalidMessageError("group context differs from the group we know")
         if content.sender_key_distribution is not None:
             if group is None:
                 raise InvalidMessageError("sender key without a group")

@@ -1386,6 +1386,8 @@ def decode_server_frame(data: bytes) -> ServerFrame:
         return _decode_response(pb.response)
     if kind == "push":
         e = pb.push
+        if e.client_timestamp > MAX_TIMESTAMP or e.server_timestamp > MAX_TIMESTAMP:
+            raise DecodeError("envelope timestamp out of range")
         return Envelope(
             id=_need(e.id, ENVELOPE_ID_LENGTH, "envelope id"),
             type=int(e.type),

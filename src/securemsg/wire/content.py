@@ -58,6 +58,7 @@ __all__ = [
     "ACCESS_KEY_LENGTH",
     "CONTENT_VERSION",
     "GROUP_ID_LENGTH",
+    "MAX_CONTENT_TIMESTAMP",
     "MAX_GROUP_MEMBERS",
     "PADDING_BLOCK",
     "Content",
@@ -87,6 +88,10 @@ MAX_GROUP_MEMBERS = 1000
 
 _MARKER = 0x80
 _U64_MAX = 2**64 - 1
+#: Largest timestamp a Content (or a transcript) may carry: Unix milliseconds fit in a signed
+#: 64-bit integer (what every store, SQLite included, keeps), so a larger one is refused
+#: when decoded instead of failing when stored.
+MAX_CONTENT_TIMESTAMP = 2**63 - 1
 _U32_MAX = 2**32 - 1
 
 
@@ -97,7 +102,8 @@ class GroupContext:
     Attributes:
         group_id: 16 bytes; also the sender-key distribution id of the group.
         title: the group's display name.
-        members: ACI strings of every member (the creator included).
+        members: ACI strings of every member (the creator included), each in canonical form
+            (``str(uuid.UUID(aci))``).
     """
 
     group_id: bytes
@@ -113,6 +119,8 @@ class GroupContext:
             raise UsageError("group members must be a tuple of str")
         if len(self.members) > MAX_GROUP_MEMBERS:
             raise UsageError("too many group members")
+        if not all(_is_canonical_aci(m) for m in self.members):
+            raise UsageError("group members must be ACIs (canonical UUID strings)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +143,8 @@ class SentTranscript:
     def __post_init__(self) -> None:
         if self.destination is not None and not isinstance(self.destination, str):
             raise UsageError("destination must be a str or None")
-        if type(self.timestamp) is not int or not 0 <= self.timestamp <= _U64_MAX:
-            raise UsageError("timestamp must be a u64 (Unix ms)")
+        if type(self.timestamp) is not int or not 0 <= self.timestamp <= MAX_CONTENT_TIMESTAMP:
+            raise UsageError("timestamp must be 0..2^63-1 (Unix ms)")
         if not isinstance(self.message, Content):
             raise UsageError("message must be a Content")
         if self.message.sync_sent is not None:
@@ -176,8 +184,8 @@ class Content:
     sync_sent: SentTranscript | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if type(self.timestamp) is not int or not 0 <= self.timestamp <= _U64_MAX:
-            raise UsageError("timestamp must be a u64 (Unix ms)")
+        if type(self.timestamp) is not int or not 0 <= self.timestamp <= MAX_CONTENT_TIMESTAMP:
+            raise UsageError("timestamp must be 0..2^63-1 (Unix ms)")
         if self.text is not None and not isinstance(self.text, str):
             raise UsageError("text must be a str or None")
         if self.group is not None and not isinstance(self.group, GroupContext):
@@ -266,23 +274,33 @@ def encode_content(content: Content) -> bytes:
     return pb.SerializeToString()
 
 
+def _is_canonical_aci(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
 def _aci_text(value: str) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise DecodeError("content: a transcript names an invalid ACI") from None
+        raise DecodeError("content: an invalid ACI") from None
 
 
 def _from_pb(pb: content_pb2.Content, *, nested: bool) -> Content:
     if pb.version != CONTENT_VERSION:
         raise UnsupportedVersionError("content: unknown version", pb.version)
+    if pb.timestamp > MAX_CONTENT_TIMESTAMP:
+        raise DecodeError("content: timestamp out of range")
     group: GroupContext | None = None
     if pb.HasField("group"):
         if len(pb.group.id) != GROUP_ID_LENGTH:
             raise DecodeError("content: group id must be 16 bytes")
         if len(pb.group.members) > MAX_GROUP_MEMBERS:
             raise DecodeError("content: too many group members")
-        group = GroupContext(bytes(pb.group.id), pb.group.title, tuple(pb.group.members))
+        members = tuple(_aci_text(m) for m in pb.group.members)
+        group = GroupContext(bytes(pb.group.id), pb.group.title, members)
     access_key: bytes | None = None
     if pb.HasField("access_key"):
         if len(pb.access_key) != ACCESS_KEY_LENGTH:
@@ -299,6 +317,8 @@ def _from_pb(pb: content_pb2.Content, *, nested: bool) -> Content:
             raise DecodeError("content: a transcript with text, group or sender key beside it")
         if len(sent.unidentified_status) > MAX_GROUP_MEMBERS:
             raise DecodeError("content: too many recipients in a transcript")
+        if sent.timestamp > MAX_CONTENT_TIMESTAMP:
+            raise DecodeError("content: transcript timestamp out of range")
         transcript = SentTranscript(
             destination=_aci_text(sent.destination_service_id)
             if sent.HasField("destination_service_id")

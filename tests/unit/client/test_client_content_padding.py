@@ -25,11 +25,11 @@ groups = st.builds(
     GroupContext,
     group_id=st.binary(min_size=16, max_size=16),
     title=st.text(max_size=40),
-    members=st.lists(st.text(max_size=40), max_size=5).map(tuple),
+    members=st.lists(st.uuids().map(str), max_size=5).map(tuple),
 )
 contents = st.builds(
     Content,
-    timestamp=st.integers(min_value=0, max_value=2**64 - 1),
+    timestamp=st.integers(min_value=0, max_value=2**63 - 1),
     text=st.none() | st.text(max_size=400),
     group=st.none() | groups,
     sender_key_distribution=st.none() | st.binary(max_size=200),
