@@ -2262,13 +2262,11 @@ class Client:
                 retry = "pending"
             except SecureMsgError:  # the original does not even parse: nothing to ask for
                 request = None
-            for old in self._store.failures():  # one request per failed message
-                if (old.sender, old.sender_device, old.sent_timestamp) == (
-                    sender.name,
-                    sender.device_id,
-                    envelope.client_timestamp,
-                ) and old.retry in ("pending", "sent"):
-                    retry, request = "impossible", None
+            # one request per failed message
+            if self._store.failure_retry_asked(
+                sender.name, sender.device_id, envelope.client_timestamp
+            ):
+                retry, request = "impossible", None
         self._store.failure_add(
             envelope_id=envelope.id,
             recorded_at=now,
@@ -2509,14 +2507,12 @@ class Client:
     async def _send_retry_requests(self) -> None:
         """Send the queued retry requests (each failure's, once); never raises."""
         store = self._store
-        for row in await self._in_db(store.failures):
-            if row.retry != "pending" or row.retry_request is None or row.sender is None:
-                continue
+        for seq, sender, sender_device, retry_request in await self._in_db(store.failures_to_retry):
             outcome = "failed"
             try:
-                request = DecryptionErrorMessage.from_bytes(row.retry_request)
+                request = DecryptionErrorMessage.from_bytes(retry_request)
                 sent = await self._send_plaintext(
-                    ProtocolAddress(row.sender, row.sender_device or 1),
+                    ProtocolAddress(sender, sender_device or 1),
                     plaintext_content_for(request),
                 )
                 outcome = "sent" if sent else "not-sent"
@@ -2524,7 +2520,7 @@ class Client:
                 if self._closing or _connection_lost(exc):
                     return  # the request stays pending for the next connection
                 _log.warning("retry request not sent: %s (%s)", exc, type(exc).__name__)
-            await self._in_db(functools.partial(store.failure_set_retry, row.seq, outcome))
+            await self._in_db(functools.partial(store.failure_set_retry, seq, outcome))
 
     async def _send_plaintext(self, address: ProtocolAddress, content: PlaintextContent) -> bool:
         """Send a PlaintextContent (a retry request) for one device: sealed (USMC type

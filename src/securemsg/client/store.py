@@ -678,6 +678,28 @@ class ClientStore(SqliteProtocolStore):
         )
         return [self._failure_row(r) for r in rows]
 
+    def failure_retry_asked(self, sender: str, sender_device: int, sent_timestamp: int) -> bool:
+        """Whether a retry request for this message (sender, device, timestamp) is already
+        pending or sent (without reading the recorded ciphertexts)."""
+        row = self._fetchone(
+            "SELECT 1 FROM client_failures WHERE sender = ? AND sender_device = ?"
+            " AND sent_timestamp = ? AND retry IN ('pending', 'sent') LIMIT 1",
+            (sender, sender_device, sent_timestamp),
+        )
+        return row is not None
+
+    def failures_to_retry(self) -> list[tuple[int, str, int | None, bytes]]:
+        """``(seq, sender, sender_device, retry_request)`` of every failure whose retry request
+        waits to be sent, oldest first (without reading the recorded ciphertexts)."""
+        rows = self._fetchall(
+            "SELECT seq, sender, sender_device, retry_request FROM client_failures"
+            " WHERE retry = 'pending' AND retry_request IS NOT NULL AND sender IS NOT NULL"
+            " ORDER BY seq"
+        )
+        return [
+            (int(r[0]), str(r[1]), None if r[2] is None else int(r[2]), bytes(r[3])) for r in rows
+        ]
+
     def failure_mark_delivered(self, seq: int) -> None:
         """Record that the application took failure ``seq`` as an event."""
         with self.transaction():

@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import uuid
 from pathlib import Path
+from unittest import mock
 
 from client_harness import new_client, run, with_relay
 from hostile_relay import EnvelopeForger
@@ -86,6 +87,33 @@ def test_a_corrupted_sealed_envelope_is_retried_and_seen_exactly_once(tmp_path: 
             await alice.send_text(bob.aci, "third")
             again = await bob.receive(timeout=10)
             assert again is not None and again.text == "third"
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run(with_relay(tmp_path, body))
+
+
+def test_receiving_never_reads_the_recorded_ciphertexts(tmp_path: Path) -> None:
+    """The failure record keeps up to MAX_FAILURES ciphertexts of up to 256 KiB each; the
+    receive path used to load all of them after every batch and for every new failure (a
+    sender could make each undecryptable envelope cost a ~125 MiB read). Recording a failure
+    and sending its retry request now query only the columns they need."""
+
+    async def body(relay: RelayServer) -> None:
+        alice, bob = await _pair(relay, tmp_path)
+        try:
+            forger = EnvelopeForger(relay, bob.aci, (alice.aci, alice.device_id), times=2)
+            texts = []
+            reads_every_body = AssertionError("the receive path read every recorded ciphertext")
+            with mock.patch.object(ClientStore, "failures", side_effect=reads_every_body):
+                await alice.send_text(bob.aci, "one")
+                await alice.send_text(bob.aci, "two")
+                assert forger.forged == 2
+                while len(texts) < 2 and (got := await bob.receive(timeout=10)) is not None:
+                    texts.append(got.text)
+            assert sorted(texts) == ["one", "two"]  # both retried and resent
+            assert [r.retry for r in bob.failures()] == ["sent", "sent"]
         finally:
             await alice.close()
             await bob.close()
