@@ -117,6 +117,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 import ssl
 import time
 import uuid
@@ -276,6 +277,11 @@ _KEEP_SIGNED: Final = 3
 _CERT_MARGIN_MS: Final = 3600 * 1000
 #: Reconnect attempts after a dropped connection (delays 0.1 s doubling up to 2 s).
 _RECONNECT_ATTEMPTS: Final = 8
+#: A connection that lasted less than this (seconds) before it dropped does not reset the
+#: reconnect delay: the first delay of the next reconnect doubles instead, up to
+#: _MAX_RECONNECT_DELAY_S, so a relay that accepts and drops at once is not hammered.
+_STABLE_CONNECTION_S: Final = 30.0
+_MAX_RECONNECT_DELAY_S: Final = 60.0
 #: After approving a link, how long the new device may take to register (15 minutes; the
 #: relay's linking codes last 10 by default): until then every send asks the relay whether
 #: our account has other devices.
@@ -552,6 +558,8 @@ class Client:
         self._unidentified_conn: RelayConnection | None = None
         self._pump: asyncio.Task[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
+        self._reconnect_delay = 0.1  # the first delay of the next reconnect (seconds)
+        self._attached_at = 0.0  # loop time the current connection was attached
         self._ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._inbox_event = asyncio.Event()
@@ -983,6 +991,7 @@ class Client:
 
     def _attach(self, conn: RelayConnection) -> None:
         self._known_alone = False  # devices may have been linked while we were away
+        self._attached_at = asyncio.get_running_loop().time()
         self._conn = conn
         self._drained.clear()
         self._ready.set()
@@ -1041,10 +1050,15 @@ class Client:
         return conn
 
     async def _reconnect_loop(self) -> None:
-        delay = 0.1
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._attached_at < _STABLE_CONNECTION_S:  # dropped soon after
+            self._reconnect_delay = min(self._reconnect_delay * 2, _MAX_RECONNECT_DELAY_S)
+        else:
+            self._reconnect_delay = 0.1
+        delay = self._reconnect_delay
         for _ in range(_RECONNECT_ATTEMPTS):
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await asyncio.sleep(delay * random.uniform(0.75, 1.25))  # jitter: no herd
+            delay = min(delay * 2, max(2.0, self._reconnect_delay))
             if self._closing:
                 return
             try:
