@@ -149,6 +149,7 @@ from securemsg.errors import (
     InvalidMessageError,
     InvalidPreKeyError,
     InvalidSignatureError,
+    KeyTransparencyError,
     KeyTransparencyMismatch,
     KeyTransparencyPending,
     MessageGapTooLargeError,
@@ -375,6 +376,21 @@ class DecryptionFailure:
     recorded_at: int
 
 
+class _NeedsKtCheck(Exception):
+    """Raised on the database thread: this envelope would start a session with an account
+    whose identity key was never checked against the key-transparency directory; the batch
+    stops here (nothing of this envelope is written) until the event loop has looked it up."""
+
+    def __init__(self, aci: str, identity_key: bytes) -> None:
+        super().__init__(aci)
+        self.aci = aci
+        self.identity_key = identity_key
+
+
+#: Most first-contact keys remembered as checked (accepted or refused) in one session.
+_MAX_KT_CHECKED: Final = 1024
+
+
 class _Attempt:
     """What is known about an envelope while it is being decrypted (for the failure record)."""
 
@@ -406,6 +422,8 @@ _DESCRIPTIONS: Final[dict[str, str]] = {
     "malformed": "the message bytes are malformed",
     "unsupported-version": "the message uses a protocol version we do not speak",
     "invalid-key": "the message carries an unusable key",
+    "key-transparency": "a first message from an account whose identity key the relay's "
+    "key-transparency directory does not prove",
     "invalid-signature": "the message's signature did not verify",
     "invalid-content": "the message decrypted but its content was refused",
     "error": "the message could not be processed",
@@ -427,6 +445,7 @@ def _failure_reason(exc: SecureMsgError, stage: str, sealed: bool) -> str:
     if sealed and stage == "open" and isinstance(exc, PeerError):
         return "sealed-unopenable"
     for cls, reason in (
+        (KeyTransparencyError, "key-transparency"),
         (UnsupportedVersionError, "unsupported-version"),
         (DecodeError, "malformed"),
         (InvalidMessageError, "invalid-message"),
@@ -590,6 +609,11 @@ class Client:
         self.relay_ssl: ssl.SSLContext | None = None
         #: What the ``kt_pending="warn"`` policy let through (oldest first, the last 100).
         self.kt_warnings: list[KtWarning] = []
+        # first-contact identity keys looked up in the directory, accepted or refused (the
+        # refusal is the typed error to record); index into the batch the lookup stopped at
+        self._kt_accepted: set[tuple[str, bytes]] = set()
+        self._kt_refused: dict[tuple[str, bytes], SecureMsgError] = {}
+        self._kt_needed: tuple[int, _NeedsKtCheck] | None = None
 
     # -- creating and opening -------------------------------------------------------------
 
@@ -2136,14 +2160,55 @@ class Client:
                 self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
 
     async def _handle_envelopes(self, conn: RelayConnection, envelopes: list[Envelope]) -> None:
-        committed = await self._in_db(lambda: self._process_batch(envelopes))
-        # Envelopes not committed stay queued on the relay (they come back).
-        ids = tuple(e.id for e, ok in zip(envelopes, committed, strict=True) if ok)
-        if ids:
-            await self._ack(conn, ids)
-            self._inbox_event.set()
+        rest = envelopes
+        while rest:
+            batch = rest
+            committed = await self._in_db(functools.partial(self._process_batch, batch))
+            # Envelopes not committed stay queued on the relay (they come back).
+            ids = tuple(e.id for e, ok in zip(batch, committed, strict=True) if ok)
+            if ids:
+                await self._ack(conn, ids)
+                self._inbox_event.set()
+            needed = self._kt_needed
+            if needed is None or not await self._kt_check_first_contact(needed[1]):
+                break
+            rest = batch[needed[0] :]  # from the envelope that waited for the lookup
         await self._send_retry_requests()
         await self._send_resends()
+
+    async def _kt_check_first_contact(self, needed: _NeedsKtCheck) -> bool:
+        """Look up a first contact's identity key in the directory (as a fetched bundle's
+        is): accepted, or refused with the typed error the envelope is then recorded with.
+        False when the lookup could not be made (the envelopes stay queued on the relay)."""
+        key = (needed.aci, needed.identity_key)
+        if len(self._kt_accepted) + len(self._kt_refused) >= _MAX_KT_CHECKED:
+            self._kt_accepted.clear()
+            self._kt_refused.clear()
+        try:
+            await self._kt_check(needed.aci, {needed.identity_key})
+        except SecureMsgError as exc:
+            if _connection_lost(exc) or self._closing:
+                return False
+            self._kt_refused[key] = exc
+            return True
+        self._kt_accepted.add(key)
+        return True
+
+    def _require_kt_checked(self, sender: ProtocolAddress, contents: bytes) -> None:
+        """A PreKey message from an account we hold no key for starts a session only with
+        a key the key-transparency directory proves (or, with ``kt_pending="warn"``, one it
+        says is pending), as a fetched bundle does (on the database thread)."""
+        aci = sender.name
+        if aci == self._aci or self._store.account_identity(aci) is not None:
+            return  # our own account (our own key only), or a key already trusted
+        identity = PreKeySignalMessage.from_bytes(contents).identity_key.to_bytes()
+        key = (aci, identity)
+        if key in self._kt_accepted:
+            return
+        refused = self._kt_refused.get(key)
+        if refused is not None:
+            raise refused
+        raise _NeedsKtCheck(aci, identity)
 
     async def _ack(self, conn: RelayConnection, envelope_ids: tuple[bytes, ...]) -> None:
         """Tell the relay to delete the envelopes (only after their inbox commit)."""
@@ -2162,12 +2227,17 @@ class Client:
         """
         store = self._store
         errors = 0
+        self._kt_needed = None
         try:
             with store.transaction():
                 results = []
-                for envelope in envelopes:
+                for index, envelope in enumerate(envelopes):
                     try:
                         ok, failed = self._process_envelope(envelope)
+                    except _NeedsKtCheck as needed:  # the rest waits for the lookup
+                        self._kt_needed = (index, needed)
+                        results.extend([False] * (len(envelopes) - index))
+                        break
                     except Exception as exc:  # a bug, not the sender's fault: see below
                         ok, failed = self._unexpected_failure(envelope, exc), True
                     results.append(ok)
@@ -2335,6 +2405,8 @@ class Client:
         attempt.stage = "decrypt"
         attempt.sender, attempt.msg_type, attempt.contents = sender, msg_type, contents
         if msg_type in (CiphertextMessageType.WHISPER, CiphertextMessageType.PREKEY):
+            if msg_type == CiphertextMessageType.PREKEY:
+                self._require_kt_checked(sender, contents)
             plaintext = cipher.message_decrypt(
                 contents,
                 msg_type,

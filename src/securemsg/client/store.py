@@ -367,6 +367,12 @@ class ClientStore(SqliteProtocolStore):
 
     # -- key/value settings -----------------------------------------------------------------
 
+    def account_identity(self, name: str) -> bytes | None:
+        """The identity key held for any device of account ``name`` (all devices of an
+        account share it), or None if the account is unknown."""
+        row = self._fetchone("SELECT identity_key FROM identities WHERE name = ? LIMIT 1", (name,))
+        return None if row is None else bytes(row[0])
+
     def get_meta(self, key: str) -> Any:
         """The value stored under ``key`` in ``client_meta``, or None."""
         row = self._fetchone("SELECT value FROM client_meta WHERE key = ?", (key,))
