@@ -1248,7 +1248,9 @@ def kt_audit(
     """Verify the append-only proofs between consecutive epochs and the signed head chain.
 
     Prints a summary; exits 1 if anything does not verify. With --cosign-key, posts a
-    cosignature of every verified head (stored by the relay; clients can require them).
+    cosignature of every verified head (clients can require them). The relay stores and
+    serves them only if it runs with --kt-auditor-key naming the printed auditor key; any
+    other relay refuses them (FORBIDDEN).
     """
     from securemsg.cli.kt_audit import audit_db, audit_relay, load_auditor_key
 
