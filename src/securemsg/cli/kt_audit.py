@@ -10,7 +10,10 @@ form one hash chain signed by the directory's head key
 (:func:`audit_relay`, over the relay protocol with no account: ``KtGetKeys``, ``KtGetHeads``,
 ``KtAppendOnly``) or the relay's database (:func:`audit_db`). With an auditor key it then
 cosigns every head it verified (``KtCosign``; into the database with ``--db``), so clients
-that require auditor cosignatures accept them.
+that require auditor cosignatures accept them. The relay stores and serves only the
+cosignatures of the auditors it is configured with (``relay serve --kt-auditor-key``): it
+refuses any other key's ``KtCosign`` (FORBIDDEN), and one written with ``--db`` for a key it
+is not configured with stays unserved.
 
 The head key is taken from the relay (or database) unless the caller pins one
 (``head_key``); when ``from_epoch`` is above 0 the head of that epoch is taken on trust.
@@ -231,7 +234,6 @@ def audit_db(
                     signed.head.epoch,
                     auditor_key.public_key,
                     cosign_head(auditor_key, signed.head),
-                    rf.MAX_KT_COSIGNATURES,
                 )
                 cosigned += 1
         return AuditReport(from_epoch, latest, key.hex(), cosigned)

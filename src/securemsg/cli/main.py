@@ -157,6 +157,26 @@ def relay() -> None:
     """Run the reference relay or report what it holds."""
 
 
+def _auditor_keys(
+    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+) -> tuple[bytes, ...]:
+    from securemsg.relay_protocol.frames import MAX_KT_COSIGNATURES
+
+    keys: list[bytes] = []
+    for text in value:
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise click.BadParameter(f"{text!r} is not a 32-byte public key in hex")
+        if key not in keys:
+            keys.append(key)
+    if len(keys) > MAX_KT_COSIGNATURES:
+        raise click.BadParameter(f"at most {MAX_KT_COSIGNATURES} auditors")
+    return tuple(keys)
+
+
 @relay.command("serve")
 @click.option(
     "--db",
@@ -301,6 +321,17 @@ def relay() -> None:
     default=_DEFAULTS.kt_epoch_interval_s,
     show_default=True,
     help="Seconds between key-transparency epochs (queued identity keys are published).",
+)
+@click.option(
+    "--kt-auditor-key",
+    "kt_auditor_keys",
+    multiple=True,
+    callback=_auditor_keys,
+    metavar="HEX",
+    help="Public key (64 hex digits) of a key-transparency auditor whose cosignatures of the "
+    "epoch heads the relay stores and serves; repeatable, at most 16. Without any, the relay "
+    "refuses every cosignature, and clients that require auditor cosignatures accept none of "
+    "its heads.",
 )
 @click.option(
     "--max-batch",
@@ -497,6 +528,7 @@ def relay_serve(
     sealed_rate: float,
     max_queued_mib: int,
     kt_epoch_interval: float,
+    kt_auditor_keys: tuple[bytes, ...],
     max_account_queued_mib: int,
     identified_burst_mib: int,
     identified_rate_kib: int,
@@ -570,6 +602,7 @@ def relay_serve(
         sealed_burst=sealed_burst,
         sealed_refill_per_s=sealed_rate,
         kt_epoch_interval_s=kt_epoch_interval,
+        kt_auditor_keys=kt_auditor_keys,
         max_account_queued_bytes=max_account_queued_mib * _MIB,
         identified_bytes_burst=identified_burst_mib * _MIB,
         identified_bytes_per_s=identified_rate_kib * 1024.0,
@@ -1215,7 +1248,9 @@ def kt_audit(
     """Verify the append-only proofs between consecutive epochs and the signed head chain.
 
     Prints a summary; exits 1 if anything does not verify. With --cosign-key, posts a
-    cosignature of every verified head (stored by the relay; clients can require them).
+    cosignature of every verified head (clients can require them). The relay stores and
+    serves them only if it runs with --kt-auditor-key naming the printed auditor key; any
+    other relay refuses them (FORBIDDEN).
     """
     from securemsg.cli.kt_audit import audit_db, audit_relay, load_auditor_key
 

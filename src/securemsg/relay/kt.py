@@ -21,9 +21,16 @@ start and kept in the relay database: the VRF key and the Ed25519 head-signing k
   proof of any account (authenticated, rate limited like bundle fetches), the complete history
   of the caller's own account, append-only proofs (at most
   :data:`~securemsg.relay_protocol.frames.MAX_KT_APPEND_ONLY_EPOCHS` epochs and one frame), and
-  stores auditors' cosignatures (verified; at most
-  :data:`~securemsg.relay_protocol.frames.MAX_KT_COSIGNATURES` per epoch, or only the auditors the
-  relay is configured with). Every integer is range-checked; every answer is bounded.
+  stores auditors' cosignatures. Every integer is range-checked; every answer is bounded.
+* **Cosignatures.** The relay stores and serves the cosignatures of the auditors it is
+  configured with (``kt_auditor_keys``, at most
+  :data:`~securemsg.relay_protocol.frames.MAX_KT_COSIGNATURES`) and no one else's: anyone may
+  send ``KtCosign`` and keys cost nothing, so any bound on "anyone's" would be filled by
+  throw-away keys before the auditors a client pins arrive. With no auditor configured it
+  refuses every cosignature (FORBIDDEN). The cheap checks (a configured auditor, an existing
+  epoch, a signature that verifies) come first and spend nothing; a cosignature the relay
+  already holds (they are public: anyone can post one again) is answered OK and spends
+  nothing; only a new cosignature spends a token, of its own auditor's budget.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ KT_REQUESTS = (rf.KtGetKeys, rf.KtGetHeads, rf.KtLookup, rf.KtHistory, rf.KtAppe
 MAX_KT_PROOF_BYTES = rf.MAX_FRAME_SIZE - 64 * 1024
 _U63 = (1 << 63) - 1
 _AUDIT_BUCKET = b"kt-audit"
+_COSIGN_BUCKET = b"kt-cosign"
 _PROOF_ATTEMPTS = 3
 
 
@@ -147,8 +155,16 @@ class RelayKeyTransparency:
         signed = self.store.signed_head(epoch)
         if signed is None:  # pragma: no cover - every committed epoch has a head
             raise _KtRefuse(rf.StatusCode.INTERNAL, "missing epoch head")
-        cosigs = self.store.cosignatures(epoch)[: rf.MAX_KT_COSIGNATURES]
-        return rf.KtHead(signed, tuple(rf.KtCosignature(k, s) for k, s in cosigs))
+        return rf.KtHead(signed, self._cosignatures(epoch))
+
+    def _cosignatures(self, epoch: int) -> tuple[rf.KtCosignature, ...]:
+        # Only the configured auditors' (rows of other keys, e.g. stored by an older relay
+        # that took anyone's, are neither served nor counted).
+        allowed = self._config.kt_auditor_keys
+        if not allowed:
+            return ()
+        cosigs = [rf.KtCosignature(k, s) for k, s in self.store.cosignatures(epoch) if k in allowed]
+        return tuple(cosigs[: rf.MAX_KT_COSIGNATURES])
 
     def answer(
         self, aci: bytes | None, device_id: int, rid: int, body: rf.Request, now: int
@@ -172,8 +188,7 @@ class RelayKeyTransparency:
             heads = []
             for raw in self.store.signed_heads(body.since_epoch, rf.MAX_KT_HEADS):
                 epoch = SignedEpochHead.from_bytes(raw).head.epoch
-                cosigs = self.store.cosignatures(epoch)[: rf.MAX_KT_COSIGNATURES]
-                heads.append(rf.KtHead(raw, tuple(rf.KtCosignature(k, s) for k, s in cosigs)))
+                heads.append(rf.KtHead(raw, self._cosignatures(epoch)))
             return rf.KtHeads(tuple(heads), latest)
         if isinstance(body, rf.KtAppendOnly):
             return self._append_only(body, now)
@@ -237,29 +252,34 @@ class RelayKeyTransparency:
 
     def _cosign(self, body: rf.KtCosign, now: int) -> None:
         allowed = self._config.kt_auditor_keys
-        if allowed and body.auditor_key not in allowed:
+        if not allowed:
+            raise _KtRefuse(
+                rf.StatusCode.FORBIDDEN,
+                "this relay stores no cosignatures: it is configured with no auditors",
+            )
+        if body.auditor_key not in allowed:
             raise _KtRefuse(rf.StatusCode.FORBIDDEN, "not an auditor of this relay")
         if not 1 <= body.epoch <= _U63:
             raise _KtRefuse(rf.StatusCode.BAD_REQUEST, "epoch out of range")
-        if not self._audits.take(_AUDIT_BUCKET, now):
-            raise _KtRefuse(rf.StatusCode.RATE_LIMITED, "too many audit requests")
         raw = self.store.signed_head(body.epoch)
         if raw is None:
             raise _KtRefuse(rf.StatusCode.NOT_FOUND, "no such epoch")
         head = SignedEpochHead.from_bytes(raw).head
         if not verify_cosignature(body.auditor_key, head, body.signature):
             raise _KtRefuse(rf.StatusCode.BAD_REQUEST, "the cosignature does not verify")
-        if not self.store.add_cosignature(
-            body.epoch, body.auditor_key, body.signature, rf.MAX_KT_COSIGNATURES
-        ):
-            raise _KtRefuse(rf.StatusCode.TOO_LARGE, "this epoch holds enough cosignatures")
+        if self.store.cosignature(body.epoch, body.auditor_key) == body.signature:
+            return  # already stored (a cosignature is public: anyone may post it again)
+        if not self._audits.take((_COSIGN_BUCKET, body.auditor_key), now):
+            raise _KtRefuse(rf.StatusCode.RATE_LIMITED, "too many cosignatures of this auditor")
+        self.store.add_cosignature(body.epoch, body.auditor_key, body.signature)
 
 
 def check_config(config: RelayConfig) -> None:
     """Refuse a configuration the directory cannot run with.
 
     Raises:
-        UsageError: a non-positive epoch interval or batch size, or a bad auditor key.
+        UsageError: a non-positive epoch interval or batch size, a bad auditor key, or more
+            auditors than a head can carry cosignatures of.
     """
     if not config.kt_epoch_interval_s > 0:
         raise UsageError("kt_epoch_interval_s must be positive")
@@ -267,6 +287,8 @@ def check_config(config: RelayConfig) -> None:
         raise UsageError("kt_max_epoch_changes must be at least 1")
     if any(not isinstance(k, bytes) or len(k) != 32 for k in config.kt_auditor_keys):
         raise UsageError("auditor keys are 32-byte Ed25519 public keys")
+    if len(set(config.kt_auditor_keys)) > rf.MAX_KT_COSIGNATURES:
+        raise UsageError(f"at most {rf.MAX_KT_COSIGNATURES} auditor keys")
 
 
 class KtPublisherThread:

@@ -256,24 +256,25 @@ class RelayKtStore:
         rows = self._read("SELECT signed_head FROM kt_epochs WHERE epoch = ?", (epoch,))
         return bytes(rows[0][0]) if rows else None
 
-    def add_cosignature(self, epoch: int, auditor_key: bytes, signature: bytes, limit: int) -> bool:
+    def add_cosignature(self, epoch: int, auditor_key: bytes, signature: bytes) -> None:
         """Store an auditor's cosignature of ``epoch`` (replacing that auditor's earlier one).
-        False, storing nothing, when the epoch already holds ``limit`` other auditors'."""
+        The caller decides whose it stores: the relay stores only its configured auditors'
+        (at most :data:`~securemsg.relay_protocol.frames.MAX_KT_COSIGNATURES`), which bounds
+        the rows per epoch."""
         with self._tx() as c:
-            count = int(
-                c.execute(
-                    "SELECT COUNT(*) FROM kt_cosignatures WHERE epoch = ? AND auditor_key != ?",
-                    (epoch, auditor_key),
-                ).fetchone()[0]
-            )
-            if count >= limit:
-                return False
             c.execute(
                 "INSERT INTO kt_cosignatures (epoch, auditor_key, signature) VALUES (?, ?, ?)"
                 " ON CONFLICT (epoch, auditor_key) DO UPDATE SET signature = excluded.signature",
                 (epoch, auditor_key, signature),
             )
-        return True
+
+    def cosignature(self, epoch: int, auditor_key: bytes) -> bytes | None:
+        """The cosignature of ``epoch`` stored for ``auditor_key``, if any."""
+        rows = self._read(
+            "SELECT signature FROM kt_cosignatures WHERE epoch = ? AND auditor_key = ?",
+            (epoch, auditor_key),
+        )
+        return bytes(rows[0][0]) if rows else None
 
     def cosignatures(self, epoch: int) -> list[tuple[bytes, bytes]]:
         """The (auditor key, signature) pairs stored for ``epoch``, by key."""

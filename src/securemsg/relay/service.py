@@ -190,10 +190,13 @@ class RelayConfig:
             "pending" for clients until then.
         kt_max_epoch_changes: most updates one epoch publishes (1000; the rest wait for the
             next), which bounds each epoch's append-only proof so it fits one frame.
-        kt_auditor_keys: Ed25519 public keys (32 bytes) of the auditors whose head
-            cosignatures the relay stores; empty: any auditor's, at most 16 per epoch.
-        kt_audit_burst: unauthenticated audit requests (append-only proofs, cosignatures)
-            the relay answers at once, across all connections (1000).
+        kt_auditor_keys: Ed25519 public keys (32 bytes, at most 16) of the auditors whose
+            head cosignatures the relay stores and serves; no one else's is stored or served.
+            Empty (the default): the relay refuses every cosignature, and clients that
+            require auditor cosignatures accept none of its heads.
+        kt_audit_burst: append-only proofs the relay answers at once, across all
+            connections (1000); and, separately, new cosignatures it stores at once from each
+            configured auditor (refusals and cosignatures already stored spend nothing).
         kt_audit_refill_per_s: audit requests regained per second (50).
         max_account_queued_bytes: most bytes of envelope bodies queued for all devices of
             one recipient account together (256 MiB, whole bodies as the devices will be

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 import securemsg.relay.server as server_module
 from securemsg.cli.main import cli
 from securemsg.relay.service import RelayConfig
+from securemsg.relay_protocol import frames as rf
 
 
 class _Captured(Exception):
@@ -72,3 +73,33 @@ def test_limit_options_reach_the_relay_config(
     assert config.max_transport_buffer_bytes == 512 * 1024
     assert config.max_batch_result_bytes == 4 * 1024 * 1024
     assert config.admission is not None  # the token file survives the other options
+
+
+def test_kt_auditor_keys_reach_the_relay_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[RelayConfig] = []
+
+    class FakeServer:
+        def __init__(self, db: Any, *, config: RelayConfig, ssl: Any = None) -> None:
+            seen.append(config)
+
+        async def start(self, host: str, port: int) -> None:
+            raise _Captured
+
+    monkeypatch.setattr(server_module, "RelayServer", FakeServer)
+    args = ["relay", "serve", "--db", str(tmp_path / "r.db"), "--port", "0"]
+    a, b = "a1" * 32, "B2" * 32
+    result = CliRunner().invoke(cli, [*args, "--kt-auditor-key", a, "--kt-auditor-key", b])
+    assert isinstance(result.exception, _Captured), result.output
+    assert seen[0].kt_auditor_keys == (bytes.fromhex(a), bytes.fromhex(b))
+    result = CliRunner().invoke(cli, args)
+    assert isinstance(result.exception, _Captured), result.output
+    assert seen[1].kt_auditor_keys == ()
+    for bad in ("a1" * 31, "zz" * 32, "a1" * 33):
+        refused = CliRunner().invoke(cli, [*args, "--kt-auditor-key", bad])
+        assert refused.exit_code == 2 and "--kt-auditor-key" in refused.output
+    many = [x for i in range(rf.MAX_KT_COSIGNATURES + 1) for x in ("--kt-auditor-key", f"{i:064x}")]
+    refused = CliRunner().invoke(cli, [*args, *many])
+    assert refused.exit_code == 2 and "--kt-auditor-key" in refused.output
+    assert len(seen) == 2

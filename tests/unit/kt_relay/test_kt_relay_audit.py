@@ -23,7 +23,7 @@ from securemsg.errors import (
 from securemsg.kt.cosign import count_cosignatures
 from securemsg.kt.heads import SignedEpochHead
 from securemsg.relay.server import RelayServer
-from securemsg.relay.service import RelayService
+from securemsg.relay.service import RelayConfig, RelayService
 from securemsg.relay_protocol import frames as rf
 from securemsg.relay_protocol.akd import decode_append_only_proof, encode_append_only_proof
 
@@ -53,9 +53,10 @@ async def _churn(relay: RelayServer, epochs: int, seed: int) -> None:
 
 def test_the_auditor_verifies_100_epochs_of_churn_and_refuses_tampering(tmp_path: Path) -> None:
     auditor = Ed25519SigningKey(b"\x09" * 32)
+    config = RelayConfig(kt_auditor_keys=(auditor.public_key,))
 
     async def body() -> None:
-        async with RelayServer(tmp_path / "relay.db") as relay:
+        async with RelayServer(tmp_path / "relay.db", config=config) as relay:
             await _churn(relay, 100, seed=1)
             report = await audit_relay(relay.url)
             assert (report.from_epoch, report.to_epoch, report.cosigned) == (0, 100, 0)

@@ -110,7 +110,9 @@ def test_kt_frames_round_trip_and_are_bounded() -> None:
 def test_the_relay_refuses_bad_kt_requests_and_keeps_its_keys(tmp_path: Path) -> None:
     db = tmp_path / "relay.db"
     with SqliteRelayStore.open(db) as store:
-        config = RelayConfig(kt_audit_burst=3, kt_audit_refill_per_s=0.001)
+        config = RelayConfig(
+            kt_audit_burst=3, kt_audit_refill_per_s=0.001, kt_auditor_keys=(b"\x02" * 32,)
+        )
         service = RelayService(store, SystemRng(), config)
         kt = service.kt
         assert kt is not None
@@ -130,7 +132,9 @@ def test_the_relay_refuses_bad_kt_requests_and_keeps_its_keys(tmp_path: Path) ->
         assert ask(rf.KtCosign(0, b"\x02" * 32, b"\x03" * 64)).code == rf.StatusCode.BAD_REQUEST
         assert ask(rf.KtCosign(9, b"\x02" * 32, b"\x03" * 64)).code == rf.StatusCode.NOT_FOUND
         assert ask(rf.KtCosign(1, b"\x02" * 32, b"\x03" * 64)).code == rf.StatusCode.BAD_REQUEST
-        assert ask(rf.KtAppendOnly(0, 1)).code == rf.StatusCode.OK  # the third of 3 tokens
+        assert ask(rf.KtCosign(1, b"\x04" * 32, b"\x03" * 64)).code == rf.StatusCode.FORBIDDEN
+        for _ in range(3):  # the refused cosignatures spent none of the 3 tokens
+            assert ask(rf.KtAppendOnly(0, 1)).code == rf.StatusCode.OK
         assert ask(rf.KtAppendOnly(0, 1)).code == rf.StatusCode.RATE_LIMITED
         me = Session(nonce=b"\x00" * 32, aci=b"\x07" * 16, device_id=1)
         assert ask(rf.KtHistory(b"\x01" * 16), me).code == rf.StatusCode.FORBIDDEN
@@ -154,6 +158,7 @@ def test_the_relay_refuses_bad_kt_requests_and_keeps_its_keys(tmp_path: Path) ->
             RelayConfig(kt_max_epoch_changes=0),
             RelayConfig(kt_epoch_interval_s=0),
             RelayConfig(kt_auditor_keys=(b"short",)),
+            RelayConfig(kt_auditor_keys=tuple(bytes([i]) * 32 for i in range(17))),
         ):
             with pytest.raises(UsageError):
                 RelayService(store, SystemRng(), bad)

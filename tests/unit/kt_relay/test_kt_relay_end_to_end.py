@@ -29,6 +29,7 @@ from securemsg.errors import (
 )
 from securemsg.kt.heads import EpochHead, SignedEpochHead, sign_epoch_head
 from securemsg.relay.server import RelayServer
+from securemsg.relay.service import RelayConfig
 from securemsg.relay_protocol import frames as rf
 
 
@@ -208,9 +209,10 @@ def test_a_client_requiring_cosignatures_waits_for_the_auditor(tmp_path: Path) -
     from securemsg.cli.kt_audit import audit_relay
 
     auditor = Ed25519SigningKey(b"\x07" * 32)
+    config = RelayConfig(kt_auditor_keys=(auditor.public_key,))
 
     async def body() -> None:
-        async with RelayServer(tmp_path / "relay.db") as relay:
+        async with RelayServer(tmp_path / "relay.db", config=config) as relay:
             alice, bob = await _pair(
                 relay,
                 tmp_path,
