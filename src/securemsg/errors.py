@@ -24,7 +24,8 @@ tell a bug in its own code from a hostile or broken peer::
     │       ├── KeyTransparencyHeadError    bad head signature; forked or rolled-back chain
     │       ├── KeyTransparencyMismatch     a bundle's identity key is not the published one
     │       ├── KeyTransparencyPending      the key is not in a published epoch yet
-    │       └── KeyTransparencyMonitorError our own label holds a version we did not create
+    │       ├── KeyTransparencyMonitorError our own label holds a version we did not create
+    │       └── KeyTransparencyHistoryWithheld  the relay withholds our own label's history
     ├── UntrustedIdentityError      the peer's identity key changed: needs a user decision
     ├── NoSessionError              no usable session with that address
     ├── FingerprintError            safety numbers do not match or are not comparable
@@ -55,6 +56,7 @@ __all__ = [
     "KeyTransparencyDecodeError",
     "KeyTransparencyError",
     "KeyTransparencyHeadError",
+    "KeyTransparencyHistoryWithheld",
     "KeyTransparencyMismatch",
     "KeyTransparencyMonitorError",
     "KeyTransparencyPending",
@@ -402,3 +404,28 @@ class KeyTransparencyMonitorError(KeyTransparencyError):
     def __init__(self, message: str, versions: tuple[tuple[int, int], ...]) -> None:
         super().__init__(message, "monitor")
         self.versions = versions
+
+
+class KeyTransparencyHistoryWithheld(KeyTransparencyError):
+    """Self-monitoring got no complete answer about our own account, where an honest relay
+    gives one: a relay hiding our history could hide a key it published for us, so this is
+    as serious as :class:`KeyTransparencyMonitorError`: tell the user.
+
+    Reason ``"withheld"``: the relay answered "pending" (no proof, no head) after this
+    device had already seen its key published (``published_epoch``), or longer than
+    :data:`securemsg.client.kt.FIRST_PUBLICATION_WINDOW_S` after registration
+    (``published_epoch`` 0). Reason ``"queued"``: the history verifies, but the relay says
+    another value is queued for our account (this device never changes its key, so that value
+    is not ours). Nothing changes on ``"withheld"``; on ``"queued"`` the verified head is
+    stored first, as for :class:`KeyTransparencyMonitorError`.
+
+    Attributes:
+        aci: our account (a UUID string).
+        published_epoch: the epoch in which this device first saw its key published; 0 if it
+            never did.
+    """
+
+    def __init__(self, message: str, reason: str, aci: str, published_epoch: int) -> None:
+        super().__init__(message, reason)
+        self.aci = aci
+        self.published_epoch = published_epoch

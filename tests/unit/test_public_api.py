@@ -262,6 +262,7 @@ EXPECTED: dict[str, str] = {
     "KeyTransparencyDecodeError": "exception(KeyTransparencyError)",
     "KeyTransparencyError": "exception(PeerError)",
     "KeyTransparencyHeadError": "exception(KeyTransparencyError)",
+    "KeyTransparencyHistoryWithheld": "exception(KeyTransparencyError)",
     "KeyTransparencyMismatch": "exception(KeyTransparencyError)",
     "KeyTransparencyMonitorError": "exception(KeyTransparencyError)",
     "KeyTransparencyPending": "exception(KeyTransparencyError)",

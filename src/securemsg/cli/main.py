@@ -911,22 +911,62 @@ def client_send(home: Path, to: str, text: str, allow_identified: bool) -> None:
 
 
 async def _kt_check(c: Any, *, now: bool = False) -> None:
-    """Run the client's self-monitoring (``now``, or if due); say in words what it found."""
-    from securemsg.errors import KeyTransparencyError, KeyTransparencyMonitorError
+    """Run the client's self-monitoring (``now``, or if due); say in words what it found: a
+    warning line for a pending result and for every failure, nothing when all is well."""
+    from securemsg.errors import (
+        DeviceRemovedError,
+        KeyTransparencyError,
+        KeyTransparencyHistoryWithheld,
+        KeyTransparencyMonitorError,
+        RelayError,
+    )
 
+    advice = "Compare safety numbers with your contacts and stop trusting this relay."
     try:
-        await (c.kt_monitor() if now else c.kt_monitor_if_due())
+        result = await (c.kt_monitor() if now else c.kt_monitor_if_due())
     except KeyTransparencyMonitorError as exc:
         versions = ", ".join(f"version {v} (epoch {e})" for v, e in exc.versions)
         click.echo(
             "WARNING: the relay's key-transparency directory lists an identity key for your "
             f"account that this device did not create ({versions}). People who fetch your "
-            "keys now may be encrypting to someone else. Compare safety numbers with your "
-            "contacts and stop trusting this relay.",
+            f"keys now may be encrypting to someone else. {advice}",
+            err=True,
+        )
+    except KeyTransparencyHistoryWithheld as exc:
+        if exc.reason == "queued":
+            what = (
+                "the relay says an identity key this device did not create is queued for your "
+                "account"
+            )
+        elif exc.published_epoch:
+            what = (
+                'the relay withholds your account\'s key history (it answers "pending"), '
+                f"though this device saw your key published in epoch {exc.published_epoch}"
+            )
+        else:
+            what = (
+                "the relay withholds your account's key history: your key is still not "
+                "published, long after registration"
+            )
+        click.echo(
+            f"WARNING: {what}. It may be hiding a key it published for you, so people who "
+            f"fetch your keys may be encrypting to someone else. {advice}",
             err=True,
         )
     except KeyTransparencyError as exc:
         click.echo(f"WARNING: the relay could not prove your key in its directory: {exc}", err=True)
+    except DeviceRemovedError:
+        raise
+    except RelayError as exc:
+        click.echo(f"WARNING: your key-transparency check did not run: {exc}", err=True)
+    else:
+        if result is not None and result.pending:
+            click.echo(
+                "WARNING: your identity key is not in the relay's key-transparency directory "
+                "yet (pending), so it cannot be checked; the relay publishes it with its next "
+                "epoch.",
+                err=True,
+            )
 
 
 @client.command("receive")

@@ -958,6 +958,7 @@ class Client:
             if self._trust_root is None:
                 self._store.set_meta("trust_root", root.to_bytes())
             self._kt.store_keys(kt_keys)
+            self._kt.start_pending_window(self._now())
             self._store.set_meta("registered", 1)
         self._registered = True
         self._trust_root = root
@@ -1521,23 +1522,37 @@ class Client:
         """Check our own account's key history in the relay's directory now.
 
         Every version must carry our identity key; the check's time is recorded for
-        :meth:`kt_monitor_if_due`.
+        :meth:`kt_monitor_if_due`. Fails closed: the epoch in which this device first sees
+        its key published is kept in the device database, and from then on the relay must
+        answer with a verified history every time; "pending" is accepted only before that,
+        and only for :data:`~securemsg.client.kt.FIRST_PUBLICATION_WINDOW_S` (24 h) after
+        registration. A pending result says our key cannot be checked yet: show it.
+
+        Returns:
+            The result (``pending`` True: not published yet, within the window).
 
         Raises:
             KeyTransparencyMonitorError: the directory holds a key for us this device did not
                 create (others may be encrypting to someone else): tell the user.
+            KeyTransparencyHistoryWithheld: the relay answers "pending" although our key was
+                published, or beyond the window after registration (reason ``"withheld"``),
+                or says a key we did not create is queued for us (reason ``"queued"``): a
+                relay hiding a key it published for us looks like this; tell the user.
             KeyTransparencyError: a proof or head does not verify.
             RelayError: the relay refused or is unreachable.
         """
         identity = self._store.get_identity_key_pair().identity_key.to_bytes()
         try:
-            return await self._kt.monitor(self._request, self._aci, identity)
+            return await self._kt.monitor(self._request, self._aci, identity, self._now())
         finally:
             self._store.set_meta("kt_monitor_at", self._now())
 
     async def kt_monitor_if_due(self) -> KtMonitorResult | None:
         """:meth:`kt_monitor` if ``kt_monitor_interval_s`` passed since the last check (or
-        there was none); None otherwise. Raises as :meth:`kt_monitor`."""
+        there was none); None otherwise. Raises as :meth:`kt_monitor`, fails closed as it
+        does (a relay answering "pending" after our key was published raises
+        :class:`~securemsg.errors.KeyTransparencyHistoryWithheld`), and returns a pending
+        result only within the window after registration."""
         last = self._store.get_meta_int("kt_monitor_at", 0)
         if last and self._now() - last < self._kt_interval_ms:
             return None

@@ -23,7 +23,16 @@ connection).
 * **Monitoring** (:meth:`ClientKeyTransparency.monitor`): the complete history of our own
   account must verify, and every version's value must be our identity key (this device never
   changes its identity key, so every other value is one we did not create):
-  :class:`~securemsg.errors.KeyTransparencyMonitorError` otherwise.
+  :class:`~securemsg.errors.KeyTransparencyMonitorError` otherwise. Monitoring fails closed
+  when the relay does not answer with a history: the epoch in which our key was first seen
+  published is kept (``kt_own_epoch``), and after it a "pending" answer (no proof, no head) is
+  :class:`~securemsg.errors.KeyTransparencyHistoryWithheld` (reason ``"withheld"``): an honest
+  relay never unpublishes a key, and a hostile one would otherwise hide a key it published
+  for us behind "pending". Before the first publication "pending" is the honest answer, but
+  only for :data:`FIRST_PUBLICATION_WINDOW_S` after registration (``kt_pending_since``, or the
+  first pending answer for a device registered by an older version); later it is refused
+  too. A history that verifies but comes with ``pending`` (a value queued for our account,
+  which this device did not create) is refused with reason ``"queued"``.
 
 Nothing is stored until everything verified: a refusal leaves the stored head in place.
 """
@@ -38,6 +47,7 @@ from securemsg.client.store import ClientStore
 from securemsg.errors import (
     KeyTransparencyError,
     KeyTransparencyHeadError,
+    KeyTransparencyHistoryWithheld,
     KeyTransparencyMismatch,
     KeyTransparencyMonitorError,
     RelayError,
@@ -49,12 +59,27 @@ from securemsg.kt.verify import verify_history, verify_lookup
 from securemsg.relay_protocol import frames as rf
 from securemsg.relay_protocol.akd import decode_history_proof, decode_lookup_proof
 
-__all__ = ["ClientKeyTransparency", "KtMonitorResult", "KtWarning", "Requester"]
+__all__ = [
+    "FIRST_PUBLICATION_WINDOW_S",
+    "ClientKeyTransparency",
+    "KtMonitorResult",
+    "KtWarning",
+    "Requester",
+]
 
 #: Sends one request over the client's relay connection; returns the OK response.
 Requester = Callable[[rf.Request], Awaitable[rf.Response]]
 #: Most KtGetHeads round trips one chain extension may take (256 heads each).
 _MAX_HEAD_PAGES = 4096
+#: How long after registration the relay may call our own account's key "pending" before
+#: self-monitoring refuses (seconds). A relay publishes every ``kt_epoch_interval_s`` (60 s by
+#: default) at most ``kt_max_epoch_changes`` registrations (1000), so a day is over a thousand
+#: epochs: room for a long backlog or an outage, and still a bound.
+FIRST_PUBLICATION_WINDOW_S = 24 * 3600
+#: Meta keys: when the device registered (Unix ms; the window starts there), and the epoch in
+#: which it first saw its own key published (absent: not yet).
+_PENDING_SINCE = "kt_pending_since"
+_OWN_EPOCH = "kt_own_epoch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +101,10 @@ class KtMonitorResult:
     """The outcome of a successful self-monitoring run.
 
     Attributes:
-        pending: our key is not in a published epoch yet (nothing to check yet).
+        pending: our key is not in a published epoch yet (nothing to check yet); only ever
+            within :data:`FIRST_PUBLICATION_WINDOW_S` of registration, and never once this
+            device saw its key published (those raise
+            :class:`~securemsg.errors.KeyTransparencyHistoryWithheld`).
         epoch: the epoch checked (0 while pending).
         versions: how many versions of our account the directory holds (all ours).
     """
@@ -130,6 +158,16 @@ class ClientKeyTransparency:
                 "the relay's key-transparency keys differ from the pinned ones", "keys"
             )
         return vrf, head
+
+    @property
+    def published_epoch(self) -> int:
+        """The epoch in which this device first saw its own key published (0: not yet)."""
+        return self._store.get_meta_int(_OWN_EPOCH, 0)
+
+    def start_pending_window(self, now_ms: int) -> None:
+        """Record that the device registered now: its own key may be "pending" for
+        :data:`FIRST_PUBLICATION_WINDOW_S` from here (call inside a store transaction)."""
+        self._store.set_meta(_PENDING_SINCE, now_ms)
 
     def store_keys(self, keys: tuple[bytes, bytes]) -> None:
         """Pin the directory's (VRF key, head key) (call inside a store transaction)."""
@@ -234,13 +272,26 @@ class ClientKeyTransparency:
             self._save_head(signed)
         return True
 
-    async def monitor(self, request: Requester, aci: str, identity_key: bytes) -> KtMonitorResult:
+    async def monitor(
+        self, request: Requester, aci: str, identity_key: bytes, now_ms: int
+    ) -> KtMonitorResult:
         """Check the complete history of our own account (see the module docstring).
+
+        ``now_ms`` (Unix ms) decides whether a "pending" answer is still within
+        :data:`FIRST_PUBLICATION_WINDOW_S` of registration.
+
+        Returns:
+            The result; ``pending`` only before our key was ever seen published and within
+            the window.
 
         Raises:
             KeyTransparencyMonitorError: a version whose value is not our identity key (the
                 verified head is stored first: the history it proves is what the relay
                 published).
+            KeyTransparencyHistoryWithheld: reason ``"withheld"``, the relay answered
+                "pending" after our key was seen published, or after the window (nothing
+                stored); reason ``"queued"``, the history verifies but the relay says another
+                value is queued for our account (the verified head is stored first).
             KeyTransparencyError: a proof, head or chain does not verify (nothing stored).
             RelayError: the relay refused.
         """
@@ -251,7 +302,7 @@ class ClientKeyTransparency:
             raise RelayError("relay sent no history proof", int(rf.StatusCode.INTERNAL))
         if body.head is None:
             if body.pending:
-                return KtMonitorResult(True, 0, 0)
+                return self._pending(aci, now_ms)
             raise KeyTransparencyError("the relay sent a history without a head", "history")
         proof = decode_history_proof(body.proof)
         signed = await self._extend(request, body.head)
@@ -259,8 +310,11 @@ class ClientKeyTransparency:
         results = verify_history(
             vrf_key, head.root_hash, head.epoch, _aci_bytes(aci), proof, HistoryParams.complete()
         )
+        ours = [r.epoch for r in results if r.value == identity_key]
         with self._store.transaction():
             self._save_head(signed)
+            if ours and not self.published_epoch:
+                self._store.set_meta(_OWN_EPOCH, min(ours))
         foreign = tuple((r.version, r.epoch) for r in results if r.value != identity_key)
         if foreign:
             raise KeyTransparencyMonitorError(
@@ -268,4 +322,38 @@ class ClientKeyTransparency:
                 "device did not create",
                 foreign,
             )
+        if body.pending:
+            raise KeyTransparencyHistoryWithheld(
+                "the relay says another identity key is queued for this account; this device "
+                "did not create it",
+                "queued",
+                aci,
+                self.published_epoch,
+            )
         return KtMonitorResult(False, head.epoch, len(results))
+
+    def _pending(self, aci: str, now_ms: int) -> KtMonitorResult:
+        """The relay says our key is not published yet: accept that only before this device
+        ever saw it published, and only within the window after registration."""
+        published = self.published_epoch
+        if published:
+            raise KeyTransparencyHistoryWithheld(
+                f'the relay withholds this account\'s key history ("pending"), but this '
+                f"device saw its key published in epoch {published}",
+                "withheld",
+                aci,
+                published,
+            )
+        since = self._store.get_meta_int(_PENDING_SINCE, 0)
+        if not since:  # registered by an older version: the window starts at this answer
+            self._store.set_meta(_PENDING_SINCE, now_ms)
+            since = now_ms
+        if now_ms - since > FIRST_PUBLICATION_WINDOW_S * 1000:
+            raise KeyTransparencyHistoryWithheld(
+                "the relay has not published this account's key in the "
+                f"{FIRST_PUBLICATION_WINDOW_S // 3600} hours since registration",
+                "withheld",
+                aci,
+                0,
+            )
+        return KtMonitorResult(True, 0, 0)

@@ -35,6 +35,7 @@ class _RelayThread:
         self.ready = threading.Event()
         self.url = ""
         self.trust_root = ""
+        self._relay: RelayServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
@@ -43,10 +44,18 @@ class _RelayThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         async with RelayServer(self.db) as relay:
+            self._relay = relay
             self.url = relay.url
             self.trust_root = relay.trust_root_public.to_bytes().hex()
             self.ready.set()
             await self._stop.wait()
+
+    def publish_kt_epoch(self) -> int | None:
+        """Publish the queued key-transparency updates now (not after the epoch interval)."""
+        assert self._loop is not None and self._relay is not None
+        done = asyncio.run_coroutine_threadsafe(self._relay.publish_kt_epoch(), self._loop)
+        result: int | None = done.result(WAIT_S)
+        return result
 
     def __enter__(self) -> _RelayThread:
         self._thread.start()
@@ -156,6 +165,7 @@ def test_link_approve_devices_unlink(tmp_path: Path, relay: _RelayThread) -> Non
     assert "device: 2" in whoami
     # The laptop is a full device of the account: it connects, and its own key-transparency
     # check finds the account's one key (the same identity key as the primary's).
+    assert relay.publish_kt_epoch() == 1
     received = CliRunner().invoke(cli, ["client", "receive", "--home", str(laptop)])
     assert received.exit_code == 0, received.output
     assert "WARNING" not in received.output

@@ -12,6 +12,7 @@ from typing import Any
 
 from click.testing import CliRunner
 from kt_relay_harness import publish_false_key
+from test_kt_relay_self_monitoring import answer_history_pending
 
 from securemsg.cli.main import cli
 from securemsg.relay.server import RelayServer
@@ -71,6 +72,33 @@ def test_client_receive_reports_a_key_it_did_not_create(tmp_path: Path) -> None:
         assert warned.exit_code == 0, warned.output
         assert "did not create (version 2 (epoch 2))" in warned.output
         assert "Compare safety numbers" in warned.output
+
+
+def test_client_receive_says_when_its_key_is_pending_or_its_history_withheld(
+    tmp_path: Path,
+) -> None:
+    with _RelayThread(tmp_path / "relay.db") as thread:
+        relay = thread.relay
+        assert relay is not None
+        root = relay.trust_root_public.to_bytes().hex()
+        home = tmp_path / "bob"
+        runner = CliRunner()
+        args = ["client", "register", "--home", str(home), "--relay", relay.url]
+        assert runner.invoke(cli, [*args, "--trust-root", root]).exit_code == 0
+        pending = runner.invoke(cli, ["client", "receive", "--home", str(home)])
+        assert pending.exit_code == 0, pending.output
+        assert "WARNING: your identity key is not in the relay's key-transparency" in (
+            pending.output
+        )
+        thread.run(relay.publish_kt_epoch())
+        ok = runner.invoke(cli, ["client", "receive", "--home", str(home)])
+        assert ok.exit_code == 0, ok.output
+        assert "WARNING" not in ok.output
+        answer_history_pending(relay)
+        withheld = runner.invoke(cli, ["client", "receive", "--home", str(home)])
+        assert withheld.exit_code == 0, withheld.output
+        assert "WARNING: the relay withholds your account's key history" in withheld.output
+        assert "published in epoch 1" in withheld.output
 
 
 def test_relay_serve_has_a_kt_epoch_interval_option() -> None:
