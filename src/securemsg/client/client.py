@@ -2028,6 +2028,77 @@ class Client:
                 body = message.to_bytes()
         raise RelayError("the member's device list kept changing", int(StatusCode.CONFLICT))
 
+    def _sealed_group_messages(
+        self, member: str, usmc: UnidentifiedSenderMessageContent
+    ) -> list[OutgoingMessage]:
+        """``usmc`` sealed (v1) to each device of ``member`` (database thread)."""
+        targets = [
+            (d, self._remote_registration_id(ProtocolAddress(member, d)))
+            for d in self._devices(member)
+        ]
+        return self._seal_plaintext(member, targets, usmc)
+
+    async def _send_group_sealed_v1(
+        self,
+        group: StoredGroup,
+        context: GroupContext,
+        members: Sequence[str],
+        ts: int,
+        padded: bytes,
+        allow: bool,
+    ) -> None:
+        """The group message to each of ``members`` as sealed sender v1 (one ``SendSealed``
+        each, which the relay-wide budget for refused uploads does not charge), with the same
+        mismatch repair and the same fail-closed rule as the sealed upload."""
+        store = self._store
+        for member in members:
+            for _ in range(_SEND_ATTEMPTS):
+                message = await self._in_db(
+                    lambda: group_encrypt(
+                        self._address, uuid.UUID(bytes=group.group_id), padded, store, rng=self._rng
+                    )
+                )
+                cert = await self._sender_certificate()
+                usmc = UnidentifiedSenderMessageContent.new(
+                    CiphertextMessageType.SENDERKEY,
+                    cert,
+                    message.to_bytes(),
+                    ContentHint.DEFAULT,
+                    group.group_id,
+                )
+                messages = await self._in_db(
+                    functools.partial(self._sealed_group_messages, member, usmc)
+                )
+                access = await self._in_db(functools.partial(store.get_access_key, member))
+                try:
+                    conn = await self._unidentified()
+                    await conn.request(
+                        SendSealed(_aci_bytes(member), access or b"", ts, tuple(messages))
+                    )
+                    break
+                except RelayError as exc:
+                    if exc.code == StatusCode.CONFLICT:
+                        await self._repair(exc.details, [member])
+                        await self._distribute_sender_key(group.group_id, context, allow)
+                        continue
+                    if exc.code == StatusCode.UNAUTHENTICATED and allow:
+                        body = message.to_bytes()
+                        await self._send_group_identified(
+                            group, context, member, ts, padded, body, allow
+                        )
+                        break
+                    if exc.code == StatusCode.UNAUTHENTICATED:
+                        raise SealedDeliveryRefused(
+                            "the relay refused a sealed group message (nothing was sent "
+                            "identified)",
+                            exc.code,
+                            "refused",
+                            member,
+                        ) from None
+                    raise
+            else:
+                raise RelayError("the member's device list kept changing", int(StatusCode.CONFLICT))
+
     async def send_group_text(
         self, group_id: bytes, text: str, *, allow_identified: bool | None = None
     ) -> int:
@@ -2106,6 +2177,11 @@ class Client:
                         )
                     )
                     continue
+                if exc.code == StatusCode.RATE_LIMITED:
+                    # The relay-wide budget for refused anonymous uploads is spent (a storm
+                    # of refused sends, anybody's): sealed sender v1, member by member.
+                    await self._send_group_sealed_v1(group, context, sealed_to, ts, padded, allow)
+                    break
                 if exc.code == StatusCode.UNAUTHENTICATED:
                     if not allow:
                         raise SealedDeliveryRefused(
