@@ -686,8 +686,10 @@ class RelayService:
         if isinstance(body, rf.FetchBundles):
             return self._fetch(s, rid, body, now)
         if isinstance(body, rf.GetDevices):
-            # Only the caller's own account, or one whose access key the caller holds: no
-            # existence oracle for an ACI the caller has no contact card of.
+            # Only the caller's own account, or one whose access key the caller holds: the
+            # device list and registration ids are not for strangers. (Whether an account
+            # exists is no secret from an authenticated caller: FetchBundles says it, as
+            # Signal's key endpoint does, within its rate limits.)
             if body.aci != aci and not self._access_ok(body.aci, body.access_key):
                 raise _Refuse(rf.StatusCode.UNAUTHENTICATED, "unidentified access refused")
             account = self.store.get_account(body.aci)
