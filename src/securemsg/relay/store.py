@@ -42,7 +42,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
@@ -54,6 +54,7 @@ from securemsg.relay.filescan import blank_live
 from securemsg.store.sqlite_base import (
     SIDE_FILE_SUFFIXES,
     Schema,
+    UnsafeDirectory,
     connect,
     immediate_transaction,
     make_files_private,
@@ -585,7 +586,7 @@ def _message(row: Sequence[Any]) -> QueuedMessage:
 
 def _warn_loosened(path: str, mode: int) -> None:
     _LOG.warning(
-        "relay database file %s was readable by others (mode %o); now 0600",
+        "relay database file %s was readable by others (mode %o); making it 0600",
         os.path.basename(path),
         mode,
     )
@@ -635,8 +636,11 @@ class SqliteRelayStore:
             try:
                 make_files_private(path_str, create=True, loosened=_warn_loosened)
             except OSError as exc:
+                where = f" ({exc.filename})" if isinstance(exc, UnsafeDirectory) else ""
                 raise StorageError(
-                    "cannot create or protect the relay database file: " + (exc.strerror or "error")
+                    "cannot create or protect the relay database file: "
+                    + (exc.strerror or "error")
+                    + where
                 ) from exc
         with sqlite_errors(_db_error):
             # Not bound to the opening thread: the relay hands the store to its storage thread.
@@ -668,12 +672,21 @@ class SqliteRelayStore:
         # A crash between a deleting commit and its checkpoint leaves old pages in the WAL.
         self._residue = True
         self._checkpoint()
-        self._fix_companions()
+        self._fix_companions(strict=True)
 
-    def _fix_companions(self) -> None:
-        if on_disk(self._path):
-            with suppress(OSError):
-                make_files_private(self._path, create=False, loosened=_warn_loosened)
+    def _fix_companions(self, *, strict: bool = False) -> None:
+        """Side files SQLite (re)created are ``0600`` too. When opening, a file that cannot be
+        made private fails the open (fail closed); after a checkpoint it is logged."""
+        if not on_disk(self._path):
+            return
+        try:
+            make_files_private(self._path, create=False, loosened=_warn_loosened)
+        except OSError as exc:
+            if strict:
+                raise StorageError(
+                    "cannot protect the relay database's files: " + (exc.strerror or "error")
+                ) from exc
+            _LOG.error("cannot protect the relay database's files: %s", type(exc).__name__)
 
     def _after_commit(self) -> None:
         """Runs after every outer COMMIT: once envelopes were deleted, checkpoint the WAL

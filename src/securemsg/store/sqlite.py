@@ -55,6 +55,7 @@ from securemsg.store.base import (
 )
 from securemsg.store.sqlite_base import (
     Schema,
+    UnsafeDirectory,
     connect,
     immediate_transaction,
     make_files_private,
@@ -137,7 +138,7 @@ _log = logging.getLogger("securemsg.store")
 
 
 def _warn_loosened(path: str, mode: int) -> None:
-    _log.warning("%s was accessible to other users (mode %o); changed to 0600", path, mode)
+    _log.warning("%s was accessible to other users (mode %o); making it 0600", path, mode)
 
 
 def _make_files_private(path: str, *, create: bool) -> None:
@@ -145,8 +146,9 @@ def _make_files_private(path: str, *, create: bool) -> None:
     try:
         make_files_private(path, create=create, loosened=_warn_loosened)
     except OSError as exc:
+        where = f" ({exc.filename})" if isinstance(exc, UnsafeDirectory) else ""
         raise StorageError(
-            "cannot create or protect the database file: " + (exc.strerror or "error")
+            "cannot create or protect the database file: " + (exc.strerror or "error") + where
         ) from None
 
 

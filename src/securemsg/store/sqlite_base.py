@@ -31,6 +31,7 @@ such a mapping to a block.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import stat
@@ -46,6 +47,8 @@ __all__ = [
     "PRIVATE_MODE",
     "SIDE_FILE_SUFFIXES",
     "Schema",
+    "UnsafeDirectory",
+    "check_private_directory",
     "connect",
     "immediate_transaction",
     "make_files_private",
@@ -135,8 +138,39 @@ def _make_private(path: str, *, create: bool, loosened: Callable[[str, int], Non
         os.close(fd)
 
 
+class UnsafeDirectory(PermissionError):
+    """The database's directory lets another user create files in it (or is theirs)."""
+
+
+def check_private_directory(path: str) -> str:
+    """The real path of the database at ``path``, after checking its directory.
+
+    SQLite creates ``-wal``, ``-shm`` and ``-journal`` files next to the database's real path
+    (symlinks resolved) and reuses any it finds there. In a directory another user can write
+    to, that user can create them first (or make the database a link) and read every page
+    SQLite writes: private keys included. So the directory holding the real path must belong
+    to this user (or to root) and be writable by nobody else, as ssh asks of its key files.
+
+    Raises:
+        UnsafeDirectory: the directory is writable by group or others, or another user's.
+        OSError: the directory cannot be examined.
+    """
+    real = os.path.realpath(path)
+    directory = os.path.dirname(real) or "."
+    st = os.stat(directory)
+    if st.st_uid not in (os.geteuid(), 0) or st.st_mode & 0o022:
+        raise UnsafeDirectory(
+            errno.EPERM,
+            "the database's directory is writable by other users or not ours; "
+            "put the database in a private directory",
+            directory,
+        )
+    return real
+
+
 def make_files_private(path: str, *, create: bool, loosened: Callable[[str, int], None]) -> None:
-    """Give the database at ``path`` and its side files mode ``0600``.
+    """Give the database at ``path`` and its side files mode ``0600``, after
+    :func:`check_private_directory` (the side files are those of the real path).
 
     Args:
         path: the database file (a path :func:`on_disk` accepts).
@@ -146,11 +180,13 @@ def make_files_private(path: str, *, create: bool, loosened: Callable[[str, int]
             could access, before it is tightened (its contents may already have been read).
 
     Raises:
+        UnsafeDirectory: see :func:`check_private_directory`.
         OSError: a file cannot be created, opened or changed.
     """
-    _make_private(path, create=create, loosened=loosened)
+    real = check_private_directory(path)
+    _make_private(real, create=create, loosened=loosened)
     for suffix in SIDE_FILE_SUFFIXES:
-        _make_private(path + suffix, create=False, loosened=loosened)
+        _make_private(real + suffix, create=False, loosened=loosened)
 
 
 # -- transactions -------------------------------------------------------------------------------

@@ -147,3 +147,62 @@ def test_the_protocol_store_files_are_private(
         pass
     assert _mode(db) == 0o600
     assert any("accessible to other users" in r.getMessage() for r in caplog.records)
+
+
+# -- the directory: nobody else may create files next to a database -----------------------------
+
+
+def _open_protocol(path: Path) -> None:
+    from securemsg.crypto.rng import SystemRng
+    from securemsg.protocol.identity_and_prekeys import IdentityKeyPair
+
+    SqliteProtocolStore.open(path, IdentityKeyPair.generate(SystemRng()), 7).close()
+
+
+def _open_relay(path: Path) -> None:
+    from securemsg.relay.store import SqliteRelayStore
+
+    SqliteRelayStore.open(path).close()
+
+
+OPENERS = {"protocol store": _open_protocol, "relay store": _open_relay}
+
+
+@pytest.mark.parametrize("opener", sorted(OPENERS))
+def test_a_database_where_others_can_create_files_is_refused(tmp_path: Path, opener: str) -> None:
+    """SQLite reuses a ``-wal`` it finds next to the database: another user who can write to
+    the directory could create it first (readable by them) and read every page, private
+    keys included. Such a directory is refused before anything is written."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(StorageError, match="writable by other users"):
+        OPENERS[opener](shared / "x.db")
+    assert list(shared.iterdir()) == []
+
+
+@pytest.mark.parametrize("opener", sorted(OPENERS))
+def test_a_database_linked_into_such_a_directory_is_refused(tmp_path: Path, opener: str) -> None:
+    """SQLite puts the side files next to the link's target: that directory is checked."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    (mine / "x.db").symlink_to(shared / "x.db")
+    with pytest.raises(StorageError, match="writable by other users"):
+        OPENERS[opener](mine / "x.db")
+    assert list(shared.iterdir()) == []
+
+
+def test_a_directory_of_another_user_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    if os.geteuid() == 0:
+        os.chown(theirs, 4242, -1)  # root: give it to another user
+    else:
+        monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 4242)  # or become another
+    with pytest.raises(StorageError, match="writable by other users or not ours"):
+        _open_protocol(theirs / "x.db")
