@@ -705,15 +705,27 @@ def client() -> None:
     """A client device in a directory: register, send, receive, chat; link devices."""
 
 
+def _make_private_dirs(new_dirs: list[Path]) -> None:
+    """Create ``new_dirs`` (deepest first, as listed), each ``0700`` whatever the umask: a
+    parent left group- or world-writable would let another user move the home away."""
+    for d in reversed(new_dirs):
+        d.mkdir(mode=0o700)
+        d.chmod(0o700)  # mkdir's mode is filtered by the umask
+
+
 def _private_home(home: Path) -> None:
-    """Make an existing home directory owner-only (``0700``), warning if it was not."""
-    mode = stat.S_IMODE(home.stat().st_mode)
+    """Make an existing home directory owner-only (``0700``), warning if it was not; refuse
+    one that belongs to another user (they could plant files SQLite would use)."""
+    st = home.stat()
+    if st.st_uid != os.geteuid():
+        raise click.ClickException(f"{home} belongs to another user: use a directory of your own")
+    mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
+        home.chmod(0o700)
         click.echo(
             f"warning: {home} was accessible to other users (mode {mode:o}); changed to 0700",
             err=True,
         )
-        home.chmod(0o700)
 
 
 async def _open(home: Path, *, allow_identified: bool = False) -> Any:
@@ -777,8 +789,7 @@ def client_register(
     async def go() -> None:
         nonlocal created_db
         if created_home:
-            home.mkdir(parents=True, mode=0o700)
-            home.chmod(0o700)  # mkdir's mode is filtered by the umask
+            _make_private_dirs(new_dirs)
         else:
             _private_home(home)
         if path.exists():  # an earlier attempt created the device but did not register it
@@ -834,9 +845,15 @@ def client_whoami(home: Path) -> None:
 
 @client.command("add-contact")
 @_home_option
-@click.argument("card")
-def client_add_contact(home: Path, card: str) -> None:
-    """Remember a contact card (ACI:ACCESSKEY) so messages to it are sealed."""
+@click.argument("card", required=False)
+def client_add_contact(home: Path, card: str | None) -> None:
+    """Remember a contact card (ACI:ACCESSKEY) so messages to it are sealed.
+
+    Leave CARD out (or give `-`) to paste it on standard input: the access key in it is
+    visible to every user of this machine (ps, /proc) while a command with it runs.
+    """
+    if card is None or card == "-":
+        card = click.prompt("contact card", prompt_suffix=": ", err=True)
 
     async def go() -> None:
         c = await _open(home)
@@ -887,14 +904,20 @@ def _print_failure(console: Console, f: Any) -> None:
     "--to", "to", required=True, help="The recipient's ACI, or their contact card (ACI:ACCESSKEY)."
 )
 @_allow_identified_option
-@click.argument("text")
-def client_send(home: Path, to: str, text: str, allow_identified: bool) -> None:
+@click.argument("text", required=False)
+def client_send(home: Path, to: str, text: str | None, allow_identified: bool) -> None:
     """Send TEXT to one account, sealed (the relay does not learn the sender).
 
+    Leave TEXT out (or give `-`) to read the message from standard input: a message on the
+    command line is visible to every user of this machine (ps, /proc) while it is sent.
     Without the recipient's access key (give their contact card as --to, or add-contact it
     first), or if the relay refuses sealed delivery, the send fails and nothing is sent,
     unless --allow-identified.
     """
+    if text is None or text == "-":
+        text = sys.stdin.read().rstrip("\n")
+        if not text:
+            raise click.UsageError("no message on standard input")
 
     async def go() -> None:
         c = await _open(home, allow_identified=allow_identified)
@@ -1150,8 +1173,7 @@ def client_link(
 
     async def go() -> None:
         if created_home:
-            home.mkdir(parents=True, mode=0o700)
-            home.chmod(0o700)  # mkdir's mode is filtered by the umask
+            _make_private_dirs(new_dirs)
         else:
             _private_home(home)
         c = await Client.link(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +209,64 @@ def test_expected_errors_are_one_line_and_nonzero(tmp_path: Path) -> None:
 def test_main_returns_an_exit_status() -> None:
     assert main(["--help"]) == 0
     assert main(["no-such-command"]) == 2
+
+
+def test_message_and_card_can_come_on_standard_input(
+    tmp_path: Path, relay_thread: _RelayThread
+) -> None:
+    """What is on a command line every user of the machine can read (ps, /proc): the text
+    and the contact card (its access key) may come on standard input instead."""
+    runner = CliRunner()
+    cards = {}
+    for name in ("a", "b"):
+        r = runner.invoke(
+            cli,
+            [
+                "client", "register", "--home", str(tmp_path / name),
+                "--relay", relay_thread.url, "--trust-root", relay_thread.trust_root,
+            ],
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+        cards[name] = r.output.split("contact card: ")[1].strip()
+    bob_aci = cards["b"].split(":")[0]
+    r = runner.invoke(cli, ["client", "add-contact", "--home", str(tmp_path / "a")], cards["b"])
+    assert r.exit_code == 0 and "added " + bob_aci in r.output, r.output
+    r = runner.invoke(
+        cli,
+        ["client", "send", "--home", str(tmp_path / "a"), "--to", bob_aci],
+        input="my bank PIN is 4321\n",
+    )
+    assert r.exit_code == 0 and "sealed" in r.output, r.output
+    r = runner.invoke(cli, ["client", "receive", "--home", str(tmp_path / "b")])
+    assert "my bank PIN is 4321" in r.output
+    empty = runner.invoke(
+        cli, ["client", "send", "--home", str(tmp_path / "a"), "--to", bob_aci], input=""
+    )
+    assert empty.exit_code == 2 and "no message" in empty.output
+
+
+def test_homes_are_private_all_the_way_and_never_another_users(
+    tmp_path: Path, relay_thread: _RelayThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a permissive umask the directories a command creates are 0700 each (a parent
+    others may write lets them move the home away); a home of another user is refused."""
+    old = os.umask(0)
+    try:
+        home = tmp_path / "p1" / "p2" / "alice"
+        r = CliRunner().invoke(
+            cli,
+            [
+                "client", "register", "--home", str(home),
+                "--relay", relay_thread.url, "--trust-root", relay_thread.trust_root,
+            ],
+        )  # fmt: skip
+    finally:
+        os.umask(old)
+    assert r.exit_code == 0, r.output
+    for d in (tmp_path / "p1", tmp_path / "p1" / "p2", home):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 4242)  # it is not ours
+    r = CliRunner().invoke(cli, ["client", "whoami", "--home", str(theirs)])
+    assert r.exit_code == 1 and "belongs to another user" in r.output
