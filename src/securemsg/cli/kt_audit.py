@@ -21,6 +21,7 @@ The head key is taken from the relay (or database) unless the caller pins one
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,16 +78,36 @@ def load_auditor_key(path: str | os.PathLike[str]) -> Ed25519SigningKey:
     """The auditor's Ed25519 key from ``path`` (64 hex characters, its seed); a new key is
     created there (mode 0600) if the file does not exist.
 
+    An existing file must be ours and private, as ssh asks of its keys: a link, a file of
+    another user or one that group or others may read or write is refused (a planted or
+    readable seed would let someone else cosign as this auditor).
+
     Raises:
-        UsageError: the file does not hold 64 hex characters.
+        UsageError: the file does not hold 64 hex characters, or is not private.
         OSError: the file cannot be read or created.
     """
     try:
-        with open(path, encoding="ascii") as f:
-            text = f.read().strip()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
+        fd = -1
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError("the auditor key file is a symbolic link; refusing it") from None
+        raise
+    if fd >= 0:
+        with os.fdopen(fd, encoding="ascii") as f:
+            st = os.fstat(f.fileno())
+            if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                raise UsageError(
+                    "the auditor key file must belong to you and be readable by you only "
+                    "(chmod 600)"
+                )
+            text = f.read(200).strip()
+    else:
         seed = os.urandom(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
+        )
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(seed.hex() + "\n")
         return Ed25519SigningKey(seed)

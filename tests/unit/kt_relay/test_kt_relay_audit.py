@@ -19,6 +19,7 @@ from securemsg.errors import (
     KeyTransparencyError,
     KeyTransparencyHeadError,
     KeyTransparencyProofError,
+    UsageError,
 )
 from securemsg.kt.cosign import count_cosignatures
 from securemsg.kt.heads import SignedEpochHead
@@ -143,3 +144,21 @@ def test_kt_audit_command_on_the_database_cosigns(tmp_path: Path) -> None:
     bad = CliRunner().invoke(cli, ["kt", "audit", "--db", str(db), "--from", "13"])
     assert bad.exit_code == 1 and "Error" in bad.output
     assert issubclass(KeyTransparencyHeadError, KeyTransparencyError)
+
+
+def test_an_auditor_key_file_others_could_read_or_plant_is_refused(tmp_path: Path) -> None:
+    """A seed someone else wrote or can read lets them cosign as this auditor: like ssh with
+    its keys, only a private file of our own is used (never through a link)."""
+    readable = tmp_path / "readable.key"
+    readable.write_text("07" * 32 + "\n")
+    readable.chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600"):
+        load_auditor_key(readable)
+    target = tmp_path / "target.key"
+    target.write_text("07" * 32 + "\n")
+    target.chmod(0o600)
+    link = tmp_path / "link.key"
+    link.symlink_to(target)
+    with pytest.raises(UsageError, match="symbolic link"):
+        load_auditor_key(link)
+    assert load_auditor_key(target).public_key  # a private file of ours is used
