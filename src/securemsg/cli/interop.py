@@ -15,7 +15,9 @@ Theory of operation
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import click
@@ -193,9 +195,9 @@ def run_command(
             raise click.ClickException(str(exc)) from None
     console.print(summary_table(report))
     if junit is not None:
-        junit.write_bytes(report.to_junit())
+        _write_report(junit, report.to_junit())
     if json_path is not None:
-        json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        _write_report(json_path, (json.dumps(report.to_json(), indent=2) + "\n").encode())
     if not report.ok:
         for r in report.results:
             if r.status == "fail":
@@ -236,3 +238,19 @@ def peer_command() -> None:
     from securemsg.interop.peer import main
 
     main()
+
+
+def _write_report(path: Path, data: bytes) -> None:
+    """Write a report, never through a symbolic link (in a shared directory another user
+    could point ``path`` at a file of ours to overwrite), at most ``0644``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise click.ClickException(
+                f"{path} is a symbolic link: not writing through it"
+            ) from None
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)

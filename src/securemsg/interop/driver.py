@@ -260,7 +260,7 @@ class PeerProcess:
             raise PeerCrashed(f"{self.label}: answer to {op} longer than {MAX_LINE} bytes")
         try:
             answer = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting too deep is not an answer either
             self._kill()
             raise PeerCrashed(f"{self.label}: answer to {op} is not JSON: {raw[:200]!r}") from None
         if not isinstance(answer, dict) or answer.get("id") != request_id:

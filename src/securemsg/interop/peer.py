@@ -66,7 +66,15 @@ from securemsg import (
     sealed_sender_multi_recipient_encrypt,
 )
 
-__all__ = ["CAPABILITIES", "PROTOCOL", "BadRequest", "Refused", "SecuremsgPeer", "main"]
+__all__ = [
+    "CAPABILITIES",
+    "MAX_REQUEST_LINE",
+    "PROTOCOL",
+    "BadRequest",
+    "Refused",
+    "SecuremsgPeer",
+    "main",
+]
 
 PROTOCOL = "securemsg-interop/1"
 CAPABILITIES = (
@@ -82,6 +90,9 @@ CAPABILITIES = (
     "fingerprint",
 )
 _MAX_ENCRYPT_MANY = 100_000
+#: Longest request line read (characters): the protocol's line bound, as the driver's
+#: ``MAX_LINE`` (docs/interop-protocol.md); a longer one is refused, never held whole.
+MAX_REQUEST_LINE = 64 * 1024 * 1024
 
 
 class BadRequest(Exception):
@@ -195,16 +206,26 @@ class SecuremsgPeer:
         return {"id": rid, "ok": True, **result}
 
     def serve(self, stdin: IO[str], stdout: IO[str]) -> None:
-        """Answer requests until stdin closes."""
-        for line in stdin:
-            if not line.strip():
+        """Answer requests until stdin closes. A line longer than the protocol's
+        :data:`MAX_REQUEST_LINE` is refused whole (read in bounded pieces,
+        never held), as is JSON nested too deep to parse."""
+        while True:
+            line = stdin.readline(MAX_REQUEST_LINE + 1)
+            if not line:
+                break
+            if len(line) > MAX_REQUEST_LINE and not line.endswith("\n"):
+                while line and not line.endswith("\n"):  # skip the rest of the line
+                    line = stdin.readline(MAX_REQUEST_LINE + 1)
+                answer = {"id": None, "ok": False, "error": _error("internal", "line too long")}
+            elif not line.strip():
                 continue
-            try:
-                request = json.loads(line)
-            except ValueError:
-                answer = {"id": None, "ok": False, "error": _error("internal", "bad JSON")}
             else:
-                answer = self.handle(request)
+                try:
+                    request = json.loads(line)
+                except (ValueError, RecursionError):
+                    answer = {"id": None, "ok": False, "error": _error("internal", "bad JSON")}
+                else:
+                    answer = self.handle(request)
             stdout.write(json.dumps(answer, separators=(",", ":")) + "\n")
             stdout.flush()
         self.close()
@@ -612,9 +633,10 @@ def _error(kind: str, message: str) -> dict[str, str]:
 def state_dir() -> Path:
     """The state directory: ``SECUREMSG_INTEROP_STATE_DIR`` or a fresh temporary one."""
     configured = os.environ.get("SECUREMSG_INTEROP_STATE_DIR")
-    if configured:
+    if configured:  # it holds the parties' private keys: owner-only, whatever the umask
         path = Path(configured)
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)
         return path
     return Path(tempfile.mkdtemp(prefix="securemsg-peer-"))
 

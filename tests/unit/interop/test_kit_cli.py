@@ -31,6 +31,24 @@ def test_run_prints_the_table_and_writes_reports(tmp_path: Path) -> None:
     assert out_xml.read_bytes().startswith(b"<?xml")
 
 
+def test_a_report_is_never_written_through_a_symbolic_link(tmp_path: Path) -> None:
+    """In a shared directory another user could point the report's name at a file of ours
+    (say ~/.profile) to have it overwritten: the run refuses instead."""
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    link = tmp_path / "report.json"
+    link.symlink_to(precious)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "interop", "run", "--a", "securemsg", "--b", "securemsg",
+            "--only", "fingerprint", "--seed", "9", "--json", str(link),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "symbolic link" in result.output
+    assert precious.read_text() == "keep me\n"
+
+
 def test_a_failing_run_exits_1(tmp_path: Path) -> None:
     broken = Path(__file__).resolve().parent / "broken_peers.py"
     import sys

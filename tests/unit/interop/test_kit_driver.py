@@ -164,3 +164,35 @@ def test_a_peer_that_crashes_fails_one_call_and_is_restarted(tmp_path: Path) -> 
     assert status[("groups", "B->A")] == "pass"
     failed = next(r for r in report.results if r.status == "fail")
     assert failed.divergence is not None and "broke the protocol" in failed.divergence
+
+
+def test_the_securemsg_peer_refuses_deep_nesting_and_over_long_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON nested too deep raised RecursionError (a traceback; the peer stopped answering),
+    and one huge line was held whole in memory. Both get an error answer now, and the peer
+    goes on."""
+    import io
+    import json
+
+    from securemsg.interop import peer as peer_module
+
+    monkeypatch.setattr(peer_module, "MAX_REQUEST_LINE", 1_000_000)
+    requests = "[" * 200_000 + "\n" + '{"id": 1, "op": "' + "x" * 1_500_000 + '"}\n'
+    requests += json.dumps({"id": 2, "op": "hello"}) + "\n"
+    out = io.StringIO()
+    peer_module.SecuremsgPeer(tmp_path).serve(io.StringIO(requests), out)
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [a["ok"] for a in answers] == [False, False, True]
+    assert answers[0]["error"]["message"] == "bad JSON"
+    assert answers[1]["error"]["message"] == "line too long"
+    assert answers[2]["id"] == 2
+
+
+def test_an_answer_nested_too_deep_is_a_protocol_error(tmp_path: Path) -> None:
+    body = 'print("[" * 200000, flush=True)\n'
+    with (
+        PeerProcess(fake_peer(tmp_path, body), label="deep") as peer,
+        pytest.raises(PeerCrashed, match="not JSON"),
+    ):
+        peer.call("encrypt")
