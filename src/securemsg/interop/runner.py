@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import random
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
@@ -133,13 +134,23 @@ class Report:
             )
             if r.status == "fail":
                 failure = ET.SubElement(
-                    case, "failure", message=r.divergence or "failed", type="divergence"
+                    case, "failure", message=_xml_text(r.divergence or "failed"), type="divergence"
                 )
-                failure.text = r.stderr or ""
+                failure.text = _xml_text(r.stderr or "")
             elif r.status == "unsupported":
-                ET.SubElement(case, "skipped", message=f"not supported: {r.divergence}")
+                ET.SubElement(case, "skipped", message=_xml_text(f"not supported: {r.divergence}"))
         data: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
         return data
+
+
+#: Characters XML 1.0 cannot hold, even escaped (controls other than tab, newline and
+#: carriage return; lone surrogates; U+FFFE and U+FFFF).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """A peer's text as XML can hold it: each impossible character becomes U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def select(only: Iterable[str] | None) -> list[str]:

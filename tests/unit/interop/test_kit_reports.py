@@ -136,6 +136,20 @@ def test_mixed_report_validates(schema: dict[str, Any]) -> None:
     assert failure is not None and failure.attrib["message"] == "B accepted a flipped MAC <&>"
 
 
+def test_control_characters_from_a_peer_do_not_break_the_junit_file() -> None:
+    """A peer's stderr and divergence text are the peer's (colour codes, NULs): characters
+    XML cannot hold are replaced, so the report still parses and validates."""
+    report = mixed_report()
+    report.results[1] = Result(
+        "tamper", "A->B", "fail", 0.2, "bad \x00 byte", "\x1b[31mred\x1b[0m \ud800 \x07\n"
+    )
+    junit = report.to_junit()
+    validate_junit(junit)
+    failure = ET.fromstring(junit).find("./testsuite/testcase/failure")
+    assert failure is not None and failure.attrib["message"] == "bad \ufffd byte"
+    assert failure.text == "\ufffd[31mred\ufffd[0m \ufffd \ufffd\n"
+
+
 def test_a_real_run_validates(schema: dict[str, Any]) -> None:
     peer = ("securemsg", resolve_peer("securemsg"))
     report = run_suite(
