@@ -40,3 +40,11 @@ async def new_client(relay: RelayServer, path: Path, **kw: object) -> Client:
 async def with_relay(tmp: Path, body: Callable[[RelayServer], Awaitable[T]]) -> T:
     async with RelayServer(tmp / "relay.db") as relay:
         return await body(relay)
+
+
+def introduce(*clients: Client) -> None:
+    """Every client learns every other's contact card (so each may send to each sealed)."""
+    for x in clients:
+        for y in clients:
+            if x is not y:
+                x.add_contact(y.contact_card)

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from client_harness import new_client, run, with_relay
+from client_harness import introduce, new_client, run, with_relay
 
 from securemsg._proto import content_pb2
 from securemsg.errors import DecodeError
@@ -38,10 +38,7 @@ def test_a_member_cannot_rewrite_a_group_in_another_members_store(tmp_path: Path
         alice, bob, carol, eve = [await new_client(relay, tmp_path / f"{n}.db") for n in names]
         clients = (alice, bob, carol, eve)
         try:
-            for x in clients:
-                for y in clients:
-                    if x is not y:
-                        x.add_contact(y.contact_card)
+            introduce(*clients)
             gid = alice.create_group("family", [bob.aci, carol.aci])
             await alice.send_group_text(gid, "hello family")
             for c in (bob, carol):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from client_harness import new_client, run, with_relay
+from client_harness import introduce, new_client, run, with_relay
 
 from securemsg.relay.server import RelayServer
 from securemsg.relay.service import Outcome, Session
@@ -26,10 +26,7 @@ def test_group_messages_go_sealed_one_member_at_a_time_while_uploads_are_refused
         alice, bob, carol = [await new_client(relay, tmp_path / f"{n}.db") for n in names]
         clients = (alice, bob, carol)
         try:
-            for x in clients:
-                for y in clients:
-                    if x is not y:
-                        x.add_contact(y.contact_card)
+            introduce(*clients)
             gid = alice.create_group("g", [bob.aci, carol.aci])
             await alice.send_group_text(gid, "before the storm")
             for c in (bob, carol):
