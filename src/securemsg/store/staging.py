@@ -220,7 +220,8 @@ class StagingStore:
         self._reg_id: int | None = None
         # What the source said, per (kind, key); a prekey the source does not hold is None.
         self._cache: dict[tuple[str, Any], Any] = {}
-        # Staged writes: ("identity"|"session"|"sender_key", key) -> the write.
+        # Staged writes: ("identity"|"session"|"sender_key", key) -> the write; the last
+        # identity staged for an account also under ("account_identity", name).
         self._overlay: dict[tuple[str, Any], StoreWrite] = {}
         self._removed: dict[int, None] = {}
         self._marks: list[MarkKyberPreKeyUsed] = []
@@ -352,7 +353,10 @@ class StagingStore:
     def save_identity(self, address: ProtocolAddress, identity_key: IdentityKey) -> bool:
         """Stage saving ``identity_key`` for ``address``; True if it replaces a different key."""
         previous = self.get_identity(address)
-        self._stage(("identity", _addr(address)), SaveIdentity(address, identity_key))
+        write = SaveIdentity(address, identity_key)
+        self._stage(("identity", _addr(address)), write)
+        # Also under the account, for is_trusted_identity (writes() does not emit this kind).
+        self._stage(("account_identity", address.name), write)
         return previous is not None and previous != identity_key
 
     def is_trusted_identity(
@@ -360,11 +364,10 @@ class StagingStore:
     ) -> bool:
         """The source's answer; for an account with an identity staged in this batch (on any
         of its devices), that key only (trust is per account, as in the stores)."""
-        name = address.name
-        for (kind, key), staged in self._overlay.items():
-            if kind == "identity" and key[0] == name:
-                assert isinstance(staged, SaveIdentity)
-                return bool(staged.identity_key == identity_key)
+        staged = self._overlay.get(("account_identity", address.name))
+        if staged is not None:
+            assert isinstance(staged, SaveIdentity)
+            return bool(staged.identity_key == identity_key)
         return bool(self._read("trust", (address, identity_key, direction)))
 
     def get_identity(self, address: ProtocolAddress) -> IdentityKey | None:

@@ -71,3 +71,18 @@ def test_trusting_a_changed_key_trusts_it_for_the_whole_account(store: Any, reco
         assert store.is_trusted_identity(address, records.identity_key(2), Direction.SENDING)
         assert not store.is_trusted_identity(address, records.identity_key(1), Direction.SENDING)
     assert store.get_identity(ALICE_2).to_bytes() == records.identity_key(2).to_bytes()
+
+
+def test_a_batch_stages_trust_per_account_too(store: Any, records: Any) -> None:
+    """In a batch (the staging store), an identity staged for one device of an account is the
+    only key trusted for its other devices, and a rollback forgets it."""
+    from securemsg.store.staging import StagingStore
+
+    staging = StagingStore(store)
+    mark = staging.checkpoint()
+    staging.save_identity(ALICE, records.identity_key(1))
+    assert staging.is_trusted_identity(ALICE_2, records.identity_key(1), Direction.RECEIVING)
+    assert not staging.is_trusted_identity(ALICE_2, records.identity_key(2), Direction.RECEIVING)
+    assert [type(w).__name__ for w in staging.writes()] == ["SaveIdentity"]  # written once
+    staging.rollback(mark)
+    assert staging.is_trusted_identity(ALICE_2, records.identity_key(2), Direction.RECEIVING)
